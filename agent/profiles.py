@@ -1,0 +1,177 @@
+"""Model profiles: every provider and model fact tome relies on, as data.
+
+A provider is a base URL and a row of this table, never a subclass. Prices change: they live
+here, dated, and can be overridden from settings.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.errors import ConfigError
+from agent.records import Mode, Usage
+
+__all__ = ["Prices", "ModelProfile", "PROFILES", "get_profile", "DEEPSEEK_PEAK_HOURS_UTC"]
+
+
+class Prices(BaseModel):
+    """USD per 1M tokens."""
+
+    model_config = ConfigDict(frozen=True)
+
+    cache_hit: float
+    cache_miss: float
+    output: float
+
+
+# DeepSeek bills weekday peak hours (UTC) at double the off-peak rate (pricing page, 2026-10).
+DEEPSEEK_PEAK_HOURS_UTC: tuple[tuple[int, int], ...] = ((1, 4), (6, 10))
+
+
+class ModelProfile(BaseModel):
+    """What tome needs to know about one model: window, limits, prices, accepted fields."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(description="Model name sent in requests.")
+    provider: str = Field(description="Provider label for display and the key variable.")
+    base_url: str = Field(description="OpenAI-compatible base URL.")
+    api_key_env: str = Field(description="Environment variable holding the key.")
+    context_window: int = Field(description="Prompt plus output tokens the model accepts.")
+    max_output: int = Field(description="Largest max_tokens the model accepts.")
+    tokenizer: str = Field(description="Tokenizer name for agent.tokens.get_tokenizer.")
+    prices: Prices = Field(description="Off-peak (or only) prices.")
+    peak_prices: Prices | None = Field(default=None, description="Prices in peak hours, if any.")
+    peak_hours_utc: tuple[tuple[int, int], ...] = Field(
+        default=(), description="[start, end) UTC hours on weekdays when peak prices apply."
+    )
+    mode_fields: dict[Mode, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Request fields per mode; a mode missing here is not supported.",
+    )
+    accepts: frozenset[str] = Field(
+        default=frozenset({"temperature", "tools", "stream_options"}),
+        description="Optional request fields this endpoint accepts.",
+    )
+    min_context_for: dict[Mode, int] = Field(
+        default_factory=dict, description="Context a mode wants available (Think Max: 384K)."
+    )
+    requires_reasoning_echo: bool = Field(
+        default=False,
+        description="Assistant turns with tool calls must be sent back with reasoning_content.",
+    )
+
+    def request_fields(self, mode: Mode) -> dict[str, Any]:
+        """The request fields (including extra_body) that select `mode`."""
+        if mode not in self.mode_fields:
+            supported = ", ".join(m.value for m in self.mode_fields) or "none"
+            raise ConfigError(f"model {self.name} has no mode {mode.value!r} (supported: {supported})")
+        return dict(self.mode_fields[mode])
+
+    def prices_at(self, when: datetime | None = None) -> Prices:
+        """The prices in force at `when` (UTC now by default)."""
+        if self.peak_prices is None or not self.peak_hours_utc:
+            return self.prices
+        when = (when or datetime.now(timezone.utc)).astimezone(timezone.utc)
+        is_peak = when.weekday() < 5 and any(a <= when.hour < b for a, b in self.peak_hours_utc)
+        return self.peak_prices if is_peak else self.prices
+
+    def cost(self, usage: Usage, when: datetime | None = None) -> float:
+        """USD for one request's usage; uncached prompt tokens count as cache misses."""
+        p = self.prices_at(when)
+        hit = usage.cache_hit_tokens
+        miss = usage.cache_miss_tokens or max(usage.prompt_tokens - hit, 0)
+        return (hit * p.cache_hit + miss * p.cache_miss + usage.completion_tokens * p.output) / 1e6
+
+
+_DEEPSEEK_MODES: dict[Mode, dict[str, Any]] = {
+    Mode.NON_THINK: {"extra_body": {"thinking": {"type": "disabled"}}},
+    Mode.HIGH: {"extra_body": {"thinking": {"type": "enabled"}}, "reasoning_effort": "high"},
+    Mode.MAX: {"extra_body": {"thinking": {"type": "enabled"}}, "reasoning_effort": "max"},
+}
+
+
+def _deepseek(name: str, off_peak: Prices) -> ModelProfile:
+    return ModelProfile(
+        name=name,
+        provider="deepseek",
+        base_url="https://api.deepseek.com",
+        api_key_env="DEEPSEEK_API_KEY",
+        context_window=1_048_576,
+        max_output=384_000,
+        tokenizer="deepseek-v4",
+        prices=off_peak,
+        peak_prices=Prices(
+            cache_hit=off_peak.cache_hit * 2,
+            cache_miss=off_peak.cache_miss * 2,
+            output=off_peak.output * 2,
+        ),
+        peak_hours_utc=DEEPSEEK_PEAK_HOURS_UTC,
+        mode_fields=_DEEPSEEK_MODES,
+        accepts=frozenset({"tools", "stream_options", "reasoning_effort", "thinking"}),
+        min_context_for={Mode.MAX: 384_000},
+        requires_reasoning_echo=True,
+    )
+
+
+_FLASH = Prices(cache_hit=0.003, cache_miss=0.15, output=0.60)
+
+PROFILES: dict[str, ModelProfile] = {
+    p.name: p
+    for p in [
+        _deepseek("deepseek-v4-pro", Prices(cache_hit=0.022, cache_miss=0.66, output=1.98)),
+        _deepseek("deepseek-flash", _FLASH),
+        # Legacy name, served by the same Flash model at Flash prices.
+        _deepseek("deepseek-v4-flash", _FLASH),
+        ModelProfile(
+            name="gpt-4.1",
+            provider="openai",
+            base_url="https://api.openai.com/v1",
+            api_key_env="OPENAI_API_KEY",
+            context_window=1_047_576,
+            max_output=32_768,
+            tokenizer="o200k_base",
+            prices=Prices(cache_hit=0.50, cache_miss=2.00, output=8.00),
+            mode_fields={Mode.NON_THINK: {}},
+        ),
+        ModelProfile(
+            name="gpt-4-turbo",
+            provider="openai",
+            base_url="https://api.openai.com/v1",
+            api_key_env="OPENAI_API_KEY",
+            context_window=128_000,
+            max_output=4_096,
+            tokenizer="cl100k_base",
+            prices=Prices(cache_hit=10.0, cache_miss=10.0, output=30.0),
+            mode_fields={Mode.NON_THINK: {}},
+        ),
+    ]
+}
+
+# Any other OpenAI-compatible endpoint: conservative, overridable defaults.
+GENERIC = ModelProfile(
+    name="openai-compatible",
+    provider="openai-compatible",
+    base_url="http://127.0.0.1:8000/v1",
+    api_key_env="OPENAI_API_KEY",
+    context_window=32_768,
+    max_output=4_096,
+    tokenizer="cl100k_base",
+    prices=Prices(cache_hit=0.0, cache_miss=0.0, output=0.0),
+    mode_fields={Mode.NON_THINK: {}},
+)
+
+
+def get_profile(name: str, **overrides: Any) -> ModelProfile:
+    """The profile for `name`; unknown names get the generic profile under that name."""
+    base = PROFILES.get(name)
+    if base is None:
+        base = GENERIC.model_copy(update={"name": name})
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(clean) - set(ModelProfile.model_fields)
+    if unknown:
+        raise ConfigError(f"unknown profile override(s): {', '.join(sorted(unknown))}")
+    return base.model_copy(update=clean) if clean else base
