@@ -22,6 +22,7 @@ __all__ = [
     "Usage",
     "ModelResponse",
     "Delta",
+    "Task",
 ]
 
 
@@ -124,3 +125,36 @@ class Delta(Record):
 
     kind: Literal["content", "reasoning", "tool_call"]
     text: str
+
+
+# --------------------------------------------------------------------------------------------
+# Task (shared by packing, modes, the loop and evaluation)
+# --------------------------------------------------------------------------------------------
+
+
+class Task(Record):
+    """What the agent is asked to do; SWE-bench instances fill the optional fields."""
+
+    statement: str
+    instance_id: str | None = None
+    repo: str | None = None
+    base_commit: str | None = None
+    fail_to_pass: list[str] = Field(default_factory=list)
+    pass_to_pass: list[str] = Field(default_factory=list)
+    test_command: str | None = None
+    difficulty: str | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Pack (packing issue)
+# --------------------------------------------------------------------------------------------
+
+
+# --------------------------------------------------------------------------------------------
+# Trajectory and result (loop issue)
+# --------------------------------------------------------------------------------------------
+
+
+# --------------------------------------------------------------------------------------------
+# Score (evaluation issue)
+# --------------------------------------------------------------------------------------------
