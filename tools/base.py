@@ -1,0 +1,490 @@
+"""Declaring and calling tools: `@tool`, `ToolContext`, `ToolResult`, `Toolbox`.
+
+A tool is a plain typed function whose first parameter is the `ToolContext`; its other
+parameters and its docstring become a pydantic arguments model and an OpenAI tools JSON schema
+(strict-compatible: every property required, optional ones nullable, no extra properties).
+
+Errors split in two (the smolagents rule): whatever the *model* got wrong (invalid JSON, an
+unknown tool, missing, wrong-typed or extra arguments, a `ToolError` raised by the tool) comes
+back as a `ToolResult` with `ok=False` that says what to do next; any other exception is our bug
+and propagates. Every result passes through one bound: a token budget per result, head and tail
+kept, a note saying how much was cut and where the full text was spilled.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import re
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from agent.settings import Settings
+
+if TYPE_CHECKING:
+    from tools.workspace import Workspace
+
+__all__ = [
+    "ToolError",
+    "ToolContext",
+    "Tool",
+    "tool",
+    "ToolResult",
+    "Toolbox",
+    "Counter",
+    "DEFAULT_RESULT_TOKENS",
+]
+
+log = logging.getLogger("tome.tools")
+
+DEFAULT_RESULT_TOKENS = 10_000
+
+
+class ToolError(Exception):
+    """A mistake the model made; the message becomes its observation and says what to do next."""
+
+    kind = "tool_error"
+
+    def __init__(self, message: str, *, kind: str | None = None) -> None:
+        super().__init__(message)
+        if kind is not None:
+            self.kind = kind
+
+
+@dataclass
+class ToolContext:
+    """Per-run state handed to every tool as its first parameter (never part of the schema)."""
+
+    workspace: Workspace
+    state_dir: Path
+    settings: Settings = field(default_factory=Settings)
+    interactive: bool = False
+    approve: Callable[[str], bool] | None = None
+    redact: Callable[[str], str] | None = None
+    submitted: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def spill_dir(self) -> Path:
+        """Where full texts of cut results are kept (created on first spill)."""
+        return self.state_dir / "spill"
+
+
+class ToolResult(BaseModel):
+    """The observation for one tool call, already bounded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    call_id: str
+    name: str
+    content: str
+    ok: bool = True
+    truncated: bool = False
+    spilled_to: str | None = None
+    error_kind: str | None = None
+    repaired_from: str | None = Field(
+        default=None, description="The tool name the model sent when it was repaired."
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Declaring tools
+# --------------------------------------------------------------------------------------------
+
+_ARG_LINE = re.compile(r"^\s*(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
+_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Returns|Raises|Yields|Examples?|Notes?)\s*:\s*$")
+
+
+def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
+    """Google-style docstring -> (description, {param: description})."""
+    if not doc:
+        return "", {}
+    lines = inspect.cleandoc(doc).splitlines()
+    desc: list[str] = []
+    params: dict[str, str] = {}
+    section: str | None = None
+    current: str | None = None
+    for line in lines:
+        m = _SECTION.match(line)
+        if m:
+            section = m.group(1).lower()
+            current = None
+            continue
+        if section is None:
+            desc.append(line)
+        elif section in ("args", "arguments", "parameters"):
+            m = _ARG_LINE.match(line)
+            indent = len(line) - len(line.lstrip())
+            if m and indent <= 4:
+                current = m.group(1).lstrip("*")
+                params[current] = m.group(2).strip()
+            elif current and line.strip():
+                params[current] = (params[current] + " " + line.strip()).strip()
+    return "\n".join(desc).strip(), params
+
+
+def _strictify(schema: Any, *, optional: frozenset[str] = frozenset()) -> Any:
+    """Make a pydantic JSON schema strict-compatible (OpenAI structured outputs rules)."""
+    if isinstance(schema, list):
+        return [_strictify(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in ("title", "default"):
+            continue
+        if key in ("properties", "$defs"):
+            out[key] = {k: _strictify(v) for k, v in value.items()}
+        else:
+            out[key] = _strictify(value)
+    if out.get("type") == "object" and "properties" in out:
+        out["additionalProperties"] = False
+        out["required"] = list(out["properties"])
+        for name in optional:
+            prop = out["properties"].get(name)
+            if prop is not None and not _accepts_null(prop):
+                desc = prop.pop("description", None)
+                out["properties"][name] = {"anyOf": [prop, {"type": "null"}]}
+                if desc:
+                    out["properties"][name]["description"] = desc
+    return out
+
+
+def _accepts_null(prop: dict[str, Any]) -> bool:
+    if prop.get("type") == "null":
+        return True
+    return any(isinstance(p, dict) and p.get("type") == "null" for p in prop.get("anyOf", []))
+
+
+class Tool:
+    """A typed function the model can call; build one with `@tool`."""
+
+    def __init__(self, fn: Callable[..., str], *, name: str | None = None) -> None:
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.description, param_docs = _parse_docstring(fn.__doc__)
+        hints = typing.get_type_hints(fn, include_extras=True)
+        params = list(inspect.signature(fn).parameters.values())
+        if not params or params[0].name != "ctx":
+            raise TypeError(f"tool {self.name}: the first parameter must be `ctx: ToolContext`")
+        fields: dict[str, Any] = {}
+        self.defaults: dict[str, Any] = {}
+        for p in params[1:]:
+            if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                raise TypeError(f"tool {self.name}: *args/**kwargs cannot be described to a model")
+            if p.name not in hints:
+                raise TypeError(f"tool {self.name}: parameter {p.name} needs a type hint")
+            doc = param_docs.get(p.name, "")
+            if p.default is p.empty:
+                fields[p.name] = (hints[p.name], Field(description=doc or None))
+            else:
+                self.defaults[p.name] = p.default
+                if p.default is not None:
+                    doc = f"{doc} (default: {json.dumps(p.default)})".strip()
+                fields[p.name] = (hints[p.name], Field(default=p.default, description=doc or None))
+        self.args_model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+            f"{self.name}_args",
+            __config__=ConfigDict(extra="forbid"),
+            **fields,
+        )
+
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI tools entry: {"type": "function", "function": {...}}."""
+        params = _strictify(
+            self.args_model.model_json_schema(), optional=frozenset(self.defaults)
+        )
+        params.setdefault("properties", {})
+        params["type"] = "object"
+        params["additionalProperties"] = False
+        params["required"] = list(params["properties"])
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": params,
+                "strict": True,
+            },
+        }
+
+    def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """Validate raw arguments; a null for an optional parameter means its default."""
+        cleaned = {
+            k: v for k, v in arguments.items() if not (v is None and k in self.defaults)
+        }
+        model = self.args_model.model_validate(cleaned)
+        return {k: getattr(model, k) for k in type(model).model_fields}
+
+    def __call__(self, ctx: ToolContext, **kwargs: Any) -> str:
+        """Validate the arguments and run the tool (raises ValidationError / ToolError)."""
+        result = self.fn(ctx, **self.validate(kwargs))
+        if not isinstance(result, str):
+            raise TypeError(f"tool {self.name} returned {type(result).__name__}, not str")
+        return result
+
+    def __repr__(self) -> str:
+        return f"Tool({self.name!r})"
+
+
+def tool(fn: Callable[..., str] | None = None, *, name: str | None = None) -> Any:
+    """Decorator: a typed function with a docstring becomes a `Tool`."""
+    if fn is None:
+        return lambda f: Tool(f, name=name)
+    return Tool(fn, name=name)
+
+
+# --------------------------------------------------------------------------------------------
+# Calling tools
+# --------------------------------------------------------------------------------------------
+
+
+class Counter(Protocol):
+    """Anything that counts tokens (agent.tokens' tokenizers do)."""
+
+    def count(self, text: str) -> int: ...
+
+
+class _ApproxCounter:
+    """len/4: used only until agent.tokens is importable."""
+
+    def count(self, text: str) -> int:
+        return (len(text) + 3) // 4
+
+
+def _default_counter() -> Counter:
+    try:
+        from agent.tokens import get_tokenizer  # type: ignore[import-not-found]
+
+        return get_tokenizer("deepseek-v4")  # type: ignore[no-any-return]
+    except Exception as e:  # the tokenizer module is optional at this stage
+        log.debug("no exact tokenizer (%s); counting len/4", e)
+        return _ApproxCounter()
+
+
+def _type_name(schema: dict[str, Any]) -> str:
+    if "enum" in schema:
+        return " | ".join(json.dumps(v) for v in schema["enum"])
+    if "anyOf" in schema:
+        return " | ".join(_type_name(s) for s in schema["anyOf"])
+    t = schema.get("type", "any")
+    if t == "array" and isinstance(schema.get("items"), dict):
+        return f"array of {_type_name(schema['items'])}"
+    return str(t)
+
+
+def _describe_args(t: Tool) -> str:
+    props = t.schema()["function"]["parameters"]["properties"]
+    parts = []
+    for k, v in props.items():
+        opt = "" if k not in t.defaults else ", optional"
+        parts.append(f"{k} ({_type_name(v)}{opt})")
+    return ", ".join(parts) or "no arguments"
+
+
+def _validation_message(t: Tool, err: ValidationError) -> str:
+    props = t.schema()["function"]["parameters"]["properties"]
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(arguments)"
+        top = str(e["loc"][0]) if e["loc"] else ""
+        if e["type"] == "missing":
+            lines.append(f"- missing required argument `{loc}` ({_type_name(props.get(top, {}))})")
+        elif e["type"] == "extra_forbidden":
+            lines.append(f"- unexpected argument `{loc}`: {t.name} has no such parameter")
+        else:
+            got = json.dumps(e.get("input"), default=str)
+            if len(got) > 80:
+                got = got[:77] + "..."
+            want = _type_name(props.get(top, {})) if top in props else ""
+            lines.append(
+                f"- argument `{loc}`: {e['msg']}"
+                + (f"; expected {want}" if want else "")
+                + f", got {got}"
+            )
+    return (
+        f"Error: invalid arguments for {t.name}:\n"
+        + "\n".join(lines)
+        + f"\nCall {t.name} again with: {_describe_args(t)}."
+    )
+
+
+class Toolbox:
+    """The tools of one run: their schemas, and `run` for a raw call (never raises for model mistakes)."""
+
+    def __init__(
+        self,
+        tools: Sequence[Tool],
+        ctx: ToolContext,
+        *,
+        result_token_budget: int = DEFAULT_RESULT_TOKENS,
+        tokenizer: Counter | None = None,
+    ) -> None:
+        self.tools: dict[str, Tool] = {}
+        for t in tools:
+            if t.name in self.tools:
+                raise ValueError(f"two tools are named {t.name!r}")
+            self.tools[t.name] = t
+        self.ctx = ctx
+        self.result_token_budget = result_token_budget
+        self.counter: Counter = tokenizer if tokenizer is not None else _default_counter()
+        self._spills = 0
+
+    def schemas(self) -> list[dict[str, Any]]:
+        """OpenAI tool schemas in a stable order (cache-friendly)."""
+        return [t.schema() for t in self.tools.values()]
+
+    def _lookup(self, name: str) -> tuple[Tool | None, str | None]:
+        if name in self.tools:
+            return self.tools[name], None
+        folded = [t for n, t in self.tools.items() if n.lower() == name.strip().lower()]
+        if len(folded) == 1:
+            log.info("repaired tool name %r -> %r", name, folded[0].name)
+            self.ctx.notes.append(f"repaired tool name {name!r} -> {folded[0].name!r}")
+            return folded[0], name
+        return None, None
+
+    def _error(self, call_id: str, name: str, message: str, kind: str) -> ToolResult:
+        content, truncated, spilled = self.bound(message, call_id=call_id, name=name)
+        return ToolResult(
+            call_id=call_id,
+            name=name,
+            content=content,
+            ok=False,
+            truncated=truncated,
+            spilled_to=spilled,
+            error_kind=kind,
+        )
+
+    def run(self, call_id: str, name: str, arguments: str) -> ToolResult:
+        """Parse, validate and run one call; model mistakes come back as `ok=False` results."""
+        t, repaired = self._lookup(name)
+        if t is None:
+            return self._error(
+                call_id,
+                name,
+                f"Error: there is no tool named {name!r}. "
+                f"Available tools: {', '.join(self.tools)}. Call one of these by its exact name.",
+                "unknown_tool",
+            )
+        try:
+            args = json.loads(arguments) if arguments.strip() else {}
+            if isinstance(args, str):  # double-encoded JSON object
+                args = json.loads(args)
+        except json.JSONDecodeError as e:
+            return self._error(
+                call_id,
+                t.name,
+                f"Error: the arguments for {t.name} are not valid JSON ({e.msg} at line {e.lineno} "
+                f"column {e.colno}). Send one JSON object with: {_describe_args(t)}.",
+                "invalid_json",
+            )
+        if not isinstance(args, dict):
+            return self._error(
+                call_id,
+                t.name,
+                f"Error: the arguments for {t.name} must be a JSON object, not "
+                f"{type(args).__name__}. Send one JSON object with: {_describe_args(t)}.",
+                "invalid_json",
+            )
+        try:
+            kwargs = t.validate(args)
+        except ValidationError as e:
+            return self._error(call_id, t.name, _validation_message(t, e), "invalid_arguments")
+        try:
+            output = t.fn(self.ctx, **kwargs)
+        except ToolError as e:
+            result = self._error(call_id, t.name, f"Error: {e}", e.kind)
+            result.repaired_from = repaired
+            return result
+        if not isinstance(output, str):
+            raise TypeError(f"tool {t.name} returned {type(output).__name__}, not str")
+        content, truncated, spilled = self.bound(output, call_id=call_id, name=t.name)
+        return ToolResult(
+            call_id=call_id,
+            name=t.name,
+            content=content,
+            truncated=truncated,
+            spilled_to=spilled,
+            repaired_from=repaired,
+        )
+
+    # ---------------------------------------------------------------------------------------
+    # Bounding
+    # ---------------------------------------------------------------------------------------
+
+    def _fits(self, text: str, budget: int) -> bool:
+        # Every token covers at least one byte, so a short text needs no counting.
+        if len(text) <= budget and len(text.encode("utf-8")) <= budget:
+            return True
+        return self.counter.count(text) <= budget
+
+    def _spill(self, text: str, *, call_id: str, name: str) -> Path:
+        self.ctx.spill_dir.mkdir(parents=True, exist_ok=True)
+        self._spills += 1
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{call_id or self._spills}-{name}")[:80]
+        path = self.ctx.spill_dir / f"{self._spills:04d}-{safe}.txt"
+        path.write_text(text, encoding="utf-8", errors="surrogateescape")
+        return path
+
+    def bound(self, text: str, *, call_id: str = "", name: str = "") -> tuple[str, bool, str | None]:
+        """Fit `text` in the result budget: (content, truncated, spilled_to)."""
+        budget = self.result_token_budget
+        if self._fits(text, budget):
+            return text, False, None
+        path = self._spill(text, call_id=call_id, name=name)
+        lines = text.splitlines(keepends=True)
+        total_tokens = self.counter.count(text) if len(text) < 4_000_000 else (len(text) + 3) // 4
+        # Keep whole lines from both ends, each side half the budget less room for the note.
+        side = max(1, (budget - 120) // 2)
+        head = _take(lines, side, self.counter, from_end=False)
+        tail = _take(lines[len(head):], side, self.counter, from_end=True)
+        if not head and not tail:  # one huge line: cut characters instead
+            chars = max(1, side * 3)
+            head_s, tail_s = text[:chars], text[-chars:]
+            while self.counter.count(head_s) > side and len(head_s) > 1:
+                head_s = head_s[: len(head_s) * 3 // 4]
+            while self.counter.count(tail_s) > side and len(tail_s) > 1:
+                tail_s = tail_s[len(tail_s) // 4 :]
+            cut_chars = len(text) - len(head_s) - len(tail_s)
+            note = (
+                f"\n[... {cut_chars:,} of {len(text):,} characters (about {total_tokens:,} tokens "
+                f"in all) cut from the middle; the full text is in {path}: view it with "
+                f"view(path={str(path)!r}) or search it with grep ...]\n"
+            )
+            return head_s + note + tail_s, True, str(path)
+        first_cut = len(head) + 1
+        last_cut = len(lines) - len(tail)
+        note = (
+            f"[... lines {first_cut:,}-{last_cut:,} of {len(lines):,} cut "
+            f"({last_cut - first_cut + 1:,} lines; {total_tokens:,} tokens in all, budget "
+            f"{budget:,}); the full text is in {path}: see the rest with "
+            f"view(path={str(path)!r}, view_range=[{first_cut}, {min(last_cut, first_cut + 199)}]) ...]\n"
+        )
+        head_text = "".join(head)
+        if head_text and not head_text.endswith("\n"):
+            head_text += "\n"
+        return head_text + note + "".join(tail), True, str(path)
+
+
+def _take(lines: list[str], budget: int, counter: Counter, *, from_end: bool) -> list[str]:
+    """As many whole lines from one end of `lines` as fit in `budget` tokens."""
+    seq = lines[::-1] if from_end else lines
+    # Grow by doubling, then binary-search the exact count: few tokenizer calls on long outputs.
+    lo, hi = 0, 1
+    while hi <= len(seq) and counter.count("".join(seq[:hi])) <= budget:
+        lo, hi = hi, hi * 2
+    hi = min(hi, len(seq) + 1)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if counter.count("".join(seq[:mid])) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    taken = seq[:lo]
+    return taken[::-1] if from_end else taken
