@@ -23,6 +23,11 @@ __all__ = [
     "ModelResponse",
     "Delta",
     "Task",
+    "EvalInstance",
+    "Prediction",
+    "TestStatus",
+    "Score",
+    "EvalReport",
 ]
 
 
@@ -158,3 +163,108 @@ class Task(Record):
 # --------------------------------------------------------------------------------------------
 # Score (evaluation issue)
 # --------------------------------------------------------------------------------------------
+
+
+class EvalInstance(Record):
+    """One SWE-bench-style instance: where to check out, what to apply, which tests decide."""
+
+    instance_id: str
+    repo: str
+    base_commit: str
+    problem_statement: str = ""
+    hints_text: str = ""
+    version: str = ""
+    environment_setup_commit: str | None = None
+    patch: str = ""
+    test_patch: str = ""
+    fail_to_pass: list[str] = Field(default_factory=list)
+    pass_to_pass: list[str] = Field(default_factory=list)
+    difficulty: str | None = None
+
+    def to_task(self) -> Task:
+        """The shared `Task` the agent loop takes (no gold patch, no test patch)."""
+        return Task(
+            statement=self.problem_statement,
+            instance_id=self.instance_id,
+            repo=self.repo,
+            base_commit=self.base_commit,
+            fail_to_pass=list(self.fail_to_pass),
+            pass_to_pass=list(self.pass_to_pass),
+            difficulty=self.difficulty,
+        )
+
+
+class Prediction(Record):
+    """A patch for one instance from some source (gold, empty, a predictions file, the agent)."""
+
+    instance_id: str
+    model_name_or_path: str
+    model_patch: str = ""
+    cost: float = 0.0
+    usage: Usage = Field(default_factory=Usage)
+    mode: str | None = None
+    elapsed: float = 0.0
+
+
+class TestStatus(str, Enum):
+    """Outcome of one test as a runner's log reports it."""
+
+    __test__ = False  # not a pytest test class
+
+    PASSED = "PASSED"
+    FAILED = "FAILED"
+    ERROR = "ERROR"
+    SKIPPED = "SKIPPED"
+    XFAIL = "XFAIL"
+    XPASS = "XPASS"
+    MISSING = "MISSING"
+
+    @property
+    def ok(self) -> bool:
+        """Counts as passing for SWE-bench (passed, or expected failure)."""
+        return self in (TestStatus.PASSED, TestStatus.XFAIL)
+
+
+class Score(Record):
+    """The verdict on one instance, with what it cost to get the patch and to check it."""
+
+    instance_id: str
+    repo: str = ""
+    difficulty: str | None = None
+    model: str = ""
+    status: Literal["resolved", "unresolved", "error"]
+    empty_patch: bool = False
+    error: str | None = None
+    fail_to_pass: dict[str, TestStatus] = Field(default_factory=dict)
+    pass_to_pass: dict[str, TestStatus] = Field(default_factory=dict)
+    cost: float = 0.0
+    usage: Usage = Field(default_factory=Usage)
+    mode: str | None = None
+    solve_time: float = 0.0
+    setup_time: float = 0.0
+    test_time: float = 0.0
+    log_dir: str | None = None
+
+    @property
+    def resolved(self) -> bool:
+        """True iff every FAIL_TO_PASS and PASS_TO_PASS test passed."""
+        return self.status == "resolved"
+
+
+class EvalReport(Record):
+    """SWE-bench's report lists plus tome's per-instance scores."""
+
+    run_id: str
+    model: str
+    total_instances: int = 0
+    completed_instances: int = 0
+    resolved_instances: int = 0
+    unresolved_instances: int = 0
+    empty_patch_instances: int = 0
+    error_instances: int = 0
+    resolved_ids: list[str] = Field(default_factory=list)
+    unresolved_ids: list[str] = Field(default_factory=list)
+    error_ids: list[str] = Field(default_factory=list)
+    empty_patch_ids: list[str] = Field(default_factory=list)
+    wall_time: float = 0.0
+    scores: list[Score] = Field(default_factory=list)
