@@ -440,36 +440,53 @@ class Toolbox:
         path = self._spill(text, call_id=call_id, name=name)
         lines = text.splitlines(keepends=True)
         total_tokens = self.counter.count(text) if len(text) < 4_000_000 else (len(text) + 3) // 4
-        # Keep whole lines from both ends, each side half the budget less room for the note.
-        side = max(1, (budget - 120) // 2)
-        head = _take(lines, side, self.counter, from_end=False)
-        tail = _take(lines[len(head):], side, self.counter, from_end=True)
-        if not head and not tail:  # one huge line: cut characters instead
-            chars = max(1, side * 3)
-            head_s, tail_s = text[:chars], text[-chars:]
-            while self.counter.count(head_s) > side and len(head_s) > 1:
-                head_s = head_s[: len(head_s) * 3 // 4]
-            while self.counter.count(tail_s) > side and len(tail_s) > 1:
-                tail_s = tail_s[len(tail_s) // 4 :]
-            cut_chars = len(text) - len(head_s) - len(tail_s)
-            note = (
-                f"\n[... {cut_chars:,} of {len(text):,} characters (about {total_tokens:,} tokens "
-                f"in all) cut from the middle; the full text is in {path}: view it with "
-                f"view(path={str(path)!r}) or search it with grep ...]\n"
+        n = len(lines)
+
+        def line_note(first_cut: int, last_cut: int) -> str:
+            return (
+                f"[... lines {first_cut:,}-{last_cut:,} of {n:,} cut ({last_cut - first_cut + 1:,} "
+                f"lines; {total_tokens:,} tokens in all, budget {budget:,}); the full text is in "
+                f"{path}: see the rest with view(path={str(path)!r}, view_range=[{first_cut}, "
+                f"{min(last_cut, first_cut + 199)}]) ...]\n"
             )
-            return head_s + note + tail_s, True, str(path)
-        first_cut = len(head) + 1
-        last_cut = len(lines) - len(tail)
+
+        # Keep whole lines from both ends, each side half of what the note leaves.
+        reserve = self.counter.count(line_note(n, n)) + 2
+        side = max(0, (budget - reserve) // 2)
+        head = _take(lines, side, self.counter, from_end=False)
+        tail = _take(lines[len(head) :], side, self.counter, from_end=True)
+        if head or tail:
+            first_cut, last_cut = len(head) + 1, n - len(tail)
+            head_text = "".join(head)
+            if head_text and not head_text.endswith("\n"):
+                head_text += "\n"
+            return head_text + line_note(first_cut, last_cut) + "".join(tail), True, str(path)
+        # One huge line (or a tiny budget): cut characters instead.
         note = (
-            f"[... lines {first_cut:,}-{last_cut:,} of {len(lines):,} cut "
-            f"({last_cut - first_cut + 1:,} lines; {total_tokens:,} tokens in all, budget "
-            f"{budget:,}); the full text is in {path}: see the rest with "
-            f"view(path={str(path)!r}, view_range=[{first_cut}, {min(last_cut, first_cut + 199)}]) ...]\n"
+            "\n[... \x00CUT\x00 of" f"  {len(text):,} characters (about {total_tokens:,} tokens in all) "
+            f"cut from the middle; the full text is in {path}: view it with "
+            f"view(path={str(path)!r}) or search it with grep ...]\n"
         )
-        head_text = "".join(head)
-        if head_text and not head_text.endswith("\n"):
-            head_text += "\n"
-        return head_text + note + "".join(tail), True, str(path)
+        side = max(0, (budget - self.counter.count(note.replace("\x00CUT\x00", f"{len(text):,}")) - 2) // 2)
+        head_s = _take_chars(text, side, self.counter, from_end=False)
+        tail_s = _take_chars(text[len(head_s) :], side, self.counter, from_end=True)
+        cut = len(text) - len(head_s) - len(tail_s)
+        return head_s + note.replace("\x00CUT\x00", f"{cut:,}") + tail_s, True, str(path)
+
+
+def _take_chars(text: str, budget: int, counter: Counter, *, from_end: bool) -> str:
+    """The longest prefix (or suffix) of `text` that fits in `budget` tokens."""
+    lo, hi = 0, min(len(text), budget * 8) + 1
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        piece = text[-mid:] if from_end else text[:mid]
+        if counter.count(piece) <= budget:
+            lo = mid
+        else:
+            hi = mid
+    if lo == 0:
+        return ""
+    return text[-lo:] if from_end else text[:lo]
 
 
 def _take(lines: list[str], budget: int, counter: Counter, *, from_end: bool) -> list[str]:

@@ -1,0 +1,210 @@
+"""@tool schemas, Toolbox validation of every kind of model mistake, result bounding and spilling."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import pytest
+from _tools_fixtures import make_ctx
+from pydantic import ValidationError
+
+from tools.base import Tool, ToolContext, ToolError, Toolbox, tool
+
+
+@tool
+def greet(ctx: ToolContext, name: str, times: int = 1, style: Literal["plain", "loud"] = "plain") -> str:
+    """Greet someone.
+
+    Args:
+        name: Who to greet.
+        times: How many times.
+        style: How to say it.
+    """
+    if name == "nobody":
+        raise ToolError("there is nobody to greet; give a real name.", kind="bad_name")
+    text = f"hello {name}"
+    return " ".join([text.upper() if style == "loud" else text] * times)
+
+
+@tool(name="dump")
+def dump_lines(ctx: ToolContext, n: int, width: int = 10) -> str:
+    """Print n numbered lines."""
+    return "".join(f"{i:06d} " + "x" * width + "\n" for i in range(n))
+
+
+@tool
+def buggy(ctx: ToolContext) -> str:
+    """Our own bug."""
+    raise KeyError("internal")
+
+
+class CharCounter:
+    """One token per character: makes budgets in tests exact."""
+
+    def count(self, text: str) -> int:
+        return len(text)
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Toolbox:
+    root = tmp_path / "ws"
+    root.mkdir()
+    return Toolbox([greet, dump_lines, buggy], make_ctx(root, tmp_path / "state"), tokenizer=CharCounter())
+
+
+def test_schema_is_strict_compatible():
+    s = greet.schema()
+    assert s["type"] == "function"
+    f = s["function"]
+    assert f["name"] == "greet" and f["description"] == "Greet someone." and f["strict"] is True
+    params = f["parameters"]
+    assert params["type"] == "object" and params["additionalProperties"] is False
+    assert params["required"] == ["name", "times", "style"]
+    assert params["properties"]["name"] == {"type": "string", "description": "Who to greet."}
+    times = params["properties"]["times"]
+    assert {"type": "null"} in times["anyOf"] and {"type": "integer"} in times["anyOf"]
+    assert "(default: 1)" in times["description"]
+    style = params["properties"]["style"]["anyOf"][0]
+    assert style["enum"] == ["plain", "loud"]
+    assert "title" not in json.dumps(s) and '"default"' not in json.dumps(s)
+    assert dump_lines.name == "dump"
+    assert dump_lines.schema()["function"]["parameters"]["properties"]["n"]["type"] == "integer"
+
+
+def test_tool_needs_ctx_and_hints():
+    def no_ctx(x: int) -> str:
+        return ""
+
+    def no_hint(ctx, x) -> str:  # type: ignore[no-untyped-def]
+        return ""
+
+    with pytest.raises(TypeError):
+        Tool(no_ctx)
+    with pytest.raises(TypeError):
+        Tool(no_hint)
+
+
+def test_direct_call_validates(tmp_path: Path):
+    ctx = make_ctx(tmp_path, tmp_path / "s")
+    assert greet(ctx, name="a", times=2) == "hello a hello a"
+    with pytest.raises(ValidationError):
+        greet(ctx, name=3)
+
+
+def test_run_ok_and_nulls_mean_defaults(box: Toolbox):
+    r = box.run("c1", "greet", json.dumps({"name": "ann", "times": None, "style": None}))
+    assert r.ok and r.content == "hello ann" and r.call_id == "c1" and r.error_kind is None
+    r = box.run("c2", "greet", '{"name": "bo", "times": 2, "style": "loud"}')
+    assert r.content == "HELLO BO HELLO BO"
+
+
+def test_quoted_integer_is_accepted(box: Toolbox):
+    assert box.run("c", "greet", '{"name": "x", "times": "2"}').content == "hello x hello x"
+
+
+@pytest.mark.parametrize(
+    "arguments, kind, needles",
+    [
+        ('{"name": "x",', "invalid_json", ["not valid JSON", "name (string)"]),
+        ("[1, 2]", "invalid_json", ["must be a JSON object"]),
+        ("{}", "invalid_arguments", ["missing required argument `name`", "Call greet again"]),
+        ('{"name": 5}', "invalid_arguments", ["argument `name`", "expected string", "got 5"]),
+        ('{"name": "x", "times": "many"}', "invalid_arguments", ["argument `times`", '"many"']),
+        ('{"name": "x", "style": "quiet"}', "invalid_arguments", ["argument `style`", '"plain" | "loud"']),
+        ('{"name": "x", "colour": "red"}', "invalid_arguments", ["unexpected argument `colour`"]),
+        ('{"name": "nobody"}', "bad_name", ["Error: there is nobody to greet"]),
+    ],
+)
+def test_model_mistakes_become_error_results(box: Toolbox, arguments, kind, needles):
+    r = box.run("c", "greet", arguments)
+    assert not r.ok and r.error_kind == kind and r.name == "greet"
+    for n in needles:
+        assert n in r.content
+
+
+def test_empty_arguments_mean_no_arguments(box: Toolbox):
+    r = box.run("c", "greet", "")
+    assert r.error_kind == "invalid_arguments" and "missing required argument `name`" in r.content
+
+
+def test_double_encoded_arguments_are_repaired(box: Toolbox):
+    r = box.run("c", "greet", json.dumps(json.dumps({"name": "z"})))
+    assert r.ok and r.content == "hello z"
+
+
+def test_unknown_tool(box: Toolbox):
+    r = box.run("c", "greeting", '{"name": "x"}')
+    assert not r.ok and r.error_kind == "unknown_tool"
+    assert "greet, dump, buggy" in r.content
+
+
+def test_case_insensitive_name_is_repaired_and_logged(box: Toolbox, caplog):
+    with caplog.at_level("INFO", logger="tome.tools"):
+        r = box.run("c", "GREET", '{"name": "x"}')
+    assert r.ok and r.name == "greet" and r.repaired_from == "GREET"
+    assert "repaired tool name" in caplog.text
+    assert box.ctx.notes == ["repaired tool name 'GREET' -> 'greet'"]
+
+
+def test_our_bugs_propagate(box: Toolbox):
+    with pytest.raises(KeyError):
+        box.run("c", "buggy", "{}")
+
+
+def test_duplicate_tool_names_refused(tmp_path: Path):
+    with pytest.raises(ValueError):
+        Toolbox([greet, greet], make_ctx(tmp_path, tmp_path / "s"))
+
+
+def test_schemas_in_order(box: Toolbox):
+    assert [s["function"]["name"] for s in box.schemas()] == ["greet", "dump", "buggy"]
+
+
+def test_small_result_is_not_spilled(box: Toolbox):
+    r = box.run("c", "dump", '{"n": 3}')
+    assert not r.truncated and r.spilled_to is None
+    assert not box.ctx.spill_dir.exists()
+
+
+def test_big_result_keeps_head_and_tail_and_spills(box: Toolbox):
+    box.result_token_budget = 2_000
+    r = box.run("call/7", "dump", '{"n": 5000}')
+    assert r.ok and r.truncated and r.spilled_to
+    full = Path(r.spilled_to).read_text()
+    assert full == dump_lines.fn(box.ctx, 5000)
+    assert Path(r.spilled_to).parent == box.ctx.spill_dir
+    assert len(r.content) <= 2_000
+    lines = r.content.splitlines()
+    assert lines[0].startswith("000000 ") and lines[-1].startswith("004999 ")
+    note = next(l for l in lines if l.startswith("[..."))
+    assert "of 5,000 cut" in note and r.spilled_to in note and "view_range" in note
+    # The lines kept are exactly the head and tail of the full text.
+    kept = [l for l in lines if not l.startswith("[...")]
+    assert all(l in full for l in kept)
+
+
+def test_one_huge_line_is_cut_by_characters(box: Toolbox):
+    box.result_token_budget = 500
+    r = box.run("c", "dump", '{"n": 1, "width": 100000}')
+    assert r.truncated and len(r.content) <= 500 + 400
+    assert "characters" in r.content and r.content.startswith("000000 xxx")
+
+
+def test_error_results_are_bounded_too(tmp_path: Path):
+    @tool
+    def loud_fail(ctx: ToolContext) -> str:
+        """Fails with a long message."""
+        raise ToolError("line\n" * 10_000)
+
+    b = Toolbox([loud_fail], make_ctx(tmp_path, tmp_path / "s"), result_token_budget=300,
+                tokenizer=CharCounter())
+    r = b.run("c", "loud_fail", "{}")
+    assert not r.ok and r.truncated and r.spilled_to and len(r.content) < 700
+
+
+def test_default_counter_is_used_without_tokenizer(tmp_path: Path):
+    b = Toolbox([dump_lines], make_ctx(tmp_path, tmp_path / "s"), result_token_budget=100)
+    r = b.run("c", "dump", '{"n": 1000}')
+    assert r.truncated and b.counter.count(r.content) <= 100 + 80
