@@ -1,0 +1,211 @@
+"""Run a command as its own process group, drain its output with a memory cap, kill it on time.
+
+The command gets a new session (so it has no controlling terminal and its own process group),
+stdin closed, and stdout and stderr interleaved on one pipe. Output is read as it comes; only the
+first and last `max_output // 2` bytes are kept. When the time is up the whole group gets SIGTERM,
+then SIGKILL after a grace period. When the command's shell exits but processes it started in the
+background are still in the group, they are stopped too (and the result says so): nothing a
+command starts outlives it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from pydantic import BaseModel
+
+__all__ = ["ProcessResult", "run_process", "clean_output", "group_alive"]
+
+_ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+class ProcessResult(BaseModel):
+    """What a finished (or killed) command did."""
+
+    exit_code: int | None
+    """The exit status; negative is a signal number; None when killed before it reported one."""
+    timed_out: bool = False
+    output: str = ""
+    total_bytes: int = 0
+    omitted_bytes: int = 0
+    duration: float = 0.0
+    stopped_leftovers: bool = False
+    """Background processes were still running after the command exited and were stopped."""
+
+
+def clean_output(data: bytes) -> str:
+    """Decode output for a model: invalid UTF-8 replaced, colours removed, progress redraws folded."""
+    text = data.decode("utf-8", errors="replace")
+    text = _ANSI.sub("", text.replace("\r\n", "\n"))
+    # A carriage return redraws the line: keep only what the last redraw showed.
+    return "\n".join(line.rsplit("\r", 1)[-1] if "\r" in line else line for line in text.split("\n"))
+
+
+def group_alive(pgid: int) -> bool:
+    """True while a live (non-zombie) process is left in process group `pgid`."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():  # not Linux: ask the kernel, zombies included
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Fields after the parenthesised command name: state ppid pgrp ...
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class _Capture:
+    """Keeps the head and the tail of a byte stream within `limit` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.half = max(1, limit // 2)
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.total = 0
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        room = self.half - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+            chunk = chunk[room:]
+        if chunk:
+            self.tail += chunk
+            if len(self.tail) > self.half:
+                del self.tail[: len(self.tail) - self.half]
+
+    def render(self) -> tuple[str, int]:
+        omitted = self.total - len(self.head) - len(self.tail)
+        if omitted <= 0:
+            return clean_output(bytes(self.head + self.tail)), 0
+        marker = f"\n[... {omitted} bytes of output omitted ...]\n"
+        return clean_output(bytes(self.head)) + marker + clean_output(bytes(self.tail)), omitted
+
+
+def run_process(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    max_output: int = 256_000,
+    kill_grace: float = 2.0,
+    leftover_grace: float = 0.5,
+) -> ProcessResult:
+    """Run `argv` in its own process group; kill the group on timeout; keep head and tail output."""
+    start = time.monotonic()
+    deadline = start + timeout
+    proc = subprocess.Popen(
+        list(argv),
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    pgid = proc.pid  # a new session leader's pgid is its pid
+    cap = _Capture(max_output)
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    os.set_blocking(fd, False)
+    timed_out = False
+    leftovers = False
+    exited_at: float | None = None
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        eof = False
+        while not eof:
+            now = time.monotonic()
+            if proc.poll() is not None and exited_at is None:
+                exited_at = now
+            if exited_at is not None and now - exited_at > leftover_grace:
+                break  # the shell is gone; a background child still holds the pipe
+            if now >= deadline:
+                timed_out = True
+                break
+            wait = min(deadline - now, 0.1 if exited_at is None else leftover_grace)
+            for _key, _ in sel.select(timeout=max(wait, 0.0)):
+                try:
+                    chunk = os.read(fd, 65536)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    eof = True
+                    break
+                cap.add(chunk)
+        if not timed_out:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                timed_out = True  # it closed its output but kept running
+        if timed_out:
+            _signal_group(pgid, signal.SIGTERM)
+            _wait_group(pgid, proc, kill_grace, fd, cap)
+        elif group_alive(pgid):
+            leftovers = True
+            _signal_group(pgid, signal.SIGTERM)
+            _wait_group(pgid, proc, min(kill_grace, 1.0), fd, cap)
+        if group_alive(pgid):
+            _signal_group(pgid, signal.SIGKILL)
+            _wait_group(pgid, proc, 5.0, fd, cap)
+        code = proc.wait()
+        _drain(fd, cap)
+    proc.stdout.close()
+    output, omitted = cap.render()
+    return ProcessResult(
+        exit_code=None if timed_out and code in (-signal.SIGTERM, -signal.SIGKILL) else code,
+        timed_out=timed_out,
+        output=output,
+        total_bytes=cap.total,
+        omitted_bytes=omitted,
+        duration=round(time.monotonic() - start, 3),
+        stopped_leftovers=leftovers,
+    )
+
+
+def _wait_group(pgid: int, proc: subprocess.Popen[bytes], seconds: float, fd: int, cap: _Capture) -> None:
+    end = time.monotonic() + seconds
+    while True:
+        proc.poll()  # reap the leader so it does not count as alive
+        _drain(fd, cap)
+        if not group_alive(pgid) or time.monotonic() >= end:
+            return
+        time.sleep(0.03)
+
+
+def _drain(fd: int, cap: _Capture) -> None:
+    for _ in range(64):  # bounded: a writer that never pauses must not keep us here
+        try:
+            chunk = os.read(fd, 65536)
+        except (BlockingIOError, OSError):
+            return
+        if not chunk:
+            return
+        cap.add(chunk)
