@@ -23,6 +23,18 @@ __all__ = [
     "ModelResponse",
     "Delta",
     "Task",
+    "RunStarted",
+    "ModelCalled",
+    "ToolStarted",
+    "ToolFinished",
+    "UserNote",
+    "ModeChanged",
+    "CheckRecord",
+    "CheckRun",
+    "Compacted",
+    "RunEnded",
+    "Event",
+    "Result",
     "EvalInstance",
     "Prediction",
     "TestStatus",
@@ -158,6 +170,147 @@ class Task(Record):
 # --------------------------------------------------------------------------------------------
 # Trajectory and result (loop issue)
 # --------------------------------------------------------------------------------------------
+
+
+class _Event(Record):
+    """Common fields of trajectory events: wall time and the model-call count so far."""
+
+    t: float = 0.0
+    step: int = 0
+
+
+class RunStarted(_Event):
+    """First line of a trajectory: what is being solved, how, and where the prompt prefix lives."""
+
+    type: Literal["run_started"] = "run_started"
+    run_id: str
+    task: Task
+    model: str
+    mode: Mode
+    mode_reason: str = ""
+    repo: str
+    base_commit: str | None = None
+    check_command: str | None = None
+    prefix_sha256: str = ""
+    pack_tokens: int = 0
+    limits: dict[str, float | int | None] = Field(default_factory=dict)
+
+
+class ModelCalled(_Event):
+    """One model response and the mode it was asked in."""
+
+    type: Literal["model"] = "model"
+    mode: Mode
+    response: ModelResponse
+
+
+class ToolStarted(_Event):
+    """A tool call about to run (a trajectory that ends here was interrupted mid-tool)."""
+
+    type: Literal["tool_started"] = "tool_started"
+    call_id: str
+    name: str
+    arguments: str
+
+
+class ToolFinished(_Event):
+    """The observation sent back for exactly one tool call."""
+
+    type: Literal["tool"] = "tool"
+    call_id: str
+    name: str
+    content: str
+    ok: bool = True
+    error_kind: str | None = None
+    elapsed: float = 0.0
+
+
+class UserNote(_Event):
+    """Text the harness or the user adds to the conversation (reminders, re-plan requests, chat)."""
+
+    type: Literal["user"] = "user"
+    content: str
+    source: Literal["harness", "user"] = "harness"
+
+
+class ModeChanged(_Event):
+    """The loop moved to another reasoning mode."""
+
+    type: Literal["mode"] = "mode"
+    old: Mode
+    new: Mode
+    reason: str
+
+
+class CheckRecord(Record):
+    """The agent's own check: the command the harness ran and what it showed."""
+
+    command: str
+    passed: bool
+    summary: str = ""
+    passed_count: int = 0
+    failed_count: int = 0
+
+
+class CheckRun(_Event):
+    """The harness ran the check at a submission."""
+
+    type: Literal["check"] = "check"
+    check: CheckRecord
+
+
+class Compacted(_Event):
+    """A deliberate rebuild of the history: these tool outputs were replaced by a stub."""
+
+    type: Literal["compaction"] = "compaction"
+    dropped_call_ids: list[str]
+    before_tokens: int
+    after_tokens: int
+    reason: str
+
+
+class RunEnded(_Event):
+    """Last line of a finished run."""
+
+    type: Literal["run_ended"] = "run_ended"
+    status: str
+    reason: str
+    exit_code: int
+
+
+Event = Annotated[
+    Union[
+        RunStarted, ModelCalled, ToolStarted, ToolFinished, UserNote, ModeChanged, CheckRun,
+        Compacted, RunEnded,
+    ],
+    Field(discriminator="type"),
+]
+
+
+class Result(Record):
+    """What `solve` returns: how the run ended, the patch, the check, and what it cost."""
+
+    run_id: str
+    status: Literal["solved", "unchecked", "failed_check", "limit", "interrupted", "error"]
+    exit_code: int
+    reason: str
+    patch: str = ""
+    check: CheckRecord | None = None
+    plan: str | None = None
+    summary: str | None = None
+    mode: Mode
+    modes: list[Mode] = Field(default_factory=list)
+    steps: int = 0
+    cost: float = 0.0
+    usage: Usage = Field(default_factory=Usage)
+    elapsed: float = 0.0
+    trajectory: str = ""
+
+    @property
+    def cache_hit_ratio(self) -> float:
+        """Share of prompt tokens served from the provider's prefix cache."""
+        total = self.usage.prompt_tokens
+        return self.usage.cache_hit_tokens / total if total else 0.0
 
 
 # --------------------------------------------------------------------------------------------
