@@ -155,7 +155,7 @@ class Script:
 
 
 class RecordedRequest(_Record):
-    """One request the server received, exactly as it arrived, and what it answered."""
+    """One request the server received (header names lowercased), and what it answered."""
 
     method: str
     path: str
@@ -475,7 +475,8 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             body = None
         rec = RecordedRequest(
-            method=self.command, path=self.path, headers=dict(self.headers.items()), raw=text, body=body
+            method=self.command, path=self.path, headers={k.lower(): v for k, v in self.headers.items()},
+            raw=text, body=body,
         )
         with self.scripted._lock:
             self.scripted.requests.append(rec)
