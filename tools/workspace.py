@@ -180,6 +180,10 @@ class Workspace:
         """Record that the model has seen these bytes of `path` (after a view or our write)."""
         self._seen[path] = digest
 
+    def has_seen(self, path: Path) -> bool:
+        """Whether the model has viewed (or we have written) `path` in this run."""
+        return path in self._seen
+
     def check_fresh(self, path: Path, digest: str | None) -> None:
         """Refuse to overwrite a file that changed on disk since the model last saw it."""
         seen = self._seen.get(path)
