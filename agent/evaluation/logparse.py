@@ -1,0 +1,142 @@
+"""Parsers per test-log format: pytest -rA, django's runner (verbosity 2), sympy's bin/test.
+
+Each parser maps a log to {test id: TestStatus}; `match_tests` then finds the statuses of the
+ids a dataset names (SWE-bench ids are sometimes cut at a space, or use an older django form).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+
+from agent.records import TestStatus
+
+__all__ = ["parse_pytest", "parse_django", "parse_sympy", "PARSERS", "strip_ansi", "match_tests"]
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def strip_ansi(text: str) -> str:
+    """Remove terminal colour codes (astropy's pytest output is coloured)."""
+    return _ANSI.sub("", text)
+
+
+_PYTEST_WORD = {
+    "PASSED": TestStatus.PASSED, "FAILED": TestStatus.FAILED, "ERROR": TestStatus.ERROR,
+    "SKIPPED": TestStatus.SKIPPED, "XFAIL": TestStatus.XFAIL, "XPASS": TestStatus.XPASS,
+}
+# worse outcomes win when an id is reported twice (e.g. PASSED, then ERROR at teardown)
+_RANK = [TestStatus.PASSED, TestStatus.XFAIL, TestStatus.SKIPPED, TestStatus.XPASS,
+         TestStatus.FAILED, TestStatus.ERROR]
+
+
+def _put(out: dict[str, TestStatus], test: str, status: TestStatus) -> None:
+    old = out.get(test)
+    if old is None or _RANK.index(status) > _RANK.index(old):
+        out[test] = status
+
+
+def parse_pytest(log: str) -> dict[str, TestStatus]:
+    """Statuses from pytest's `-rA` short summary (`PASSED id`, `FAILED id - msg`, ...)."""
+    out: dict[str, TestStatus] = {}
+    for line in strip_ansi(log).splitlines():
+        word, _, rest = line.partition(" ")
+        status = _PYTEST_WORD.get(word)
+        if status is None or "::" not in rest or rest.startswith("["):
+            continue
+        if status in (TestStatus.FAILED, TestStatus.ERROR, TestStatus.XFAIL, TestStatus.SKIPPED):
+            rest = re.sub(r" - .*$", "", rest)  # "FAILED id - AssertionError: ..."
+        _put(out, rest.strip(), status)
+    return out
+
+
+_DJANGO_WORD = [
+    (re.compile(r" \.\.\. ok$"), TestStatus.PASSED),
+    (re.compile(r" \.\.\. OK$"), TestStatus.PASSED),
+    (re.compile(r" \.\.\. skipped\b.*$"), TestStatus.SKIPPED),
+    (re.compile(r" \.\.\. expected failure$"), TestStatus.XFAIL),
+    (re.compile(r" \.\.\. unexpected success$"), TestStatus.XPASS),
+    (re.compile(r" \.\.\. FAIL$"), TestStatus.FAILED),
+    (re.compile(r" \.\.\. ERROR$"), TestStatus.ERROR),
+]
+_DJANGO_ID = re.compile(r"^(\w+) \(([\w.]+)\)")
+_DJANGO_SUMMARY = re.compile(r"^(FAIL|ERROR): (\w+) \(([\w.]+)\)")
+
+
+def _django_id(name: str, where: str) -> str:
+    # Python 3.11 prints `name (module.Class.name)`; datasets use `name (module.Class)`.
+    if where.endswith("." + name):
+        where = where[: -len(name) - 1]
+    return f"{name} ({where})"
+
+
+def parse_django(log: str) -> dict[str, TestStatus]:
+    """Statuses from `runtests.py --verbosity 2` lines `name (module.Class) ... ok|FAIL|ERROR|skipped`.
+
+    A test with a docstring prints `name (module.Class)` then the docstring's first line, and the
+    verdict ends that second line; output a test prints may sit between id and verdict.
+    """
+    out: dict[str, TestStatus] = {}
+    pending: str | None = None
+    for line in strip_ansi(log).splitlines():
+        m = _DJANGO_ID.match(line)
+        if m:
+            pending = _django_id(m.group(1), m.group(2))
+        summary = _DJANGO_SUMMARY.match(line)
+        if summary:  # the failure sections at the end are authoritative
+            status = TestStatus.FAILED if summary.group(1) == "FAIL" else TestStatus.ERROR
+            _put(out, _django_id(summary.group(2), summary.group(3)), status)
+            pending = None
+            continue
+        for pattern, status in _DJANGO_WORD:
+            if pattern.search(line) and pending is not None:
+                _put(out, pending, status)
+                pending = None
+                break
+    return out
+
+
+_SYMPY_LINE = re.compile(r"^(test_\w+) (ok|F|E|f|s|X|w|Slow w)\b.*$")
+_SYMPY_WORD = {"ok": TestStatus.PASSED, "F": TestStatus.FAILED, "E": TestStatus.ERROR,
+               "f": TestStatus.XFAIL, "s": TestStatus.SKIPPED, "X": TestStatus.XPASS,
+               "w": TestStatus.SKIPPED, "Slow w": TestStatus.SKIPPED}
+_SYMPY_FAILED = re.compile(r"^_+ (\S+\.py):(test_\w+) _+$")
+
+
+def parse_sympy(log: str) -> dict[str, TestStatus]:
+    """Statuses from `bin/test --verbose` lines `test_name ok|F|E|f|s`, keyed by test name."""
+    out: dict[str, TestStatus] = {}
+    for line in strip_ansi(log).splitlines():
+        line = line.rstrip()
+        m = _SYMPY_LINE.match(line)
+        if m:
+            _put(out, m.group(1), _SYMPY_WORD[m.group(2)])
+            continue
+        m = _SYMPY_FAILED.match(line)  # "____ sympy/x/tests/test_y.py:test_z ____" sections
+        if m:
+            kind = TestStatus.ERROR if "Traceback" in line else TestStatus.FAILED
+            _put(out, m.group(2), out.get(m.group(2), kind))
+    return out
+
+
+PARSERS: dict[str, Callable[[str], dict[str, TestStatus]]] = {
+    "pytest": parse_pytest, "django": parse_django, "sympy": parse_sympy,
+}
+
+
+def match_tests(wanted: Iterable[str], parsed: dict[str, TestStatus]) -> dict[str, TestStatus]:
+    """The status of each wanted id; MISSING when the log never reports it.
+
+    Exact ids first; else a unique parsed id that starts with the wanted one (ids cut at a space).
+    """
+    out: dict[str, TestStatus] = {}
+    for test in wanted:
+        if test in parsed:
+            out[test] = parsed[test]
+            continue
+        hits = [k for k in parsed if k.startswith(test) and k[len(test):len(test) + 1] in ("", " ", "[", "-")]
+        if len(hits) == 1 or (hits and len({parsed[h] for h in hits}) == 1):
+            out[test] = parsed[hits[0]]
+        else:
+            out[test] = TestStatus.MISSING
+    return out

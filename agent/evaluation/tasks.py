@@ -1,0 +1,71 @@
+"""Read SWE-bench JSONL (or JSON) rows into typed `EvalInstance` records."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from agent.errors import ConfigError
+from agent.records import EvalInstance
+
+__all__ = ["load_instances", "instance_from_row"]
+
+
+def _test_list(value: Any) -> list[str]:
+    # Upstream files store the lists as JSON-encoded strings; ../shared/swe stores real lists.
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        value = json.loads(value)
+    return [str(v) for v in value]
+
+
+def instance_from_row(row: dict[str, Any]) -> EvalInstance:
+    """One SWE-bench row (either list encoding) as an `EvalInstance`."""
+    try:
+        return EvalInstance(
+            instance_id=row["instance_id"],
+            repo=row["repo"],
+            base_commit=row["base_commit"],
+            problem_statement=row.get("problem_statement") or "",
+            hints_text=row.get("hints_text") or "",
+            version=str(row.get("version") or ""),
+            environment_setup_commit=row.get("environment_setup_commit") or None,
+            patch=row.get("patch") or "",
+            test_patch=row.get("test_patch") or "",
+            fail_to_pass=_test_list(row.get("FAIL_TO_PASS", row.get("fail_to_pass"))),
+            pass_to_pass=_test_list(row.get("PASS_TO_PASS", row.get("pass_to_pass"))),
+            difficulty=row.get("difficulty") or None,
+        )
+    except KeyError as e:
+        raise ConfigError(f"task row lacks the field {e.args[0]!r}") from None
+
+
+def load_instances(path: Path, *, instance_ids: Iterable[str] | None = None) -> list[EvalInstance]:
+    """Instances from a .jsonl (one row a line) or .json (a list) file, in file order.
+
+    Rows without a test_patch or FAIL_TO_PASS (incomplete Verified rows) cannot be scored and
+    raise a ConfigError naming them.
+    """
+    if not path.is_file():
+        raise ConfigError(f"no task file at {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        rows = json.loads(text)
+    else:
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    wanted = set(instance_ids) if instance_ids else None
+    out = [instance_from_row(r) for r in rows if wanted is None or r.get("instance_id") in wanted]
+    if wanted is not None:
+        unknown = wanted - {i.instance_id for i in out}
+        if unknown:
+            raise ConfigError(f"not in {path}: {', '.join(sorted(unknown))}")
+    incomplete = [i.instance_id for i in out if not i.test_patch or not i.fail_to_pass]
+    if incomplete:
+        raise ConfigError(
+            f"{len(incomplete)} rows have no test_patch or FAIL_TO_PASS and cannot be scored, "
+            f"e.g. {incomplete[:3]}"
+        )
+    return out
