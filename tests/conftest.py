@@ -32,6 +32,12 @@ def scripted() -> Iterator[Callable[..., Any]]:
 
 
 @pytest.fixture
+def api_key() -> str:
+    """The key `model_for` clients send; tests check it leaks nowhere."""
+    return TEST_KEY
+
+
+@pytest.fixture
 def sleeps() -> list[float]:
     """The backoff waits a `model_for` client asked for (it does not really sleep)."""
     return []
