@@ -30,6 +30,8 @@ __all__ = [
     "destructive_reason",
     "run_command",
     "format_result",
+    "require_permission",
+    "redact",
     "DEFAULT_TIMEOUT",
     "MAX_TIMEOUT",
     "MAX_OUTPUT_BYTES",
@@ -236,8 +238,8 @@ def format_result(result: ProcessResult, *, timeout: float, notes: list[str]) ->
     return "\n".join(lines) + "\n"
 
 
-def _needs_permission(ctx: ToolContext, command: str, why: str) -> None:
-    """Return when the command may run; raise ToolError (refused) otherwise."""
+def require_permission(ctx: ToolContext, command: str, why: str) -> None:
+    """Return when a destructive command may run (allowed, or approved); else raise ToolError."""
     approval = ctx.settings.safety.approval
     if approval == "allow":
         return
@@ -284,7 +286,7 @@ def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> str:
     root = _workspace_root(ctx)
     why = destructive_reason(command, workspace=root)
     if why:
-        _needs_permission(ctx, command, why)
+        require_permission(ctx, command, why)
     shell = shutil.which("bash") or "/bin/bash"
     result, sandbox_note = run_command(ctx, [shell, "--noprofile", "--norc", "-c", command], timeout=used)
     if sandbox_note:
