@@ -23,6 +23,12 @@ __all__ = [
     "ModelResponse",
     "Delta",
     "Task",
+    "PackLevel",
+    "SecretFinding",
+    "PackItem",
+    "Skipped",
+    "PackTotals",
+    "Pack",
     "RunStarted",
     "ModelCalled",
     "ToolStarted",
@@ -167,6 +173,79 @@ class Task(Record):
 # --------------------------------------------------------------------------------------------
 
 
+PackLevel = Literal["full", "outline", "path"]
+
+
+class SecretFinding(Record):
+    """A secret found in text: where and by which rule, never the value itself."""
+
+    rule: str
+    path: str | None = None
+    line: int = 0
+    action: Literal["redacted", "excluded"] = "redacted"
+
+
+class PackItem(Record):
+    """One file in a pack: the level it got, its exact tokens there, and why it ranked."""
+
+    path: str
+    level: PackLevel
+    tokens: int = 0
+    score: float = 0.0
+    rank: int | None = None
+    reasons: list[str] = Field(default_factory=list)
+
+
+class Skipped(Record):
+    """A file left out of a pack, with the reason (binary, lock file, secret path, ...)."""
+
+    path: str
+    reason: str
+    size: int = 0
+
+
+class PackTotals(Record):
+    """Counts and tokens of one pack."""
+
+    files: int = 0
+    full: int = 0
+    outline: int = 0
+    path_only: int = 0
+    skipped: int = 0
+    tokens: int = 0
+    full_tokens: int = 0
+    outline_tokens: int = 0
+    tree_tokens: int = 0
+    repo_tokens: int | None = None
+    secrets_redacted: int = 0
+    secrets_excluded: int = 0
+
+
+class Pack(Record):
+    """A repository rendered for the model under a budget, with its manifest.
+
+    `document` is stable for a commit (paths in order, no task text); `relevant` is the small
+    task-specific block of ranked files meant to follow the document in the prompt.
+    """
+
+    document: str
+    relevant: str = ""
+    format: Literal["xml", "markdown"] = "xml"
+    repo: str
+    root: str
+    commit: str | None = None
+    model: str
+    tokenizer: str
+    budget: int
+    tree_level: str = "files"
+    totals: PackTotals = Field(default_factory=PackTotals)
+    items: list[PackItem] = Field(default_factory=list)
+    skipped: list[Skipped] = Field(default_factory=list)
+    secrets: list[SecretFinding] = Field(default_factory=list)
+    relevant_tokens: int = 0
+    timings: dict[str, float] = Field(default_factory=dict)
+
+
 # --------------------------------------------------------------------------------------------
 # Trajectory and result (loop issue)
 # --------------------------------------------------------------------------------------------
@@ -291,7 +370,7 @@ class Result(Record):
     """What `solve` returns: how the run ended, the patch, the check, and what it cost."""
 
     run_id: str
-    status: Literal["solved", "unchecked", "failed_check", "limit", "interrupted", "error"]
+    status: Literal["solved", "unchecked", "limit", "interrupted", "error"]
     exit_code: int
     reason: str
     patch: str = ""

@@ -114,6 +114,9 @@ class Settings(BaseModel):
     max_steps: int | None = Field(default=None, description="Stop after this many model calls.")
     max_cost: float | None = Field(default=None, description="Stop before spending more USD than this.")
     max_time: float | None = Field(default=None, description="Stop after this many wall seconds.")
+    max_tokens: int | None = Field(
+        default=None, description="Stop before the run's prompt plus output tokens pass this."
+    )
     state_dir: Path = Field(
         default_factory=lambda: _user_dir("state"),
         description="Where runs (trajectories, spilled outputs) are kept.",
@@ -124,6 +127,11 @@ class Settings(BaseModel):
     )
     safety: SafetySettings = Field(
         default_factory=SafetySettings, description="Sandbox, network and approval limits."
+    )
+    web_search: str | None = Field(
+        default=None,
+        description="Web search provider: a SearXNG URL, or 'brave' / 'tavily' "
+        "(key from BRAVE_API_KEY / TAVILY_API_KEY); web search is off when unset.",
     )
 
     def profile(self) -> ModelProfile:

@@ -1,0 +1,126 @@
+"""`tome chat`: an interactive, multi-turn session in a repository.
+
+The prefix (system, pack, a fixed session chunk) is the same for every session on a commit, so
+the provider's cache hits from the first message; each user message is appended to the history.
+Slash commands: /undo, /diff, /cost, /mode [MODE], /pack, /quit. Destructive shell commands
+ask before they run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.prompt import Confirm, Prompt
+
+from agent.cli import add_settings_options, settings_from_args
+from agent.records import Task
+
+__all__ = ["configure", "run", "ChatSession", "SESSION_TASK"]
+
+SESSION_TASK = (
+    "Interactive session: the user's requests follow as messages. Answer questions in text; "
+    "for changes, work with the tools, run the tests that show the change, then call submit. "
+    "Reply in text when you need the user."
+)
+HELP = "/undo  /diff  /cost  /mode [non-think|high|max]  /pack  /quit"
+
+
+class ChatSession:
+    """One chat: a prepared run plus the slash commands; `send` runs one user turn."""
+
+    def __init__(self, run, *, print_: Callable[[str], None]) -> None:
+        self.run = run
+        self.print = print_
+
+    def send(self, text: str) -> str:
+        """Append the user's message and loop until the model answers in text or submits."""
+        self.run.agent.add_user_message(text)
+        return self.run.agent.run().status
+
+    def command(self, line: str) -> bool:
+        """Run a slash command; False when the session should end."""
+        from agent.modes import parse_mode
+        from agent.solve import git_patch
+
+        name, _, arg = line.strip().partition(" ")
+        agent = self.run.agent
+        if name in ("/quit", "/exit"):
+            return False
+        if name == "/diff":
+            patch = git_patch(self.run.repo, self.run.trajectory.started.base_commit)
+            self.print(patch or "(no changes)")
+        elif name == "/undo":
+            self.print(self._undo())
+        elif name == "/cost":
+            u = agent.usage
+            hit = u.cache_hit_tokens / u.prompt_tokens if u.prompt_tokens else 0.0
+            self.print(f"${agent.cost:.4f}  {u.prompt_tokens:,} prompt ({hit:.0%} cache hit), "
+                       f"{u.completion_tokens:,} output, {agent.steps} calls")
+        elif name == "/mode":
+            if arg.strip():
+                new = parse_mode(arg)
+                if new is not None:
+                    agent.set_mode(new, "set by the user")
+            self.print(f"mode: {agent.mode.label}")
+        elif name == "/pack":
+            started = self.run.trajectory.started
+            self.print(f"pack: {started.pack_tokens:,} tokens of {started.repo} at {started.base_commit or 'no commit'}")
+        else:
+            self.print(f"unknown command {name}; commands: {HELP}")
+        return True
+
+    def _undo(self) -> str:
+        ws = self.run.agent.toolbox.ctx.workspace
+        try:
+            from tools.git import restore_checkpoint
+
+            return restore_checkpoint(ws)
+        except ImportError:
+            return "undo is not available in this build"
+
+
+def configure(parser: argparse.ArgumentParser, name: str) -> None:
+    """Options of chat."""
+    parser.add_argument("--repo", type=Path, default=Path("."), help="repository (default: .)")
+    add_settings_options(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    """The read-eval loop."""
+    from agent.solve import start_run
+    from agent.view import LiveView
+
+    console = Console()
+    if args.json or not sys.stdin.isatty():
+        console.print("tome chat is interactive; use tome solve --json for scripts", style="red")
+        return 2
+    settings = settings_from_args(args, args.repo)
+    view = LiveView(console)
+    run_ = start_run(
+        Task(statement=SESSION_TASK), settings, repo=args.repo, interactive=True, chat=True,
+        approve=lambda command: Confirm.ask(f"Run destructive command?\n  {command}"),
+        on_event=view.on_event, on_delta=view.on_delta,
+        on_stage=lambda m: console.print(f"[dim]{m}[/]"),
+    )
+    session = ChatSession(run_, print_=lambda text: console.print(escape(text)))
+    console.print(f"[bold]tome chat[/] in {run_.repo}. {HELP}")
+    while True:
+        try:
+            line = Prompt.ask("[bold cyan]you[/]")
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not line.strip():
+            continue
+        if line.startswith("/"):
+            if not session.command(line):
+                break
+            continue
+        with view:
+            session.send(line)
+    console.print(f"session saved: tome replay {run_.run_id}")
+    return 0

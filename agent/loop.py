@@ -1,0 +1,464 @@
+"""The agent loop: ask the model, run its tool calls, append the observations, again.
+
+Control leaves the loop only through a typed `Interrupt` (submitted, a limit, a loop, the user,
+malformed turns) or a `ModelError`; either way a `run_ended` event is written first. Every
+tool_call_id gets exactly one tool message, interrupts included. State (steps, cost, mode) is
+derived from the trajectory, so a resumed run continues with the same numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agent.errors import ContextOverflow, Interrupt, ModelError
+from agent.model import Model
+from agent.modes import MODE_TABLE, escalate
+from agent.profiles import ModelProfile
+from agent.prompt import PromptPrefix, render
+from agent.records import (
+    CheckRecord,
+    CheckRun,
+    Compacted,
+    Delta,
+    Message,
+    Mode,
+    ModeChanged,
+    ModelCalled,
+    RunEnded,
+    ToolCall,
+    ToolFinished,
+    ToolStarted,
+    Usage,
+    UserNote,
+)
+from agent.trajectory import INTERRUPTED_TOOL, Trajectory, history
+from tools.base import Toolbox
+
+__all__ = [
+    "Limits",
+    "Agent",
+    "Outcome",
+    "Submitted",
+    "LimitReached",
+    "LoopDetected",
+    "UserStopped",
+    "MalformedTurns",
+    "TurnDone",
+]
+
+
+class Submitted(Interrupt):
+    """The model called submit and the check (if any) allows it."""
+
+    def __init__(self, summary: str, check: CheckRecord | None) -> None:
+        super().__init__("submitted")
+        self.summary = summary
+        self.check = check
+
+
+class LimitReached(Interrupt):
+    """A step, token, cost, time or context limit would be passed by the next call."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class LoopDetected(Interrupt):
+    """The model repeated the same failing call too often."""
+
+
+class UserStopped(Interrupt):
+    """Ctrl-C or an explicit stop."""
+
+
+class MalformedTurns(Interrupt):
+    """Too many turns in a row that could not be acted on."""
+
+
+class TurnDone(Interrupt):
+    """Chat mode: the model answered in text and waits for the user."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Run-wide caps, checked before the call that would pass them."""
+
+    max_steps: int | None = None
+    max_cost: float | None = None
+    max_time: float | None = None
+    max_tokens: int | None = None
+    repeat_failures: int = 3
+    malformed_turns: int = 3
+    context_margin: int = 4_096
+    min_output: int = 4_096
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a loop run ended."""
+
+    status: str
+    reason: str
+    exit_code: int
+    check: CheckRecord | None = None
+    summary: str | None = None
+
+
+Checker = Callable[[str], CheckRecord]
+
+_NOT_RUN_LENGTH = (
+    "[not run: your reply was cut at the output limit (max_tokens) before this call was complete. "
+    "Send the call again, with less text around it.]"
+)
+_NOT_RUN_STOPPED = "[not run: the run stopped before this call ran]"
+_NO_TOOL = (
+    "You replied without calling a tool. Work through the tools; when your check passes, call "
+    "submit with a summary."
+)
+_NO_CHECK = (
+    "Before submitting, show that the fix works: run the tests that exercise it with run_tests "
+    "(the harness re-runs that command when you submit). Then call submit again."
+)
+
+
+class Agent:
+    """One run's loop over a model, a toolbox and a trajectory."""
+
+    def __init__(
+        self,
+        *,
+        model: Model,
+        toolbox: Toolbox,
+        prefix: PromptPrefix,
+        trajectory: Trajectory,
+        profile: ModelProfile,
+        limits: Limits,
+        tokenizer,
+        checker: Checker | None = None,
+        check_command: str | None = None,
+        pack_tokens: int = 0,
+        chat: bool = False,
+        on_delta: Callable[[Delta], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.model = model
+        self.toolbox = toolbox
+        self.prefix = prefix
+        self.traj = trajectory
+        self.profile = profile
+        self.limits = limits
+        self.tokenizer = tokenizer
+        self.checker = checker
+        self.check_command = check_command
+        self.pack_tokens = pack_tokens
+        self.chat = chat
+        self.on_delta = on_delta
+        self.clock = clock
+        self._started = clock()
+        self._elapsed_before = self._recorded_elapsed()
+        self._malformed = 0
+        self._warned_no_check = False
+        self._counts: dict[str, int] = {}
+        self._token_memo: dict[str, int] = {}
+        self._prefix_tokens = self._count_messages(prefix.messages()) + self._count(
+            json.dumps(toolbox.schemas(), sort_keys=True)
+        )
+
+    # ---- state derived from the trajectory --------------------------------------------------
+
+    @property
+    def mode(self) -> Mode:
+        """The current mode: the last mode change, or the mode the run started in."""
+        mode = self.traj.started.mode
+        for e in self.traj.of_type(ModeChanged):
+            mode = e.new
+        return mode
+
+    @property
+    def steps(self) -> int:
+        """Model calls so far."""
+        return sum(1 for _ in self.traj.of_type(ModelCalled))
+
+    @property
+    def usage(self) -> Usage:
+        """Token usage so far."""
+        total = Usage()
+        for e in self.traj.of_type(ModelCalled):
+            total = total + e.response.usage
+        return total
+
+    @property
+    def cost(self) -> float:
+        """USD spent so far."""
+        return sum(e.response.cost for e in self.traj.of_type(ModelCalled))
+
+    @property
+    def elapsed(self) -> float:
+        """Wall seconds of this run, across resumes."""
+        return self._elapsed_before + self.clock() - self._started
+
+    def _recorded_elapsed(self) -> float:
+        ts = [e.t for e in self.traj.events if e.t]
+        return max(ts) - min(ts) if len(ts) > 1 else 0.0
+
+    def _emit(self, event) -> None:
+        self.traj.append(event.model_copy(update={"t": time.time(), "step": self.steps}))
+
+    def add_user_message(self, text: str) -> None:
+        """Append a user's message to the history (chat)."""
+        self._emit(UserNote(content=text, source="user"))
+
+    def set_mode(self, mode: Mode, reason: str) -> None:
+        """Switch the reasoning mode from the next call on."""
+        if mode != self.mode:
+            self._emit(ModeChanged(old=self.mode, new=mode, reason=reason))
+
+    # ---- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        """Step until an interrupt or a model error; always ends with a run_ended event."""
+        while True:
+            try:
+                self.step()
+            except Interrupt as stop:
+                return self._finish(stop)
+            except KeyboardInterrupt:
+                return self._finish(UserStopped("interrupted by the user"))
+            except ModelError as e:
+                return self._end("error", f"model error: {e}", 4)
+
+    def step(self) -> None:
+        """One model call and the tool calls it asked for."""
+        messages = render(self.prefix, history(self.traj.events))
+        max_tokens, prompt_tokens = self._fit(messages)
+        self._check_limits(prompt_tokens, max_tokens)
+        try:
+            response = self._query(messages, max_tokens)
+        except ContextOverflow:
+            self._compact("the API said the prompt does not fit the window")
+            messages = render(self.prefix, history(self.traj.events))
+            max_tokens, prompt_tokens = self._fit(messages)
+            response = self._query(messages, max_tokens)
+        self._emit(ModelCalled(mode=self.mode, response=response))
+        calls = response.message.tool_calls
+        if response.finish_reason == "length":
+            for call in calls:
+                self._emit(ToolFinished(call_id=call.id, name=call.name, content=_NOT_RUN_LENGTH, ok=False))
+            if not calls:
+                self._emit(UserNote(content="Your reply was cut at the output limit. Continue in shorter steps."))
+            self._malformed_turn()
+            return
+        if not calls:
+            if self.chat:
+                raise TurnDone("the model answered")
+            self._emit(UserNote(content=_NO_TOOL))
+            self._malformed_turn()
+            return
+        usable = False
+        for i, call in enumerate(calls):
+            try:
+                usable |= self._run_tool(call)
+            except KeyboardInterrupt:
+                for rest in calls[i + 1:]:
+                    self._emit(ToolFinished(call_id=rest.id, name=rest.name, content=_NOT_RUN_STOPPED, ok=False))
+                raise
+        if usable:
+            self._malformed = 0
+        else:
+            self._malformed_turn()
+        submitted = self.toolbox.ctx.submitted
+        if submitted is not None:
+            self.toolbox.ctx.submitted = None
+            self._on_submit(submitted)
+
+    def _query(self, messages: list[Message], max_tokens: int):
+        return self.model.query(
+            messages,
+            mode=self.mode,
+            tools=self.toolbox.schemas(),
+            max_tokens=max_tokens,
+            on_delta=self.on_delta,
+        )
+
+    def _run_tool(self, call: ToolCall) -> bool:
+        """Run one call; True when the model's call was well-formed enough to act on."""
+        start = time.monotonic()
+        try:
+            self._emit(ToolStarted(call_id=call.id, name=call.name, arguments=call.arguments))
+            result = self.toolbox.run(call.id, call.name, call.arguments)
+        except KeyboardInterrupt:
+            self._emit(ToolFinished(call_id=call.id, name=call.name, content=INTERRUPTED_TOOL, ok=False))
+            raise
+        content = result.content
+        if not result.ok:
+            key = hashlib.sha256(f"{call.name}\0{_canonical(call.arguments)}".encode()).hexdigest()
+            self._counts[key] = self._counts.get(key, 0) + 1
+            seen = self._counts[key]
+            if seen == self.limits.repeat_failures - 1:
+                content += (
+                    f"\n\nNote: this exact call has now failed {seen} times. Change the approach; "
+                    "one more identical failing call stops the run."
+                )
+        self._emit(ToolFinished(
+            call_id=call.id, name=result.name, content=content, ok=result.ok,
+            error_kind=result.error_kind, elapsed=time.monotonic() - start,
+        ))
+        if not result.ok and self._counts[key] >= self.limits.repeat_failures:
+            raise LoopDetected(f"the same failing call to {call.name} was repeated {self._counts[key]} times")
+        return result.error_kind not in ("invalid_json", "unknown_tool")
+
+    def _malformed_turn(self) -> None:
+        self._malformed += 1
+        if self._malformed >= self.limits.malformed_turns:
+            raise MalformedTurns(f"{self._malformed} turns in a row could not be acted on")
+
+    def _on_submit(self, summary: str) -> None:
+        command = self.check_command or self._last_test_command()
+        if command is None or self.checker is None:
+            if not self._warned_no_check and self.checker is not None:
+                self._warned_no_check = True
+                self._emit(UserNote(content=_NO_CHECK))
+                return
+            raise Submitted(summary, None)
+        check = self.checker(command)
+        self._emit(CheckRun(check=check))
+        if check.passed:
+            raise Submitted(summary, check)
+        note = f"Your submission was checked with `{check.command}` and the check failed:\n{check.summary}\n"
+        nxt = escalate(self.mode, profile=self.profile, pack_tokens=self.pack_tokens)
+        within_cap = self.limits.max_cost is None or self.cost < self.limits.max_cost
+        if nxt is not None and within_cap:
+            self._emit(ModeChanged(old=self.mode, new=nxt, reason="the self-check failed"))
+            note += f"(Reasoning mode raised to {nxt.label}.)\n"
+        note += "Write a revised plan (Goal / Files / Verify), fix the problem, and submit again."
+        self._emit(UserNote(content=note))
+
+    def _last_test_command(self) -> str | None:
+        for e in reversed(self.traj.events):
+            if isinstance(e, ToolStarted) and e.name == "run_tests":
+                try:
+                    args = json.loads(e.arguments or "{}")
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(args, dict) and args.get("command"):
+                    return str(args["command"])
+        return None
+
+    # ---- limits and context -----------------------------------------------------------------
+
+    def _check_limits(self, prompt_tokens: int, max_tokens: int) -> None:
+        lim = self.limits
+        step_cap = lim.max_steps if lim.max_steps is not None else MODE_TABLE[self.mode].max_steps
+        if self.steps >= step_cap:
+            raise LimitReached("steps", f"step limit reached ({self.steps} of {step_cap} model calls)")
+        if lim.max_time is not None and self.elapsed >= lim.max_time:
+            raise LimitReached("time", f"time limit reached ({self.elapsed:.0f}s of {lim.max_time:g}s)")
+        usage = self.usage
+        expected_out = usage.completion_tokens // self.steps if self.steps else 2_000
+        if lim.max_tokens is not None:
+            spent = usage.prompt_tokens + usage.completion_tokens
+            if spent + prompt_tokens + expected_out > lim.max_tokens:
+                raise LimitReached("tokens", f"token limit: {spent:,} spent, the next call needs about "
+                                   f"{prompt_tokens + expected_out:,} of {lim.max_tokens:,}")
+        if lim.max_cost is not None:
+            previous = self._last_prompt_tokens()
+            estimate = self.profile.cost(Usage(
+                prompt_tokens=prompt_tokens,
+                cache_hit_tokens=min(previous, prompt_tokens),
+                cache_miss_tokens=max(prompt_tokens - previous, 0),
+                completion_tokens=expected_out,
+            ))
+            if self.cost + estimate > lim.max_cost:
+                raise LimitReached("cost", f"cost cap: ${self.cost:.4f} spent, the next call would cost "
+                                   f"about ${estimate:.4f}, cap ${lim.max_cost:g}")
+
+    def _last_prompt_tokens(self) -> int:
+        for e in reversed(self.traj.events):
+            if isinstance(e, ModelCalled):
+                return e.response.usage.prompt_tokens
+        return 0
+
+    def _count(self, text: str) -> int:
+        key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+        n = self._token_memo.get(key)
+        if n is None:
+            n = self._token_memo[key] = self.tokenizer.count(text)
+        return n
+
+    def _count_messages(self, messages: list[Message]) -> int:
+        total = 0
+        for m in messages:
+            total += 8  # role and separators
+            for text in (getattr(m, "content", None), getattr(m, "reasoning_content", None)):
+                if text:
+                    total += self._count(text)
+            for call in getattr(m, "tool_calls", []) or []:
+                total += 8 + self._count(call.name) + self._count(call.arguments)
+        return total
+
+    def _prompt_tokens(self, messages: list[Message]) -> int:
+        head = len(self.prefix.messages())
+        return self._prefix_tokens + self._count_messages(messages[head:])
+
+    def _fit(self, messages: list[Message]) -> tuple[int, int]:
+        """max_tokens for the next call, compacting once if the history no longer fits."""
+        window = self.profile.context_window - self.limits.context_margin
+        want = min(MODE_TABLE[self.mode].max_output_tokens, self.profile.max_output)
+        prompt = self._prompt_tokens(messages)
+        if prompt + self.limits.min_output > window:
+            self._compact(f"the prompt ({prompt:,} tokens) no longer leaves room for output")
+            messages = render(self.prefix, history(self.traj.events))
+            prompt = self._prompt_tokens(messages)
+            if prompt + self.limits.min_output > window:
+                raise LimitReached("context", f"the prompt does not fit the window even after compaction ({prompt:,} tokens)")
+        return min(want, window - prompt), prompt
+
+    def _compact(self, reason: str) -> None:
+        """Drop old tool outputs (keeping the newest and the last failure); recorded as an event."""
+        before = self._prompt_tokens(render(self.prefix, history(self.traj.events)))
+        done = {cid for e in self.traj.of_type(Compacted) for cid in e.dropped_call_ids}
+        results = [e for e in self.traj.of_type(ToolFinished) if e.call_id not in done]
+        keep = {e.call_id for e in results[-4:]}
+        failures = [e for e in results if not e.ok]
+        if failures:
+            keep.add(failures[-1].call_id)
+        dropped = [e.call_id for e in results if e.call_id not in keep]
+        if not dropped:
+            raise LimitReached("context", f"nothing left to compact ({reason})")
+        event = Compacted(dropped_call_ids=dropped, before_tokens=before, after_tokens=0, reason=reason)
+        after = self._prompt_tokens(render(self.prefix, history([*self.traj.events, event])))
+        self._emit(event.model_copy(update={"after_tokens": after}))
+
+    # ---- endings ----------------------------------------------------------------------------
+
+    def _finish(self, stop: Interrupt) -> Outcome:
+        if isinstance(stop, Submitted):
+            if stop.check is None:
+                return self._end("unchecked", "submitted without a check", 1, None, stop.summary)
+            return self._end("solved", "submitted; the check passed", 0, stop.check, stop.summary)
+        if isinstance(stop, LimitReached):
+            return self._end("limit", str(stop), 3)
+        if isinstance(stop, UserStopped):
+            return self._end("interrupted", str(stop), 130)
+        if isinstance(stop, TurnDone):
+            return Outcome(status="turn", reason=str(stop), exit_code=0)
+        if isinstance(stop, MalformedTurns):
+            return self._end("error", str(stop), 4)
+        return self._end("limit", str(stop), 3)  # LoopDetected and any other interrupt
+
+    def _end(self, status: str, reason: str, code: int, check: CheckRecord | None = None,
+             summary: str | None = None) -> Outcome:
+        self._emit(RunEnded(status=status, reason=reason, exit_code=code))
+        return Outcome(status=status, reason=reason, exit_code=code, check=check, summary=summary)
+
+
+def _canonical(arguments: str) -> str:
+    try:
+        return json.dumps(json.loads(arguments), sort_keys=True)
+    except (json.JSONDecodeError, TypeError):
+        return arguments.strip()
