@@ -41,6 +41,8 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--timeout", type=float, help="seconds for one test run (default per spec)")
     parser.add_argument("--task-timeout", type=float, help="seconds for a whole task (solve + score)")
     parser.add_argument("--keep-checkouts", action="store_true", help="keep per-task worktrees")
+    parser.add_argument("--env-specs", type=Path,
+                        help='JSON {"owner/repo": {"version or *": {EnvSpec fields}}} added to the built-in specs')
 
 
 def _run_id(args: argparse.Namespace, model: str) -> str:
@@ -52,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from agent.evaluation.envspecs import load_spec_file
     from agent.evaluation.report import build_report, print_report, write_predictions, write_report
     from agent.evaluation.run import RunConfig, run_tasks
     from agent.evaluation.score import ScoreConfig
@@ -74,7 +77,8 @@ def run(args: argparse.Namespace) -> int:
     run_dir = (args.output_dir / run_id).resolve()
     config = ScoreConfig(repos_dir=args.repos_dir.resolve(),
                          env_cache=(args.env_cache or default_env_cache()).resolve(),
-                         work_dir=run_dir / "checkouts", timeout=args.timeout)
+                         work_dir=run_dir / "checkouts", timeout=args.timeout,
+                         specs=load_spec_file(args.env_specs) if args.env_specs else None)
     runcfg = RunConfig(run_dir=run_dir, workers=args.workers, executor=args.executor,
                        task_timeout=args.task_timeout, ray_address=args.ray_address)
     console = Console(stderr=True)

@@ -7,8 +7,10 @@ SWE-bench's own per-version specs. Commands run with the environment's `bin/` fi
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import sys
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,7 +18,7 @@ from unidiff import PatchSet
 
 from agent.errors import ConfigError
 
-__all__ = ["EnvSpec", "env_spec", "register_spec", "test_files", "test_command", "SPECS"]
+__all__ = ["EnvSpec", "env_spec", "register_spec", "load_spec_file", "test_files", "test_command", "SPECS"]
 
 Runner = Literal["pytest", "django", "sympy"]
 
@@ -148,6 +150,19 @@ def register_spec(repo: str, spec: EnvSpec, *, version: str = "*",
     out = {k: dict(v) for k, v in (SPECS if table is None else table).items()}
     out.setdefault(repo, {})[version] = spec
     return out
+
+
+def load_spec_file(path: Path) -> dict[str, dict[str, EnvSpec]]:
+    """The built-in table plus the specs in a JSON file {repo: {version or "*": {fields}}}."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        table = None
+        for repo, versions in data.items():
+            for version, fields in versions.items():
+                table = register_spec(repo, EnvSpec.model_validate(fields), version=version, table=table)
+    except (OSError, ValueError, AttributeError) as e:
+        raise ConfigError(f"bad env spec file {path}: {e}") from None
+    return table if table is not None else {k: dict(v) for k, v in SPECS.items()}
 
 
 def env_spec(repo: str, version: str, *, table: dict[str, dict[str, EnvSpec]] | None = None) -> EnvSpec:

@@ -52,7 +52,6 @@ def parse_pytest(log: str) -> dict[str, TestStatus]:
 
 _DJANGO_WORD = [
     (re.compile(r" \.\.\. ok$"), TestStatus.PASSED),
-    (re.compile(r" \.\.\. OK$"), TestStatus.PASSED),
     (re.compile(r" \.\.\. skipped\b.*$"), TestStatus.SKIPPED),
     (re.compile(r" \.\.\. expected failure$"), TestStatus.XFAIL),
     (re.compile(r" \.\.\. unexpected success$"), TestStatus.XPASS),

@@ -138,7 +138,7 @@ class AgentSource(_Source):
         settings = load_settings(workdir, cli={"model": self.name, **self.settings_cli}).settings
         t0 = time.monotonic()
         params = inspect.signature(solve).parameters
-        kw = {k: workdir for k in ("workdir", "repo_dir", "cwd", "root") if k in params}
+        kw = {k: workdir for k in ("repo", "workdir", "repo_dir", "cwd") if k in params}
         with _chdir(workdir):
             result = solve(instance.to_task(), settings, **kw)
         usage = getattr(result, "usage", None)

@@ -1,0 +1,127 @@
+"""Self-validation of `tome eval` on the real runnable SWE-bench instances (not a unit test).
+
+Runs `tome eval --model gold` and `--model empty` on the instances ../shared/swe/RUNNABLE.md
+lists as runnable, leaving out the PASS_TO_PASS tests listed there as broken on Python 3.11
+(env_broken_p2p). Gold must resolve 100%, empty 0%. Prints a table per repository.
+
+    python benchmarks/swe_selfcheck.py --repos-dir /work/scratch/eval/repos \
+        --work /work/scratch/eval --workers 2
+
+The repositories are clones named <owner>__<name> (django/django from a fork that has every
+base commit); environments are cached under <work>/envs and reused between runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SWE = Path(__file__).resolve().parents[2] / "shared" / "swe"
+
+
+def write_tasks(swe: Path, out: Path) -> int:
+    """The runnable instances as a tasks file, less their env-broken PASS_TO_PASS tests."""
+    results = {r["instance_id"]: r for r in json.loads((swe / "runnable_results.json").read_text())}
+    n = 0
+    with out.open("w") as fh:
+        for line in (swe / "lite.jsonl").read_text().splitlines():
+            row = json.loads(line)
+            r = results.get(row["instance_id"])
+            if not r or not r["verdict"].startswith("OK"):
+                continue
+            broken = set(r["env_broken_p2p"])
+            row["PASS_TO_PASS"] = [t for t in row["PASS_TO_PASS"] if t not in broken]
+            fh.write(json.dumps(row) + "\n")
+            n += 1
+    return n
+
+
+def run_eval(model: str, tasks: Path, args: argparse.Namespace) -> tuple[dict, float]:
+    """One `tome eval` run through the real command line; its report and wall seconds."""
+    t0 = time.monotonic()
+    cmd = [sys.executable, "-m", "agent.cli", "eval", str(tasks), "--model", model,
+           "--repos-dir", str(args.repos_dir), "--env-cache", str(args.work / "envs"),
+           "--output-dir", str(args.work / "runs"), "--workers", str(args.workers),
+           "--run-id", f"selfcheck-{model}", "--timeout", str(args.timeout)]
+    if args.instance_ids:
+        cmd += ["--instance-ids", *args.instance_ids]
+    subprocess.run(cmd, check=False, cwd=Path(__file__).resolve().parents[1])
+    report = json.loads((args.work / "runs" / f"selfcheck-{model}" / "report.json").read_text())
+    return report, time.monotonic() - t0
+
+
+def env_build_times(envs: Path) -> dict[str, float]:
+    """Seconds each cached environment took to build, summed per repository."""
+    out: dict[str, float] = {}
+    for marker in envs.glob("*/ready.json"):
+        repo = marker.parent.name.rsplit("-", 1)[0].replace("__", "/", 1)
+        out[repo] = out.get(repo, 0.0) + json.loads(marker.read_text()).get("setup_time", 0.0)
+    return out
+
+
+def main() -> int:
+    """Run gold and empty, print the per-repository table; exit 0 iff gold 100% and empty 0%."""
+    from rich.console import Console
+    from rich.table import Table
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--repos-dir", type=Path, required=True)
+    p.add_argument("--work", type=Path, required=True, help="tasks file, envs/ and runs/ go here")
+    p.add_argument("--swe", type=Path, default=SWE)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--instance-ids", nargs="+")
+    p.add_argument("--only", choices=["gold", "empty"], help="run one of the two")
+    args = p.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    tasks = args.work / "runnable.jsonl"
+    n = write_tasks(args.swe, tasks)
+    wall: dict[str, float] = {}
+    reports: dict[str, dict] = {}
+    t0 = time.monotonic()
+    for model in [args.only] if args.only else ["gold", "empty"]:
+        reports[model], wall[model] = run_eval(model, tasks, args)
+    total_wall = time.monotonic() - t0
+    builds = env_build_times(args.work / "envs")
+    table = Table(title=f"tome eval self-check on {n} runnable SWE-bench instances")
+    for col in ["repository", "instances", "gold resolved", "empty resolved", "errors",
+                "env build s", "task setup s", "test s"]:
+        table.add_column(col, justify="left" if col == "repository" else "right")
+    rows: dict[str, dict[str, float]] = {}
+    for model, report in reports.items():
+        for s in report["scores"]:
+            r = rows.setdefault(s["repo"], {"n": 0, "gold": 0, "empty": 0, "err": 0, "setup": 0.0, "test": 0.0})
+            r["n"] += model == next(iter(reports))
+            r[model] += s["status"] == "resolved"
+            r["err"] += s["status"] == "error"
+            r["setup"] += s["setup_time"]
+            r["test"] += s["test_time"]
+    total = {"n": 0, "gold": 0, "empty": 0, "err": 0, "setup": 0.0, "test": 0.0}
+    for repo in sorted(rows):
+        r = rows[repo]
+        for k in total:
+            total[k] += r[k]
+        table.add_row(repo, str(r["n"]), str(r["gold"]) if "gold" in reports else "-",
+                      str(r["empty"]) if "empty" in reports else "-", str(r["err"]),
+                      f"{builds.get(repo, 0):.0f}", f"{r['setup']:.0f}", f"{r['test']:.0f}")
+    table.add_section()
+    table.add_row("all", str(total["n"]), str(total["gold"]), str(total["empty"]), str(total["err"]),
+                  f"{sum(builds.values()):.0f}", f"{total['setup']:.0f}", f"{total['test']:.0f}")
+    console = Console(width=120)
+    console.print(table)
+    for model, report in reports.items():
+        bad = report["unresolved_ids"] + report["error_ids"] if model == "gold" else report["resolved_ids"]
+        console.print(f"{model}: resolved {report['resolved_instances']}/{report['total_instances']}, "
+                      f"errors {report['error_instances']}, wall {wall[model]:.0f}s; wrong: {bad}")
+    console.print(f"whole run wall time: {total_wall:.0f}s with --workers {args.workers}")
+    gold_ok = "gold" not in reports or reports["gold"]["resolved_instances"] == n
+    empty_ok = "empty" not in reports or reports["empty"]["resolved_instances"] == 0
+    return 0 if gold_ok and empty_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
