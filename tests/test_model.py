@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
@@ -212,11 +213,18 @@ def test_keepalive_only_stream_is_abandoned_by_the_watchdog_and_retried(scripted
     assert reply.message.content == "finally"
     assert time.monotonic() - start < 5
     assert [r.fault for r in server.requests] == ["keepalive", None]
+    # The abandoned attempt's reader thread ends too (its response was closed under it).
+    for _ in range(50):
+        if not any(t.name == "tome-model-call" for t in threading.enumerate()):
+            break
+        time.sleep(0.05)
+    assert not any(t.name == "tome-model-call" for t in threading.enumerate())
 
 
-def test_keepalives_before_the_answer_are_fine(scripted, model_for, sleeps):
+@pytest.mark.parametrize("stream", [True, False])
+def test_keepalives_before_the_answer_are_fine(scripted, model_for, sleeps, stream):
     server = scripted([Turn(content="slow but fine", faults=[Fault(kind="delay", seconds=0.3)])])
-    reply = model_for(server, stream=True, idle_timeout=1.0).query(ASK, mode=Mode.HIGH)
+    reply = model_for(server, stream=stream, idle_timeout=1.0).query(ASK, mode=Mode.HIGH)
     assert reply.message.content == "slow but fine" and sleeps == []
     assert len(server.requests) == 1
 

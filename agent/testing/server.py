@@ -296,7 +296,7 @@ class ScriptedServer:
         """Bind an ephemeral port and serve in a background thread."""
         if self._httpd is not None:
             return self
-        self.tokenizer  # load before the first request so it does not eat a client's deadline
+        _ = self.tokenizer  # load before the first request so it does not eat a client's deadline
         handler = type("_BoundHandler", (_Handler,), {"scripted": self})
         httpd = ThreadingHTTPServer(("127.0.0.1", self._port), handler)
         httpd.daemon_threads = True
