@@ -24,7 +24,15 @@ from pathlib import Path
 
 from tools.base import ToolError
 
-__all__ = ["Workspace", "TextFile", "PathError", "StaleFileError", "sha256"]
+__all__ = [
+    "Workspace",
+    "TextFile",
+    "PathError",
+    "StaleFileError",
+    "sha256",
+    "decode",
+    "new_file_mode",
+]
 
 _UNDO_DEPTH = 50
 
@@ -197,8 +205,10 @@ class Workspace:
     # Writing
     # ---------------------------------------------------------------------------------------
 
-    def write_bytes(self, path: Path, data: bytes, *, record: bool = True) -> None:
-        """Atomically write a resolved path (keeping mode bits) and push the old bytes to undo."""
+    def write_bytes(
+        self, path: Path, data: bytes, *, mode: int | None = None, record: bool = True
+    ) -> None:
+        """Atomically write a resolved path (keeping mode bits unless `mode` is given); undoable."""
         if ".git" in path.relative_to(self.root).parts:
             raise PathError(f"{self.rel(path)} is inside .git/; it is not editable.")
         old: bytes | None = None
@@ -212,7 +222,7 @@ class Workspace:
             if path.parent.exists():
                 raise PathError(f"{self.rel(path.parent)} is a file, not a directory.")
             path.parent.mkdir(parents=True)
-        _atomic_write(path, data, old_mode)
+        _atomic_write(path, data, old_mode if mode is None else mode)
         if record:
             hist = self._history.setdefault(path, [])
             hist.append((old, old_mode))
@@ -270,10 +280,15 @@ def _umask() -> int:
     return 0o022
 
 
+def new_file_mode(*, executable: bool = False) -> int:
+    """Mode bits a new file gets here: 0666 (0777 when executable) less the umask."""
+    return (0o777 if executable else 0o666) & ~_umask()
+
+
 def _atomic_write(path: Path, data: bytes, mode: int | None) -> None:
     """Temp file in the same directory, fsync, chmod, rename, fsync the directory."""
     if mode is None:
-        mode = 0o666 & ~_umask()
+        mode = new_file_mode()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tome-tmp")
     try:
         with os.fdopen(fd, "wb") as f:
