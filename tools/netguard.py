@@ -139,7 +139,7 @@ def refusal_reason(ip: IPAddress) -> str | None:
         ("is_reserved", "reserved"),
     ):
         if getattr(ip, flag):
-            return f"a {what} address"
+            return f"{'an' if what[0] in 'aeiou' else 'a'} {what} address"
     if isinstance(ip, ipaddress.IPv4Address) and ip in _CGNAT:
         return "a carrier-grade NAT address"
     if not ip.is_global:
