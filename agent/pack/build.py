@@ -1,0 +1,399 @@
+"""`build_pack`: scan, redact, rank, count, choose levels under the budget, render, verify."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.errors import ConfigError
+from agent.pack.cache import CountCache, digest
+from agent.pack.outline import outline
+from agent.pack.rank import Ranked, rank_files
+from agent.pack.render import TREE_LEVELS, Format, file_block, footer, header, relevant_block, tree
+from agent.pack.scan import MAX_FILE_BYTES, scan_repo
+from agent.records import Pack, PackItem, PackTotals, SecretFinding, Skipped, Task
+from agent.secrets import SecretScanner
+
+__all__ = ["build_pack", "default_budget", "Progress", "RELEVANT_FILES"]
+
+Progress = Callable[[str, int, int], None]
+RELEVANT_FILES = 25
+_TREE_SHARE = 0.25  # the tree may take this share of a budget that cannot hold the whole repo
+_BYTES_PER_TOKEN_MIN = 16  # a file under budget*16 bytes may fit; larger ones are not counted
+_OUTLINE_TRIES = 400
+_RANK_VERSION = b"rank-2"
+
+
+def default_budget(context_window: int, max_output: int) -> int:
+    """The window less a reserve for output (up to a quarter) and the conversation (an eighth)."""
+    return context_window - min(max_output, context_window // 4) - context_window // 8
+
+
+@dataclass(slots=True)
+class _File:
+    path: str
+    text: str
+    data: bytes
+    size: int
+    mtime_ns: int
+    clean: bool  # no secret was redacted: the fast path on (size, mtime) is valid
+    block: str | None = None
+    tokens: int | None = None
+    rank: Ranked | None = None
+    level: str = "path"
+    outline_block: str | None = None
+    outline_tokens: int | None = None
+
+
+class _Counter:
+    """Exact counts through the persistent cache; misses are counted in parallel."""
+
+    def __init__(self, tokenizer: object, cache: CountCache) -> None:
+        self.tokenizer = tokenizer
+        self.cache = cache
+        self.counted_tokens = 0
+
+    def count(self, texts: Sequence[str], hashes: Sequence[bytes] | None = None) -> list[int]:
+        hs = list(hashes) if hashes is not None else [digest(t) for t in texts]
+        known = self.cache.lookup(hs)
+        missing = [i for i, h in enumerate(hs) if h not in known]
+        if missing:
+            counts = self.tokenizer.count_batch([texts[i] for i in missing])  # type: ignore[attr-defined]
+            self.cache.store((hs[i], n) for i, n in zip(missing, counts))
+            known.update((hs[i], n) for i, n in zip(missing, counts))
+            self.counted_tokens += sum(counts)
+        return [known[h] for h in hs]
+
+    def count_document(self, pieces: Sequence[str]) -> int:
+        """Count a document for real, in parallel chunks cut at block boundaries."""
+        doc_hash = digest("".join(pieces))
+        known = self.cache.lookup([doc_hash])
+        if doc_hash in known:
+            return known[doc_hash]
+        workers = max(1, min(8, os.cpu_count() or 1)) * 2
+        total = sum(len(p) for p in pieces)
+        chunks: list[str] = []
+        current: list[str] = []
+        size = 0
+        for p in pieces:
+            current.append(p)
+            size += len(p)
+            if size >= total / workers:
+                chunks.append("".join(current))
+                current, size = [], 0
+        if current:
+            chunks.append("".join(current))
+        n = sum(self.tokenizer.count_batch(chunks))  # type: ignore[attr-defined]
+        self.cache.store([(doc_hash, n)])
+        return n
+
+
+def _resolve_model(model: str | None, settings: object | None) -> tuple[str, str, int]:
+    from agent.profiles import get_profile
+
+    name = model or (getattr(settings, "model", None) if settings is not None else None) or "deepseek-v4-pro"
+    if settings is not None and getattr(settings, "model", None) == name:
+        profile = settings.profile()  # type: ignore[attr-defined]
+    else:
+        profile = get_profile(name)
+    return name, profile.tokenizer, default_budget(profile.context_window, profile.max_output)
+
+
+def _task_text(task: str | Task | None) -> str | None:
+    if task is None:
+        return None
+    text = task.statement if isinstance(task, Task) else str(task)
+    return text if text.strip() else None
+
+
+def _rank_key(task: str, files: Sequence[_File]) -> bytes:
+    h = digest(_RANK_VERSION + task.encode("utf-8", "surrogatepass"))
+    state = "\0".join(f"{f.path}\1{f.size}\1{f.mtime_ns}\1{int(f.clean)}" for f in files)
+    return b"rank:" + digest(h + digest(state))
+
+
+def _rank(task: str, files: list[_File], cache: CountCache) -> list[Ranked]:
+    key = _rank_key(task, files)
+    stored = cache.memo_get(key)
+    if stored is not None:
+        rows = json.loads(stored)
+        return [Ranked(p, s, r) for p, s, r in rows]
+    ranked = rank_files(task, [f.path for f in files], [f.data for f in files])
+    cache.memo_put(key, json.dumps([[r.path, r.score, r.reasons] for r in ranked]).encode())
+    return ranked
+
+
+def build_pack(
+    repo: str | Path,
+    *,
+    task: str | Task | None = None,
+    budget: int | None = None,
+    model: str | None = None,
+    format: Format = "xml",
+    settings: object | None = None,
+    tokenizer: object | None = None,
+    cache_dir: Path | None = None,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    environ: dict[str, str] | None = None,
+    progress: Progress | None = None,
+) -> Pack:
+    """Pack the repository at `repo` for `task` (text or Task) under `budget` tokens.
+
+    The budget defaults to settings.pack_budget, else the model's window less a reserve;
+    counts are exact for the model's tokenizer and cached under settings.cache_dir.
+    """
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 4)
+        clock = now
+
+    def tick(stage: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(stage, done, total)
+
+    if format not in ("xml", "markdown"):
+        raise ConfigError(f"unknown pack format {format!r} (xml or markdown)")
+    if settings is None:
+        from agent.settings import Settings
+
+        settings = Settings()
+    model_name, tokenizer_name, window_budget = _resolve_model(model, settings)
+    if budget is None:
+        budget = getattr(settings, "pack_budget", None) or window_budget
+    if budget <= 0:
+        raise ConfigError(f"pack budget must be positive, got {budget}")
+    if tokenizer is None:
+        from agent.tokens import get_tokenizer
+
+        tokenizer = get_tokenizer(tokenizer_name)
+    tokenizer_name = getattr(tokenizer, "name", tokenizer_name)
+    lap("setup")
+
+    tick("scan", 0, 1)
+    scan = scan_repo(Path(repo), max_bytes=max_file_bytes)
+    root = str(scan.root)
+    repo_name = scan.root.name
+    lap("scan")
+    tick("scan", 1, 1)
+
+    # Secrets: denylisted paths were skipped by the scan; redact values in the rest.
+    scanner = SecretScanner(environ)
+    findings: list[SecretFinding] = []
+    skipped = [Skipped(path=p, reason=r, size=s) for p, r, s in scan.skipped]
+    for s in skipped:
+        if s.reason.startswith("secret:"):
+            findings.append(SecretFinding(rule=s.reason.split("matches ", 1)[-1], path=s.path, action="excluded"))
+    files: list[_File] = []
+    for sf in scan.files:
+        text, found = scanner.redact(sf.text, path=sf.path, data=sf.data)
+        findings.extend(found)
+        files.append(_File(sf.path, text, sf.data, sf.size, sf.mtime_ns, clean=not found))
+    lap("secrets")
+
+    task_text = _task_text(task)
+    cache_root = cache_dir if cache_dir is not None else getattr(settings, "cache_dir", None)
+    with CountCache(cache_root, tokenizer_name) as cache:
+        counter = _Counter(tokenizer, cache)
+        if task_text is not None:
+            ranked = _rank(task_text, files, cache)
+            by_path = {f.path: f for f in files}
+            order = [by_path[r.path] for r in ranked]
+            for r in ranked:
+                by_path[r.path].rank = r
+        else:
+            order = list(files)
+        lap("rank")
+
+        # Header and footer: reserve with the widest numbers they can hold.
+        n = len(files)
+        wide = {k: n for k in ("files", "full", "outline", "path_only")} | {"skipped": len(skipped)}
+        fixed = counter.count([header(repo_name, scan.commit, budget, wide, format), footer(format)])
+        reserve = sum(fixed) + 2
+
+        # Tree: the most detailed level that fits its share (all of it when everything fits).
+        paths = [f.path for f in files]
+        total_bytes = sum(f.size for f in files)
+        trees = [tree(paths, level, format) for level in TREE_LEVELS[:1]]
+        tree_counts = counter.count(trees)
+        tree_level, tree_text, tree_tokens = TREE_LEVELS[0], trees[0], tree_counts[0]
+        might_fit_all = total_bytes / _BYTES_PER_TOKEN_MIN + tree_tokens + reserve <= budget
+        limit = budget - reserve if might_fit_all else max(int(budget * _TREE_SHARE), 1)
+        if tree_tokens > limit:
+            smallest = tree_tokens
+            for level in TREE_LEVELS[1:]:
+                text = tree(paths, level, format)
+                (count,) = counter.count([text])
+                smallest = min(smallest, count)
+                tree_level, tree_text, tree_tokens = level, text, count
+                if count <= limit:
+                    break
+            if tree_tokens + reserve > budget:
+                raise ConfigError(
+                    f"budget {budget:,} tokens is too small for even the tree: the smallest tree "
+                    f"({tree_level}) and header take {smallest + reserve:,} tokens"
+                )
+        remaining = budget - reserve - tree_tokens
+        lap("tree")
+
+        # Fast path: files unchanged since the last pack need neither hashing nor counting.
+        kind = f"full:{format}"
+        stats = cache.stats(root, kind)
+
+        def full_counts(batch: list[_File]) -> None:
+            texts, hashes = [], []
+            for f in batch:
+                f.block = file_block(f.path, f.text, format)
+                row = stats.get(f.path)
+                if f.clean and row is not None and row[0] == f.size and row[1] == f.mtime_ns:
+                    h = row[2]
+                else:
+                    h = digest(f.block)
+                    if f.clean:
+                        cache.remember_stat(root, f.path, kind, f.size, f.mtime_ns, h)
+                texts.append(f.block)
+                hashes.append(h)
+            for f, c in zip(batch, counter.count(texts, hashes)):
+                f.tokens = c
+
+        # Full text in rank order, counting only files that can still make the cut; when the
+        # repository cannot fit, a tenth is kept for outlines of the next-ranked files.
+        outline_reserve = 0 if might_fit_all or task_text is None else remaining // 10
+        remaining -= outline_reserve
+        pos = 0
+        done_files = 0
+        while pos < len(order) and remaining > 8:
+            batch: list[_File] = []
+            estimate = 0.0
+            while pos < len(order) and (estimate < 1.5 * remaining and len(batch) < 512):
+                f = order[pos]
+                pos += 1
+                if f.size / _BYTES_PER_TOKEN_MIN <= remaining:
+                    batch.append(f)
+                    estimate += f.size / 4
+            if not batch:
+                break
+            full_counts(batch)
+            for f in batch:
+                assert f.tokens is not None
+                if f.tokens <= remaining:
+                    f.level = "full"
+                    remaining -= f.tokens
+            done_files += len(batch)
+            tick("count", pos, len(order))
+        tick("count", len(order), len(order))
+        lap("full")
+
+        # Then outlines, in rank order, for what did not fit in full.
+        remaining += outline_reserve
+        tries = 0
+        for f in order:
+            if remaining <= 8 or tries >= _OUTLINE_TRIES:
+                break
+            if f.level != "path" or f.size < 200:
+                continue
+            tries += 1
+            h = digest(f.text)
+            cached = cache.outlines([h])
+            if h in cached:
+                text = cached[h]
+            else:
+                text = outline(f.path, f.text) or ""
+                cache.store_outline(h, text)
+            if not text:
+                continue
+            f.outline_block = file_block(f.path, text, format, level="outline")
+            (f.outline_tokens,) = counter.count([f.outline_block])
+            if f.outline_tokens <= remaining and (f.tokens is None or f.outline_tokens < f.tokens):
+                f.level = "outline"
+                remaining -= f.outline_tokens
+        lap("outline")
+
+        # Render in path order and count the document for real; shed the lowest-ranked
+        # pieces if the sum of parts ever disagrees with the whole.
+        rank_of = {f.path: i for i, f in enumerate(order)}
+        for _ in range(50):
+            chosen = [f for f in files if f.level != "path"]
+            counts = {
+                "files": len(files),
+                "full": sum(f.level == "full" for f in chosen),
+                "outline": sum(f.level == "outline" for f in chosen),
+                "skipped": len(skipped),
+            }
+            counts["path_only"] = counts["files"] - counts["full"] - counts["outline"]
+            pieces = [header(repo_name, scan.commit, budget, counts, format), tree_text]
+            pieces += [f.block if f.level == "full" else f.outline_block for f in chosen]  # type: ignore[misc]
+            pieces.append(footer(format))
+            total = counter.count_document(pieces)
+            if total <= budget:
+                break
+            victim = max(chosen, key=lambda f: (f.level == "outline", rank_of[f.path]))
+            victim.level = "path" if victim.level == "outline" or victim.outline_block is None else "outline"
+        else:  # pragma: no cover - would need a tokenizer far from additive
+            raise ConfigError(f"could not fit the pack under {budget} tokens")
+        document = "".join(pieces)
+        lap("render")
+
+        items = [
+            PackItem(
+                path=f.path,
+                level=f.level,  # type: ignore[arg-type]
+                tokens=(f.tokens if f.level == "full" else f.outline_tokens if f.level == "outline" else 0) or 0,
+                score=f.rank.score if f.rank else 0.0,
+                rank=(rank_of[f.path] + 1) if f.rank else None,
+                reasons=list(f.rank.reasons) if f.rank else [],
+            )
+            for f in files
+        ]
+        relevant = ""
+        relevant_tokens = 0
+        if task_text is not None:
+            top = [f for f in order[:RELEVANT_FILES] if f.rank is not None and f.rank.score > 0]
+            relevant = relevant_block(((f.path, f.level, f.rank.reasons) for f in top), format)  # type: ignore[union-attr]
+            if relevant:
+                (relevant_tokens,) = counter.count([relevant])
+        repo_tokens = None
+        if all(f.tokens is not None for f in files):
+            repo_tokens = sum(f.tokens or 0 for f in files)
+        lap("manifest")
+
+    totals = PackTotals(
+        files=len(files),
+        full=counts["full"],
+        outline=counts["outline"],
+        path_only=counts["path_only"],
+        skipped=len(skipped),
+        tokens=total,
+        full_tokens=sum(i.tokens for i in items if i.level == "full"),
+        outline_tokens=sum(i.tokens for i in items if i.level == "outline"),
+        tree_tokens=tree_tokens,
+        repo_tokens=repo_tokens,
+        secrets_redacted=sum(f.action == "redacted" for f in findings),
+        secrets_excluded=sum(f.action == "excluded" for f in findings),
+    )
+    timings["total"] = round(sum(timings.values()), 4)
+    return Pack(
+        document=document,
+        relevant=relevant,
+        format=format,
+        repo=repo_name,
+        root=root,
+        commit=scan.commit,
+        model=model_name,
+        tokenizer=tokenizer_name,
+        budget=budget,
+        tree_level=tree_level,
+        totals=totals,
+        items=items,
+        skipped=skipped,
+        secrets=findings,
+        relevant_tokens=relevant_tokens,
+        timings=timings,
+    )

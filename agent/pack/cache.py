@@ -1,0 +1,128 @@
+"""The persistent count cache: exact token counts keyed by what was counted.
+
+One SQLite file per tokenizer under the user cache directory. `counts` maps the blake2b hash
+of a counted text to its token count (content-addressed, so renames and other checkouts of the
+same content hit). `stats` is the fast path: (root, path, size, mtime_ns, kind) -> the hash of
+the text last counted for that file, so an unchanged file is neither hashed nor counted again.
+`outlines` keeps outline text by content hash, and `memo` small derived results (the ranking
+of a task over an unchanged tree).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+__all__ = ["CountCache", "digest"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS counts (h BLOB PRIMARY KEY, tokens INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS stats (
+    root TEXT, path TEXT, kind TEXT, size INTEGER, mtime INTEGER, h BLOB,
+    PRIMARY KEY (root, path, kind)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outlines (h BLOB PRIMARY KEY, text TEXT) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS memo (k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID;
+"""
+
+
+def digest(text: str | bytes) -> bytes:
+    """16-byte blake2b of text (UTF-8) or bytes."""
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+class CountCache:
+    """Token counts for one tokenizer, persisted in `directory`; None keeps it in memory."""
+
+    def __init__(self, directory: Path | None, tokenizer: str) -> None:
+        self.tokenizer = tokenizer
+        if directory is None:
+            target = ":memory:"
+        else:
+            directory = Path(directory) / "pack"
+            directory.mkdir(parents=True, exist_ok=True)
+            safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in tokenizer)
+            target = str(directory / f"counts-{safe}.sqlite3")
+        self._db = sqlite3.connect(target, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._pending_counts: dict[bytes, int] = {}
+        self._pending_stats: list[tuple[str, str, str, int, int, bytes]] = []
+        self._pending_outlines: dict[bytes, str] = {}
+        self._memory: dict[bytes, int] = {}
+
+    def close(self) -> None:
+        """Write pending entries and close the database."""
+        self.flush()
+        self._db.close()
+
+    def __enter__(self) -> CountCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stats(self, root: str, kind: str) -> dict[str, tuple[int, int, bytes]]:
+        """Fast-path rows of one tree: path -> (size, mtime_ns, hash)."""
+        rows = self._db.execute("SELECT path, size, mtime, h FROM stats WHERE root=? AND kind=?", (root, kind))
+        return {p: (s, m, h) for p, s, m, h in rows}
+
+    def remember_stat(self, root: str, path: str, kind: str, size: int, mtime: int, h: bytes) -> None:
+        """Record that `path` at (size, mtime) rendered to the text hashed `h`."""
+        self._pending_stats.append((root, path, kind, size, mtime, h))
+
+    def lookup(self, hashes: Sequence[bytes]) -> dict[bytes, int]:
+        """Known counts among `hashes`."""
+        found = {h: self._memory[h] for h in hashes if h in self._memory}
+        missing = [h for h in hashes if h not in found]
+        for i in range(0, len(missing), 900):
+            chunk = missing[i : i + 900]
+            q = f"SELECT h, tokens FROM counts WHERE h IN ({','.join('?' * len(chunk))})"
+            for h, n in self._db.execute(q, chunk):
+                found[h] = n
+        self._memory.update(found)
+        return found
+
+    def store(self, pairs: Iterable[tuple[bytes, int]]) -> None:
+        """Add counts (written on flush)."""
+        for h, n in pairs:
+            self._memory[h] = n
+            self._pending_counts[h] = n
+
+    def outlines(self, hashes: Sequence[bytes]) -> dict[bytes, str]:
+        """Cached outline texts by content hash."""
+        found: dict[bytes, str] = {}
+        for i in range(0, len(hashes), 900):
+            chunk = list(hashes[i : i + 900])
+            q = f"SELECT h, text FROM outlines WHERE h IN ({','.join('?' * len(chunk))})"
+            found.update(self._db.execute(q, chunk))
+        return found
+
+    def store_outline(self, h: bytes, text: str) -> None:
+        """Keep an outline (empty text: the file has none)."""
+        self._pending_outlines[h] = text
+
+    def memo_get(self, key: bytes) -> bytes | None:
+        """A small derived result stored under `key`."""
+        row = self._db.execute("SELECT v FROM memo WHERE k=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def memo_put(self, key: bytes, value: bytes) -> None:
+        """Store a small derived result."""
+        self._db.execute("INSERT OR REPLACE INTO memo VALUES (?, ?)", (key, value))
+
+    def flush(self) -> None:
+        """Write pending counts, stats and outlines in one transaction."""
+        if not (self._pending_counts or self._pending_stats or self._pending_outlines):
+            return
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.executemany("INSERT OR REPLACE INTO counts VALUES (?, ?)", self._pending_counts.items())
+            self._db.executemany("INSERT OR REPLACE INTO stats VALUES (?, ?, ?, ?, ?, ?)", self._pending_stats)
+            self._db.executemany("INSERT OR REPLACE INTO outlines VALUES (?, ?)", self._pending_outlines.items())
+        self._pending_counts.clear()
+        self._pending_stats.clear()
+        self._pending_outlines.clear()

@@ -1,0 +1,145 @@
+"""Outlines: a file reduced to its signatures and the first line of each docstring.
+
+Python uses `ast` and keeps each `class`/`def` header as written; other languages use
+tree-sitter (`tree-sitter-language-pack`) and keep the first line of each definition; markdown
+and reStructuredText keep their headings. Files with nothing to outline get None.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+
+__all__ = ["outline", "LANGUAGES"]
+
+# file suffix -> tree-sitter-language-pack language name
+LANGUAGES: dict[str, str] = {
+    ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".jsx": "javascript",
+    ".ts": "typescript", ".tsx": "tsx", ".go": "go", ".rs": "rust", ".java": "java",
+    ".c": "c", ".h": "c", ".cc": "cpp", ".cpp": "cpp", ".hpp": "cpp", ".cs": "csharp",
+    ".rb": "ruby", ".php": "php", ".kt": "kotlin", ".swift": "swift", ".scala": "scala",
+    ".lua": "lua", ".sh": "bash",
+}
+
+_DEFINITIONS = frozenset(
+    {
+        "function_declaration", "function_definition", "method_definition", "method_declaration",
+        "class_declaration", "class_definition", "class_specifier", "struct_specifier",
+        "interface_declaration", "type_declaration", "enum_declaration", "function_item",
+        "struct_item", "enum_item", "trait_item", "impl_item", "mod_item", "constructor_declaration",
+        "method", "class", "module", "singleton_method", "function_signature", "abstract_class_declaration",
+        "type_alias_declaration", "lexical_declaration", "namespace_definition", "object_declaration",
+    }
+)
+_CONTAINERS = frozenset(
+    {"class_body", "declaration_list", "body_statement", "program", "source_file", "translation_unit",
+     "export_statement", "field_declaration_list", "interface_body", "enum_body", "block", "module"}
+)
+# Declaration lines of C-like and scripting languages, for when no grammar is available.
+_DECLARATION = re.compile(
+    r"^[ \t]{0,8}(?:export[ \t]+)?(?:default[ \t]+)?(?:pub(?:\([a-z]+\))?[ \t]+)?(?:async[ \t]+)?"
+    r"(?:(?:public|private|protected|internal|static|abstract|final|override|virtual)[ \t]+)*"
+    r"(?:function\*?|class|interface|type|enum|struct|impl|trait|fn|func|def|module|namespace|object)"
+    r"[ \t]+[A-Za-z_$][^\n]{0,200}$",
+    re.M,
+)
+_HEADING = re.compile(r"^(#{1,6} .+)$", re.M)
+_RST_UNDERLINE = re.compile(r"^([^\n]+)\n([=\-~^\"'`#*+])\2{2,}[ \t]*$", re.M)
+
+
+def _first_doc_line(node: ast.AST) -> str | None:
+    body = getattr(node, "body", None)
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+        value = body[0].value.value
+        if isinstance(value, str) and value.strip():
+            return value.strip().splitlines()[0].strip()
+    return None
+
+
+def _python(text: str) -> str | None:
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    lines = text.splitlines()
+    out: list[str] = []
+    doc = _first_doc_line(tree)
+    if doc:
+        out.append(f'"""{doc}"""')
+
+    def visit(nodes: list[ast.stmt], depth: int) -> None:
+        for node in nodes:
+            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                continue
+            body_start = node.body[0].lineno if node.body else node.lineno
+            start = node.lineno - 1
+            stop = max(body_start - 1, node.lineno)
+            header = lines[start:stop]
+            while len(header) > 1 and (not header[-1].strip() or header[-1].lstrip().startswith("#")):
+                header.pop()  # comments between the signature and the body
+            # One-line definitions (`def f(): return 1`) keep only up to the colon.
+            if body_start == node.lineno and header:
+                header = [header[0].split(":", 1)[0] + ": ..."] if ":" in header[0] else header[:1]
+            indent = " " * (4 * depth)
+            out.extend(indent + h.strip() if i == 0 else h for i, h in enumerate(header))
+            d = _first_doc_line(node)
+            if d:
+                out.append(f'{indent}    """{d}"""')
+            if isinstance(node, ast.ClassDef) and depth < 2:
+                visit(node.body, depth + 1)
+
+    visit(tree.body, 0)
+    return "\n".join(out) + "\n" if out else None
+
+
+def _tree_sitter(text: str, language: str) -> str | None:
+    try:
+        from tree_sitter_language_pack import get_parser
+
+        parser = get_parser(language)  # type: ignore[arg-type]
+    except Exception:  # grammar not installed (the pack downloads them): use the line rule
+        return _declarations(text)
+    data = text.encode("utf-8")
+    tree = parser.parse(data)
+    out: list[str] = []
+
+    def visit(node: object, depth: int) -> None:
+        for child in node.children:  # type: ignore[attr-defined]
+            kind = child.type
+            if kind in _DEFINITIONS:
+                line = data[child.start_byte : child.end_byte].split(b"\n", 1)[0].decode("utf-8", "replace")
+                out.append("    " * depth + line.rstrip().rstrip("{").rstrip())
+                if depth < 2:
+                    visit(child, depth + 1)
+            elif kind in _CONTAINERS or kind.endswith("_body"):
+                visit(child, depth)
+
+    visit(tree.root_node, 0)
+    return "\n".join(out) + "\n" if out else None
+
+
+def _declarations(text: str) -> str | None:
+    found = [m.group(0).rstrip().rstrip("{").rstrip() for m in _DECLARATION.finditer(text)]
+    return "\n".join(found) + "\n" if found else None
+
+
+def _headings(text: str, markdown: bool) -> str | None:
+    if markdown:
+        found = _HEADING.findall(text)
+    else:
+        found = [m.group(1).strip() for m in _RST_UNDERLINE.finditer(text)]
+    return "\n".join(found) + "\n" if found else None
+
+
+def outline(path: str, text: str) -> str | None:
+    """The outline of `text` (named `path`), or None when the language has none."""
+    dot = path.rfind(".")
+    suffix = path[dot:].lower() if dot > path.rfind("/") else ""
+    if suffix in (".py", ".pyi"):
+        return _python(text)
+    if suffix in (".md", ".markdown"):
+        return _headings(text, True)
+    if suffix in (".rst", ".txt"):
+        return _headings(text, False)
+    language = LANGUAGES.get(suffix)
+    return _tree_sitter(text, language) if language else None

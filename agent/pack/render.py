@@ -1,0 +1,128 @@
+"""Render a pack: header, directory tree, then file blocks in path order; xml or markdown.
+
+Every block starts at a line start with a delimiter character (`<` or `#`) and ends with a
+newline, so piece boundaries are also tokenizer pre-token boundaries: the document's count is
+the sum of its pieces' counts (tests check this against counting the whole document).
+A file block names its path and line count, so its end is unambiguous whatever it contains.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Literal
+from xml.sax.saxutils import quoteattr
+
+__all__ = ["Format", "file_block", "header", "footer", "tree", "TREE_LEVELS", "relevant_block", "fence_language"]
+
+Format = Literal["xml", "markdown"]
+TREE_LEVELS: tuple[str, ...] = ("files", "dirs", "dirs:3", "dirs:2", "dirs:1")
+
+_TICKS = re.compile(r"`{3,}")
+_LANG = {
+    ".py": "python", ".pyi": "python", ".js": "javascript", ".mjs": "javascript", ".ts": "typescript",
+    ".tsx": "tsx", ".jsx": "jsx", ".json": "json", ".toml": "toml", ".yaml": "yaml", ".yml": "yaml",
+    ".md": "markdown", ".rst": "rst", ".html": "html", ".css": "css", ".sh": "bash", ".go": "go",
+    ".rs": "rust", ".java": "java", ".c": "c", ".h": "c", ".cpp": "cpp", ".rb": "ruby", ".sql": "sql",
+    ".txt": "text", ".cfg": "ini", ".ini": "ini", ".xml": "xml",
+}
+
+
+def fence_language(path: str) -> str:
+    """Markdown fence language for a path (empty when unknown)."""
+    dot = path.rfind(".")
+    return _LANG.get(path[dot:].lower(), "") if dot > path.rfind("/") else ""
+
+
+def _body(text: str) -> str:
+    return text if text.endswith("\n") else text + "\n"
+
+
+def file_block(path: str, text: str, fmt: Format, *, level: str = "full") -> str:
+    """One file's block: its path, level and line count, then the text."""
+    body = _body(text)
+    lines = body.count("\n")
+    if fmt == "xml":
+        lvl = "" if level == "full" else f' level="{level}"'
+        return f"<file path={quoteattr(path)}{lvl} lines=\"{lines}\">\n{body}</file>\n"
+    longest = max(map(len, _TICKS.findall(body)), default=0) if "`" in body else 0
+    fence = "`" * max(3, longest + 1)
+    title = "File" if level == "full" else "Outline"
+    return f"## {title}: `{path}` ({lines} lines)\n\n{fence}{fence_language(path)}\n{body}{fence}\n\n"
+
+
+def header(repo: str, commit: str | None, budget: int, counts: dict[str, int], fmt: Format) -> str:
+    """The document's first block: repository, commit, budget and totals (no task)."""
+    c = counts
+    if fmt == "xml":
+        attrs = " ".join(
+            f'{k}="{v}"'
+            for k, v in [
+                ("commit", commit or "none"), ("budget", budget), ("files", c["files"]),
+                ("full", c["full"]), ("outline", c["outline"]), ("path_only", c["path_only"]),
+                ("skipped", c["skipped"]),
+            ]
+        )
+        return (
+            f"<repository name={quoteattr(repo)} {attrs}>\n"
+            "Files are listed in the tree, then given in path order: full text, or an outline "
+            "(signatures and first docstring lines) where the budget is short.\n"
+        )
+    return (
+        f"# Repository `{repo}`\n\ncommit {commit or 'none'}, budget {budget} tokens, "
+        f"{c['files']} files: {c['full']} full, {c['outline']} outline, {c['path_only']} path only, "
+        f"{c['skipped']} skipped.\n\n"
+    )
+
+
+def footer(fmt: Format) -> str:
+    """The document's closing block."""
+    return "</repository>\n" if fmt == "xml" else "<!-- end of repository -->\n"
+
+
+def tree(paths: Sequence[str], level: str, fmt: Format) -> str:
+    """The directory tree at `level`: every file, or directories (to a depth) with file counts."""
+    lines: list[str] = []
+    if level == "files":
+        prev: list[str] = []
+        for p in paths:
+            parts = p.split("/")
+            common = 0
+            while common < min(len(prev), len(parts) - 1) and prev[common] == parts[common]:
+                common += 1
+            for d in range(common, len(parts) - 1):
+                lines.append("  " * d + parts[d] + "/")
+            lines.append("  " * (len(parts) - 1) + parts[-1])
+            prev = parts[:-1]
+    else:
+        depth = int(level.split(":")[1]) if ":" in level else 10_000
+        counts: dict[tuple[str, ...], int] = defaultdict(int)
+        for p in paths:
+            parts = tuple(p.split("/")[:-1])
+            counts[parts[:depth]] += 1
+        # Every ancestor directory appears, with the files under it.
+        totals: dict[tuple[str, ...], int] = defaultdict(int)
+        for d, n in counts.items():
+            for i in range(len(d) + 1):
+                totals[d[:i]] += n
+        for d in sorted(totals):
+            if not d:
+                lines.append(f"./ ({totals[d]} files)")
+                continue
+            lines.append("  " * (len(d) - 1) + d[-1] + f"/ ({totals[d]} files)")
+    body = "\n".join(lines) + "\n"
+    if fmt == "xml":
+        return f'<tree level="{level}">\n{body}</tree>\n'
+    return f"## Tree\n\n```text\n{body}```\n\n"
+
+
+def relevant_block(entries: Iterable[tuple[str, str, list[str]]], fmt: Format) -> str:
+    """The task-specific block: ranked files with level and reasons, to follow the pack."""
+    rows = [f"{i}. {path} [{level}]: {'; '.join(reasons)}" for i, (path, level, reasons) in enumerate(entries, 1)]
+    if not rows:
+        return ""
+    body = "\n".join(rows) + "\n"
+    if fmt == "xml":
+        return f"<relevant_files>\nFiles ranked for this task, most relevant first:\n{body}</relevant_files>\n"
+    return f"## Relevant files\n\nFiles ranked for this task, most relevant first:\n\n{body}\n"
