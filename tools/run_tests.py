@@ -31,6 +31,7 @@ __all__ = [
     "TestRun",
     "TestFailure",
     "run_tests",
+    "execute_tests",
     "detect_test_command",
     "parse_test_output",
     "DEFAULT_TEST_TIMEOUT",
@@ -327,18 +328,9 @@ def detect_test_command(root: Path, *, env: dict[str, str]) -> tuple[str, Framew
     return f"{python} -m unittest discover{start} -v", "unittest"
 
 
-@tool
-def run_tests(ctx: ToolContext, command: str | None = None, timeout: int = DEFAULT_TEST_TIMEOUT) -> str:
-    """Run the project's tests and report pass/fail counts, the failing test ids and short tracebacks.
-
-    Without a command the test runner is detected (pytest, unittest, django's tests/runtests.py).
-    Pass a command to run a subset, e.g. "python -m pytest tests/test_io.py -q" or
-    "python tests/runtests.py forms_tests".
-
-    Args:
-        command: the shell command that runs the tests; detected when omitted.
-        timeout: seconds before the run is killed (at most 900).
-    """
+def execute_tests(ctx: ToolContext, command: str | None = None, *, timeout: int = DEFAULT_TEST_TIMEOUT) -> TestRun:
+    """Run (or detect and run) the test command and parse what it printed; the tool and the
+    loop's self-check share this."""
     if command is not None and not command.strip():
         raise ToolError("the command is empty; omit it to detect the test runner, or pass one.", kind="invalid_arguments")
     if command is not None and "\x00" in command:
@@ -374,4 +366,19 @@ def run_tests(ctx: ToolContext, command: str | None = None, timeout: int = DEFAU
     parse_test_output(result.output, run)
     if result.omitted_bytes:
         run.notes.append(f"{result.omitted_bytes:,} bytes of output were dropped from the middle")
-    return redact(ctx, run.render())
+    return run
+
+
+@tool
+def run_tests(ctx: ToolContext, command: str | None = None, timeout: int = DEFAULT_TEST_TIMEOUT) -> str:
+    """Run the project's tests and report pass/fail counts, the failing test ids and short tracebacks.
+
+    Without a command the test runner is detected (pytest, unittest, django's tests/runtests.py).
+    Pass a command to run a subset, e.g. "python -m pytest tests/test_io.py -q" or
+    "python tests/runtests.py forms_tests".
+
+    Args:
+        command: the shell command that runs the tests; detected when omitted.
+        timeout: seconds before the run is killed (at most 900).
+    """
+    return redact(ctx, execute_tests(ctx, command, timeout=timeout).render())
