@@ -219,6 +219,13 @@ def render_prompt(body: dict[str, Any], *, thinking: bool = True) -> str:
     return "".join(parts)
 
 
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"Error {status}"
+
+
 def _common_prefix(a: str, b: str) -> int:
     n = min(len(a), len(b))
     if a[:n] == b[:n]:
@@ -605,7 +612,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "status":
             if fault.seconds:
                 time.sleep(fault.seconds)
-            message, kind = _STATUS_MESSAGES.get(fault.status, (HTTPStatus(fault.status).phrase, "error"))
+            message, kind = _STATUS_MESSAGES.get(fault.status, (_phrase(fault.status), "error"))
             headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
             self._send_error(rec, _HTTPError(fault.status, fault.message or message, kind), headers)
             return
