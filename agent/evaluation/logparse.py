@@ -50,13 +50,14 @@ def parse_pytest(log: str) -> dict[str, TestStatus]:
     return out
 
 
+# a verdict ends the id line (` ... ok`), or stands alone on a later line when the test printed
 _DJANGO_WORD = [
-    (re.compile(r" \.\.\. ok$"), TestStatus.PASSED),
-    (re.compile(r" \.\.\. skipped\b.*$"), TestStatus.SKIPPED),
-    (re.compile(r" \.\.\. expected failure$"), TestStatus.XFAIL),
-    (re.compile(r" \.\.\. unexpected success$"), TestStatus.XPASS),
-    (re.compile(r" \.\.\. FAIL$"), TestStatus.FAILED),
-    (re.compile(r" \.\.\. ERROR$"), TestStatus.ERROR),
+    (re.compile(r"(?: \.\.\. |^)ok$"), TestStatus.PASSED),
+    (re.compile(r"(?: \.\.\. |^)skipped\b.*$"), TestStatus.SKIPPED),
+    (re.compile(r"(?: \.\.\. |^)expected failure$"), TestStatus.XFAIL),
+    (re.compile(r"(?: \.\.\. |^)unexpected success$"), TestStatus.XPASS),
+    (re.compile(r"(?: \.\.\. |^)FAIL$"), TestStatus.FAILED),
+    (re.compile(r"(?: \.\.\. |^)ERROR$"), TestStatus.ERROR),
 ]
 _DJANGO_ID = re.compile(r"^(\w+) \(([\w.]+)\)")
 _DJANGO_SUMMARY = re.compile(r"^(FAIL|ERROR): (\w+) \(([\w.]+)\)")
@@ -112,9 +113,8 @@ def parse_sympy(log: str) -> dict[str, TestStatus]:
             _put(out, m.group(1), _SYMPY_WORD[m.group(2)])
             continue
         m = _SYMPY_FAILED.match(line)  # "____ sympy/x/tests/test_y.py:test_z ____" sections
-        if m:
-            kind = TestStatus.ERROR if "Traceback" in line else TestStatus.FAILED
-            _put(out, m.group(2), out.get(m.group(2), kind))
+        if m and m.group(2) not in out:
+            out[m.group(2)] = TestStatus.FAILED
     return out
 
 

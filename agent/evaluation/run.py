@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.errors import ConfigError, TomeError
+from agent.evaluation.logparse import strip_ansi
 from agent.evaluation.score import ScoreConfig, prepare_checkout, score_prediction
 from agent.evaluation.sources import PatchSource
 from agent.evaluation.workspace import find_repo, remove_checkout
@@ -178,8 +179,11 @@ def _run_ray(todo: list[EvalInstance], source: PatchSource, config: ScoreConfig,
                 try:
                     score = ray.get(ref)
                 except Exception as e:  # a worker that died, or a task that raised: that task only
-                    score = _crash_score(inst, log_dir, f"worker crashed ({type(e).__name__}: "
-                                         f"{str(e).splitlines()[0] if str(e) else ''})", source.name)
+                    log_dir.mkdir(parents=True, exist_ok=True)
+                    (log_dir / "worker_error.txt").write_text(str(e))
+                    first = strip_ansi(str(e)).strip().splitlines()
+                    score = _crash_score(inst, log_dir, f"worker crashed ({type(e).__name__}"
+                                         f"{': ' + first[-1] if first else ''})", source.name)
                 _write(score, log_dir)
                 on_done(score)
     finally:

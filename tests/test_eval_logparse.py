@@ -1,0 +1,147 @@
+"""Log parsers against trimmed real output of pytest -rA, django's runtests.py and sympy's bin/test."""
+
+from __future__ import annotations
+
+from agent.evaluation.logparse import match_tests, parse_django, parse_pytest, parse_sympy
+from agent.records import TestStatus as S
+
+# pytest 8 -rA on a small file (coloured as astropy's runs print it: codes are stripped)
+PYTEST_LOG = """\
+============================= test session starts ==============================
+collected 8 items
+
+test_demo.py .FF.Esx.                                                    [100%]
+
+==================================== ERRORS ====================================
+_________________________ ERROR at setup of test_error _________________________
+E       RuntimeError: setup boom
+=========================== short test summary info ============================
+\x1b[32mPASSED\x1b[0m test_demo.py::test_ok
+PASSED test_demo.py::test_param[a b]
+PASSED test_demo.py::TestK::test_m
+SKIPPED [1] test_demo.py:9: not here
+XFAIL test_demo.py::test_xfail - known
+ERROR test_demo.py::test_error - RuntimeError: setup boom
+FAILED test_demo.py::test_fail - assert 1 == 2
+FAILED test_demo.py::test_param[c] - AssertionError: assert 'c' != 'c'
+========== 2 failed, 3 passed, 1 skipped, 1 xfailed, 1 error in 3.85s ==========
+"""
+
+
+def test_pytest_short_summary():
+    got = parse_pytest(PYTEST_LOG)
+    assert got == {
+        "test_demo.py::test_ok": S.PASSED,
+        "test_demo.py::test_param[a b]": S.PASSED,
+        "test_demo.py::TestK::test_m": S.PASSED,
+        "test_demo.py::test_xfail": S.XFAIL,
+        "test_demo.py::test_error": S.ERROR,
+        "test_demo.py::test_fail": S.FAILED,
+        "test_demo.py::test_param[c]": S.FAILED,
+    }
+
+
+def test_pytest_ids_cut_at_a_space_match_by_prefix():
+    got = match_tests(["test_demo.py::test_param[a", "test_demo.py::test_nope"], parse_pytest(PYTEST_LOG))
+    assert got == {"test_demo.py::test_param[a": S.PASSED, "test_demo.py::test_nope": S.MISSING}
+
+
+# django runtests.py --verbosity 2 on Python 3.11 (ids carry the method name twice), a test with a
+# docstring (its first line follows the id), a skip, and the failure section at the end
+DJANGO_LOG = """\
+Testing against Django installed in '/w/checkouts/django__django-13933/django'
+Importing application forms_tests
+Running migrations:
+  Applying admin.0001_initial... OK
+System check identified no issues (0 silenced).
+test_modelchoicefield (forms_tests.tests.test_error_messages.ModelChoiceFieldErrorMessagesTestCase.test_modelchoicefield) ... ok
+test_modelchoicefield_value_placeholder (forms_tests.tests.test_error_messages.ModelChoiceFieldErrorMessagesTestCase.test_modelchoicefield_value_placeholder) ... FAIL
+test_booleanfield (forms_tests.tests.test_error_messages.FormsErrorMessagesTestCase.test_booleanfield) ... ok
+test_parsing_rfc850 (utils_tests.test_http.HttpDateProcessingTests.test_parsing_rfc850)
+RFC 850 dates two-digit years are interpreted relative to now. ... ok
+test_sqlite_only (backends.tests.Tests.test_sqlite_only) ... skipped 'Database has feature(s) x'
+test_known_bug (backends.tests.Tests.test_known_bug) ... expected failure
+test_broken (utils_tests.test_http.HttpDateProcessingTests.test_broken) ... ERROR
+test_prints (utils_tests.test_http.HttpDateProcessingTests.test_prints) ... output the test printed
+ok
+
+======================================================================
+FAIL: test_modelchoicefield_value_placeholder (forms_tests.tests.test_error_messages.ModelChoiceFieldErrorMessagesTestCase.test_modelchoicefield_value_placeholder)
+----------------------------------------------------------------------
+Traceback (most recent call last):
+AssertionError: Lists differ
+
+----------------------------------------------------------------------
+Ran 7 tests in 0.115s
+
+FAILED (failures=1, errors=1, skipped=1, expected failures=1)
+"""
+
+
+def test_django_verbose_runner():
+    got = parse_django(DJANGO_LOG)
+    c = "forms_tests.tests.test_error_messages.ModelChoiceFieldErrorMessagesTestCase"
+    assert got == {
+        f"test_modelchoicefield ({c})": S.PASSED,
+        f"test_modelchoicefield_value_placeholder ({c})": S.FAILED,
+        "test_booleanfield (forms_tests.tests.test_error_messages.FormsErrorMessagesTestCase)": S.PASSED,
+        "test_parsing_rfc850 (utils_tests.test_http.HttpDateProcessingTests)": S.PASSED,
+        "test_sqlite_only (backends.tests.Tests)": S.SKIPPED,
+        "test_known_bug (backends.tests.Tests)": S.XFAIL,
+        "test_broken (utils_tests.test_http.HttpDateProcessingTests)": S.ERROR,
+        "test_prints (utils_tests.test_http.HttpDateProcessingTests)": S.PASSED,
+    }
+
+
+def test_django_older_id_form_from_python_3_10_and_before():
+    log = "test_get (cache.tests.DummyCacheTests) ... ok\ntest_set (cache.tests.DummyCacheTests) ... FAIL\n"
+    assert parse_django(log) == {"test_get (cache.tests.DummyCacheTests)": S.PASSED,
+                                 "test_set (cache.tests.DummyCacheTests)": S.FAILED}
+
+
+# sympy bin/test -C --verbose (the file verdict is appended to its last test's line)
+SYMPY_LOG = """\
+============================= test process starts ==============================
+executable:         /root/.pyenv/versions/3.11.7/bin/python  (3.11.7-final-0) [CPython]
+architecture:       64-bit
+cache:              no
+ground types:       python 
+random seed:        35878443
+hash randomization: on (PYTHONHASHSEED=2530257158)
+
+sympy/physics/units/tests/test_quantities.py[27] 
+test_str_repr ok
+test_eq ok
+test_convert_to F
+test_Quantity_definition ok
+test_factor_and_dimension_with_Abs f
+test_units_import E
+test_deprecated_quantity_methods ok                                       [FAIL]
+
+
+________________________________________________________________________________
+_________ sympy/physics/units/tests/test_quantities.py:test_convert_to _________
+Traceback (most recent call last):
+  File "/tmp/sympywt/sympy/physics/units/tests/test_quantities.py", line 50, in test_convert_to
+    assert conv == joule*second
+AssertionError
+
+== tests finished: 25 passed, 1 failed, 1 expected to fail, in 10.14 seconds ===
+DO *NOT* COMMIT!
+"""
+
+
+def test_sympy_verbose_runner():
+    got = parse_sympy(SYMPY_LOG)
+    assert got == {
+        "test_str_repr": S.PASSED, "test_eq": S.PASSED, "test_convert_to": S.FAILED,
+        "test_Quantity_definition": S.PASSED, "test_factor_and_dimension_with_Abs": S.XFAIL,
+        "test_units_import": S.ERROR, "test_deprecated_quantity_methods": S.PASSED,
+    }
+    assert match_tests(["test_convert_to", "test_eq"], got) == {"test_convert_to": S.FAILED, "test_eq": S.PASSED}
+
+
+def test_a_test_reported_twice_keeps_the_worse_outcome():
+    log = "PASSED t.py::test_a\nERROR t.py::test_a - RuntimeError: teardown\n"
+    assert parse_pytest(log) == {"t.py::test_a": S.ERROR}
+    assert S.XFAIL.ok and not S.MISSING.ok
