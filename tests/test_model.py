@@ -208,10 +208,9 @@ def test_transient_faults_are_retried(scripted, model_for, sleeps, fault, stream
 def test_keepalive_only_stream_is_abandoned_by_the_watchdog_and_retried(scripted, model_for):
     # Keep-alives every 50 ms must not reset the 0.5 s no-payload watchdog.
     server = scripted([Turn(content="finally", faults=[Fault(kind="keepalive")])], keepalive_interval=0.05)
-    start = time.monotonic()
+    # Were the watchdog reset by keep-alives, this would end in ServerError at the 8 s deadline.
     reply = model_for(server, stream=True, idle_timeout=0.5, timeout=8).query(ASK, mode=Mode.HIGH)
     assert reply.message.content == "finally"
-    assert time.monotonic() - start < 5
     assert [r.fault for r in server.requests] == ["keepalive", None]
     # The abandoned attempt's reader thread ends too (its response was closed under it).
     for _ in range(50):
@@ -262,11 +261,9 @@ def test_retry_after_beyond_the_deadline_gives_up_at_once(scripted, model_for, s
 )
 def test_persistent_faults_raise_typed_errors_after_every_retry(scripted, model_for, sleeps, fault, error):
     server = scripted([Turn(content="never", faults=[fault] * 5)])
-    start = time.monotonic()
     with pytest.raises(error, match="gave up after 3 attempts"):
         model_for(server, max_retries=2, idle_timeout=0.3).query(ASK, mode=Mode.HIGH)
     assert len(server.requests) == 3 and len(sleeps) == 2
-    assert time.monotonic() - start < 6
 
 
 @pytest.mark.parametrize(
@@ -300,7 +297,7 @@ def test_deadline_bounds_a_plain_call_that_never_answers(scripted, model_for):
     start = time.monotonic()
     with pytest.raises(ServerError, match="1.5s deadline"):
         model_for(server, stream=False, timeout=1.5).query(ASK, mode=Mode.HIGH)
-    assert time.monotonic() - start < 4
+    assert time.monotonic() - start < 1.5 + 8  # the deadline, plus slack for a loaded machine
 
 
 def test_malformed_tool_arguments_come_back_verbatim_for_the_loop(scripted, model_for, sleeps):
