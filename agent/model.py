@@ -1,7 +1,8 @@
 """The model client: one class over the `openai` SDK; the provider is a base URL and a profile.
 
 `OpenAIModel.query` sends chat completions (streamed or not) and returns a typed
-`ModelResponse`; both paths assemble the same `AssistantMessage`. The SDK's own retries are
+`ModelResponse`; both paths assemble the same `AssistantMessage` and feed `on_delta` (piece by
+piece when streaming, in one piece per kind otherwise). The SDK's own retries are
 off: this module retries connection errors, timeouts, 408/409/429/5xx and broken streams with
 full-jitter exponential backoff (honouring Retry-After, capped), all inside one deadline per
 call. Streams are read in a worker thread so a stream that sends only keep-alive lines (which
