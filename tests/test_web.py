@@ -17,6 +17,7 @@ import pytest
 
 from agent.settings import SafetySettings, Settings
 from tools.base import ToolContext, ToolError, Toolbox
+from tools.browser import DEFAULT_CHROMIUM, browser_problem, dead_port, launch_args, render_url
 from tools.netguard import NetGuard
 from tools.web import FetchError, FetchLimits, SearchProvider, fetch_document, fetch_url, search, web_search
 from tools.workspace import Workspace
@@ -41,6 +42,18 @@ PAGE = """<!doctype html><html><head><title>Guide\u200b Page</title>
 </article></main>
 <aside>SIDEBAR-TEXT</aside><footer>FOOTER-TEXT</footer>
 </body></html>"""
+
+
+JS_PAGE = """<html><head><title>JS app</title><style>.gone { display: none }</style></head>
+<body><div id="app">Loading...</div>
+<img src="http://127.0.0.1:INTERNAL/pixel.png">
+<script>
+fetch('/api').then(r => r.json()).then(d => {
+  document.getElementById('app').innerHTML = '<h1>' + d.title + '</h1><p class="gone">CSS-HIDDEN</p><p>shown</p>';
+});
+fetch('http://127.0.0.1:INTERNAL/leak').catch(() => {});
+try { new WebSocket('ws://127.0.0.1:INTERNAL/ws'); } catch (e) {}
+</script></body></html>"""
 
 
 class _Server:
@@ -119,6 +132,10 @@ class _Server:
                             time.sleep(0.1)
                     except OSError:
                         return
+                elif p == "/js":
+                    self._send(200, JS_PAGE.replace("INTERNAL", q.get("internal", "9")).encode())
+                elif p == "/api":
+                    self._send(200, b'{"title": "Rendered by JS"}', "application/json")
                 elif p == "/search":
                     if self.command == "POST":
                         auth = self.headers.get("Authorization", "")
@@ -375,3 +392,48 @@ def test_search_misconfigured_and_empty_query(tmp_path: Path) -> None:
         web_search(make_ctx(tmp_path, web_search="bing"), query="x")
     with pytest.raises(ToolError, match="query is empty"):
         web_search(make_ctx(tmp_path, web_search="brave"), query="  ")
+
+
+# --------------------------------------------------------------------------------------------
+# Rendering with Playwright + the system Chromium (optional)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(browser_problem() is not None, reason=f"browser rendering not testable: {browser_problem()}")
+def test_rendered_page_is_guarded(tmp_path: Path, pages: _Server, internal: _Server) -> None:
+    ctx = make_ctx(tmp_path, allow=["localhost"])
+    out = render_url(ctx, url=f"http://localhost:{pages.port}/js?internal={internal.port}")
+    assert "# Rendered by JS" in out and "shown" in out
+    assert "Loading..." not in out and "CSS-HIDDEN" not in out
+    assert "UNTRUSTED WEB CONTENT" in out and "requests of the page were blocked" in out
+    assert "/api" in " ".join(pages.hits)  # the page's own XHR went through the guarded fetcher
+    assert internal.hits == []  # image, fetch() and WebSocket to the internal server all failed
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(browser_problem() is not None, reason=f"browser rendering not testable: {browser_problem()}")
+def test_unrouted_browser_traffic_fails_closed(internal: _Server) -> None:
+    # Without a route, the browser's only way out is the dead proxy (loopback bypass removed).
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import sync_playwright
+
+    dead = dead_port()
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=DEFAULT_CHROMIUM, args=launch_args(dead.getsockname()[1]))
+            try:
+                page = browser.new_page()
+                with pytest.raises(PlaywrightError, match="ERR_PROXY_CONNECTION_FAILED"):
+                    page.goto(f"http://127.0.0.1:{internal.port}/direct", timeout=20_000)
+            finally:
+                browser.close()
+    finally:
+        dead.close()
+    assert internal.hits == []
+
+
+def test_render_refuses_internal_page_before_starting_a_browser(tmp_path: Path, internal: _Server) -> None:
+    ctx = make_ctx(tmp_path)
+    with pytest.raises(ToolError, match="refused|unavailable"):
+        render_url(ctx, url=f"http://127.0.0.1:{internal.port}/")
