@@ -5,20 +5,22 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from agent.cli import main
 from agent.errors import ConfigError
-from agent.evaluation.report import build_report, write_predictions
+from agent.evaluation.report import build_report, report_table, write_predictions
 from agent.evaluation.run import RunConfig, run_tasks
 from agent.evaluation.score import ScoreConfig, score_prediction
-from agent.evaluation.sources import EmptySource, GoldSource, PredictionsSource, source_for
+from agent.evaluation.sources import AgentSource, EmptySource, GoldSource, PredictionsSource
 from agent.evaluation.synthetic import make_synthetic, synthetic_spec_table
 from agent.evaluation.tasks import load_instances
 from agent.evaluation.workspace import checkout, find_repo
-from agent.records import EvalInstance, Prediction, TestStatus
+from agent.records import EvalInstance, Mode, Prediction, Result, Task, TestStatus, Usage
 
 
 @pytest.fixture
@@ -162,12 +164,37 @@ def test_cli_needs_a_patch_source(setup, tmp_path, capsys):
 
 
 def test_agent_source_without_the_loop_is_a_clear_config_error():
-    import importlib.util
+    with pytest.raises(ConfigError, match="no_such_loop"):
+        AgentSource(name="deepseek-v4-flash", solver="no_such_loop:solve").check_available()
 
-    if importlib.util.find_spec("agent.solve") is not None:
-        pytest.skip("agent.solve exists in this build; the missing-loop message cannot be shown")
-    with pytest.raises(ConfigError, match="agent.solve"):
-        source_for("deepseek-v4-flash")
+
+def scripted_solve(task: Task, settings, *, repo: Path) -> Result:
+    """Stands in for the loop: checks what it was given, fixes the bug, reports cost and tokens."""
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout
+    assert head.strip() == task.base_commit and "add(2, 3)" in task.statement
+    assert settings.model == "deepseek-v4-flash"
+    init = repo / "calc" / "__init__.py"
+    init.write_text(init.read_text().replace("a - b", "a + b"))
+    patch = subprocess.run(["git", "diff"], cwd=repo, capture_output=True, text=True).stdout
+    return Result(run_id="r1", status="solved", exit_code=0, reason="tests pass", patch=patch,
+                  mode=Mode.HIGH, cost=0.0123,
+                  usage=Usage(prompt_tokens=1000, completion_tokens=200, cache_hit_tokens=800,
+                              cache_miss_tokens=200))
+
+
+def test_the_agent_seam_carries_patch_cost_tokens_and_mode_into_the_report(setup, tmp_path):
+    inst, cfg = setup
+    source = AgentSource(name="deepseek-v4-flash", solver=f"{__name__}:scripted_solve")
+    [score] = _run([inst], source, cfg, tmp_path / "run")
+    assert score.status == "resolved", score.error
+    assert (score.cost, score.mode, score.usage.cache_hit_tokens) == (0.0123, "high", 800)
+    assert not (cfg.work_dir / f"{inst.instance_id}.solve").exists()  # the agent's checkout is gone
+    report = build_report([score], run_id="r", model="deepseek-v4-flash")
+    console = Console(width=200, record=True)
+    console.print(report_table(report))
+    text = console.export_text()
+    mode_row = next(line for line in text.splitlines() if "│ mode" in line)
+    assert "high" in mode_row and "0.01" in mode_row and "1,200" in mode_row and "80%" in mode_row
 
 
 def test_load_instances_both_encodings_and_task(tmp_path):
@@ -196,8 +223,6 @@ def test_load_instances_both_encodings_and_task(tmp_path):
 def test_checkout_leaves_out_blobs_the_cache_lacks(setup, tmp_path):
     inst, cfg = setup
     git_dir = find_repo(cfg.repos_dir, inst.repo)
-    import subprocess
-
     sha = subprocess.run(["git", "rev-parse", f"{inst.base_commit}:calc/__init__.py"], cwd=git_dir.parent,
                          capture_output=True, text=True, check=True).stdout.strip()
     (git_dir / "objects" / sha[:2] / sha[2:]).unlink()  # what a snapshot without big files looks like

@@ -118,11 +118,14 @@ class AgentSource(_Source):
     settings_cli: dict[str, Any] = Field(default_factory=dict,
                                          description="Command-line settings layer (model, mode, caps).")
 
-    @staticmethod
-    def check_available() -> None:
-        """ConfigError unless the loop's `solve` can be imported."""
-        if importlib.util.find_spec("agent.solve") is None:
-            raise ConfigError("--model NAME runs the agent, but agent.solve (the loop) is not in this "
+    solver: str = Field(default="agent.solve:solve",
+                        description="module:function taking (task, settings, repo=...) -> Result.")
+
+    def check_available(self) -> None:
+        """ConfigError unless the solver's module can be imported."""
+        module = self.solver.partition(":")[0]
+        if importlib.util.find_spec(module) is None:
+            raise ConfigError(f"--model NAME runs the agent, but {module} (the loop) is not in this "
                               "build; use --model gold|empty or --predictions FILE")
 
     def __call__(self, instance: EvalInstance, workdir: Path | None) -> Prediction:
@@ -130,9 +133,10 @@ class AgentSource(_Source):
         self.check_available()
         from agent.settings import load_settings
 
-        solve = getattr(importlib.import_module("agent.solve"), "solve", None)
+        module, _, func = self.solver.partition(":")
+        solve = getattr(importlib.import_module(module), func or "solve", None)
         if solve is None:
-            raise ConfigError("agent.solve has no solve(task, settings)")
+            raise ConfigError(f"{module} has no {func or 'solve'}(task, settings)")
         if workdir is None:
             raise ConfigError("the agent needs a checkout to work in")
         settings = load_settings(workdir, cli={"model": self.name, **self.settings_cli}).settings
@@ -173,5 +177,6 @@ def source_for(model: str | None, *, predictions: Path | None = None,
         return GoldSource()
     if model == "empty":
         return EmptySource()
-    AgentSource.check_available()
-    return AgentSource(name=model, settings_cli=settings_cli or {})
+    source = AgentSource(name=model, settings_cli=settings_cli or {})
+    source.check_available()
+    return source
