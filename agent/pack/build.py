@@ -18,7 +18,7 @@ from agent.pack.scan import MAX_FILE_BYTES, scan_repo
 from agent.records import Pack, PackItem, PackTotals, SecretFinding, Skipped, Task
 from agent.secrets import SecretScanner
 
-__all__ = ["build_pack", "default_budget", "Progress", "RELEVANT_FILES"]
+__all__ = ["build_pack", "build_packs", "default_budget", "Progress", "RELEVANT_FILES"]
 
 Progress = Callable[[str, int, int], None]
 RELEVANT_FILES = 25
@@ -127,11 +127,11 @@ def _rank(task: str, files: list[_File], cache: CountCache) -> list[Ranked]:
     return ranked
 
 
-def build_pack(
+def build_packs(
     repo: str | Path,
     *,
+    budgets: Sequence[int | None],
     task: str | Task | None = None,
-    budget: int | None = None,
     model: str | None = None,
     format: Format = "xml",
     settings: object | None = None,
@@ -140,12 +140,8 @@ def build_pack(
     max_file_bytes: int = MAX_FILE_BYTES,
     environ: dict[str, str] | None = None,
     progress: Progress | None = None,
-) -> Pack:
-    """Pack the repository at `repo` for `task` (text or Task) under `budget` tokens.
-
-    The budget defaults to settings.pack_budget, else the model's window less a reserve;
-    counts are exact for the model's tokenizer and cached under settings.cache_dir.
-    """
+) -> list[Pack]:
+    """One pack per budget from a single scan and ranking (see `build_pack`)."""
     timings: dict[str, float] = {}
     clock = time.perf_counter()
 
@@ -166,10 +162,10 @@ def build_pack(
 
         settings = Settings()
     model_name, tokenizer_name, window_budget = _resolve_model(model, settings)
-    if budget is None:
-        budget = getattr(settings, "pack_budget", None) or window_budget
-    if budget <= 0:
-        raise ConfigError(f"pack budget must be positive, got {budget}")
+    resolved = [b if b is not None else (getattr(settings, "pack_budget", None) or window_budget) for b in budgets]
+    for b in resolved:
+        if b <= 0:
+            raise ConfigError(f"pack budget must be positive, got {b}")
     if tokenizer is None:
         from agent.tokens import get_tokenizer
 
@@ -212,188 +208,230 @@ def build_pack(
             order = list(files)
         lap("rank")
 
-        # Header and footer: reserve with the widest numbers they can hold.
-        n = len(files)
-        wide = {k: n for k in ("files", "full", "outline", "path_only")} | {"skipped": len(skipped)}
-        fixed = counter.count([header(repo_name, scan.commit, budget, wide, format), footer(format)])
-        reserve = sum(fixed) + 2
+        def _select(budget: int) -> Pack:
+            nonlocal timings, clock
 
-        # Tree: the most detailed level that fits its share (all of it when everything fits).
-        paths = [f.path for f in files]
-        total_bytes = sum(f.size for f in files)
-        trees = [tree(paths, level, format) for level in TREE_LEVELS[:1]]
-        tree_counts = counter.count(trees)
-        tree_level, tree_text, tree_tokens = TREE_LEVELS[0], trees[0], tree_counts[0]
-        might_fit_all = total_bytes / _BYTES_PER_TOKEN_MIN + tree_tokens + reserve <= budget
-        limit = budget - reserve if might_fit_all else max(int(budget * _TREE_SHARE), 1)
-        if tree_tokens > limit:
-            smallest = tree_tokens
-            for level in TREE_LEVELS[1:]:
-                text = tree(paths, level, format)
-                (count,) = counter.count([text])
-                smallest = min(smallest, count)
-                tree_level, tree_text, tree_tokens = level, text, count
-                if count <= limit:
+            # Header and footer: reserve with the widest numbers they can hold.
+            n = len(files)
+            wide = {k: n for k in ("files", "full", "outline", "path_only")} | {"skipped": len(skipped)}
+            fixed = counter.count([header(repo_name, scan.commit, budget, wide, format), footer(format)])
+            reserve = sum(fixed) + 2
+
+            # Tree: the most detailed level that fits its share (all of it when everything fits).
+            paths = [f.path for f in files]
+            total_bytes = sum(f.size for f in files)
+            trees = [tree(paths, level, format) for level in TREE_LEVELS[:1]]
+            tree_counts = counter.count(trees)
+            tree_level, tree_text, tree_tokens = TREE_LEVELS[0], trees[0], tree_counts[0]
+            might_fit_all = total_bytes / _BYTES_PER_TOKEN_MIN + tree_tokens + reserve <= budget
+            limit = budget - reserve if might_fit_all else max(int(budget * _TREE_SHARE), 1)
+            if tree_tokens > limit:
+                smallest = tree_tokens
+                for level in TREE_LEVELS[1:]:
+                    text = tree(paths, level, format)
+                    (count,) = counter.count([text])
+                    smallest = min(smallest, count)
+                    tree_level, tree_text, tree_tokens = level, text, count
+                    if count <= limit:
+                        break
+                if tree_tokens + reserve > budget:
+                    raise ConfigError(
+                        f"budget {budget:,} tokens is too small for even the tree: the smallest tree "
+                        f"({tree_level}) and header take {smallest + reserve:,} tokens"
+                    )
+            remaining = budget - reserve - tree_tokens
+            lap("tree")
+
+            # Fast path: files unchanged since the last pack need neither hashing nor counting.
+            kind = f"full:{format}"
+            stats = cache.stats(root, kind)
+
+            def full_counts(batch: list[_File]) -> None:
+                texts, hashes = [], []
+                for f in batch:
+                    f.block = file_block(f.path, f.text, format)
+                    row = stats.get(f.path)
+                    if f.clean and row is not None and row[0] == f.size and row[1] == f.mtime_ns:
+                        h = row[2]
+                    else:
+                        h = digest(f.block)
+                        if f.clean:
+                            cache.remember_stat(root, f.path, kind, f.size, f.mtime_ns, h)
+                    texts.append(f.block)
+                    hashes.append(h)
+                for f, c in zip(batch, counter.count(texts, hashes)):
+                    f.tokens = c
+
+            # Full text in rank order, counting only files that can still make the cut; when the
+            # repository cannot fit, a tenth is kept for outlines of the next-ranked files.
+            outline_reserve = 0 if might_fit_all or task_text is None else remaining // 10
+            remaining -= outline_reserve
+            pos = 0
+            done_files = 0
+            while pos < len(order) and remaining > 8:
+                batch: list[_File] = []
+                estimate = 0.0
+                while pos < len(order) and (estimate < 1.5 * remaining and len(batch) < 512):
+                    f = order[pos]
+                    pos += 1
+                    if f.size / _BYTES_PER_TOKEN_MIN <= remaining:
+                        batch.append(f)
+                        estimate += f.size / 4
+                if not batch:
                     break
-            if tree_tokens + reserve > budget:
-                raise ConfigError(
-                    f"budget {budget:,} tokens is too small for even the tree: the smallest tree "
-                    f"({tree_level}) and header take {smallest + reserve:,} tokens"
-                )
-        remaining = budget - reserve - tree_tokens
-        lap("tree")
+                full_counts(batch)
+                for f in batch:
+                    assert f.tokens is not None
+                    if f.tokens <= remaining:
+                        f.level = "full"
+                        remaining -= f.tokens
+                done_files += len(batch)
+                tick("count", pos, len(order))
+            tick("count", len(order), len(order))
+            lap("full")
 
-        # Fast path: files unchanged since the last pack need neither hashing nor counting.
-        kind = f"full:{format}"
-        stats = cache.stats(root, kind)
-
-        def full_counts(batch: list[_File]) -> None:
-            texts, hashes = [], []
-            for f in batch:
-                f.block = file_block(f.path, f.text, format)
-                row = stats.get(f.path)
-                if f.clean and row is not None and row[0] == f.size and row[1] == f.mtime_ns:
-                    h = row[2]
+            # Then outlines, in rank order, for what did not fit in full.
+            remaining += outline_reserve
+            tries = 0
+            for f in order:
+                if remaining <= 8 or tries >= _OUTLINE_TRIES:
+                    break
+                if f.level != "path" or f.size < 200:
+                    continue
+                tries += 1
+                h = digest(f.text)
+                cached = cache.outlines([h])
+                if h in cached:
+                    text = cached[h]
                 else:
-                    h = digest(f.block)
-                    if f.clean:
-                        cache.remember_stat(root, f.path, kind, f.size, f.mtime_ns, h)
-                texts.append(f.block)
-                hashes.append(h)
-            for f, c in zip(batch, counter.count(texts, hashes)):
-                f.tokens = c
+                    text = outline(f.path, f.text) or ""
+                    cache.store_outline(h, text)
+                if not text:
+                    continue
+                f.outline_block = file_block(f.path, text, format, level="outline")
+                (f.outline_tokens,) = counter.count([f.outline_block])
+                if f.outline_tokens <= remaining and (f.tokens is None or f.outline_tokens < f.tokens):
+                    f.level = "outline"
+                    remaining -= f.outline_tokens
+            lap("outline")
 
-        # Full text in rank order, counting only files that can still make the cut; when the
-        # repository cannot fit, a tenth is kept for outlines of the next-ranked files.
-        outline_reserve = 0 if might_fit_all or task_text is None else remaining // 10
-        remaining -= outline_reserve
-        pos = 0
-        done_files = 0
-        while pos < len(order) and remaining > 8:
-            batch: list[_File] = []
-            estimate = 0.0
-            while pos < len(order) and (estimate < 1.5 * remaining and len(batch) < 512):
-                f = order[pos]
-                pos += 1
-                if f.size / _BYTES_PER_TOKEN_MIN <= remaining:
-                    batch.append(f)
-                    estimate += f.size / 4
-            if not batch:
-                break
-            full_counts(batch)
-            for f in batch:
-                assert f.tokens is not None
-                if f.tokens <= remaining:
-                    f.level = "full"
-                    remaining -= f.tokens
-            done_files += len(batch)
-            tick("count", pos, len(order))
-        tick("count", len(order), len(order))
-        lap("full")
+            # Render in path order and count the document for real; shed the lowest-ranked
+            # pieces if the sum of parts ever disagrees with the whole.
+            rank_of = {f.path: i for i, f in enumerate(order)}
+            for _ in range(50):
+                chosen = [f for f in files if f.level != "path"]
+                counts = {
+                    "files": len(files),
+                    "full": sum(f.level == "full" for f in chosen),
+                    "outline": sum(f.level == "outline" for f in chosen),
+                    "skipped": len(skipped),
+                }
+                counts["path_only"] = counts["files"] - counts["full"] - counts["outline"]
+                pieces = [header(repo_name, scan.commit, budget, counts, format), tree_text]
+                pieces += [f.block if f.level == "full" else f.outline_block for f in chosen]  # type: ignore[misc]
+                pieces.append(footer(format))
+                total = counter.count_document(pieces)
+                if total <= budget:
+                    break
+                victim = max(chosen, key=lambda f: (f.level == "outline", rank_of[f.path]))
+                victim.level = "path" if victim.level == "outline" or victim.outline_block is None else "outline"
+            else:  # pragma: no cover - would need a tokenizer far from additive
+                raise ConfigError(f"could not fit the pack under {budget} tokens")
+            document = "".join(pieces)
+            lap("render")
 
-        # Then outlines, in rank order, for what did not fit in full.
-        remaining += outline_reserve
-        tries = 0
-        for f in order:
-            if remaining <= 8 or tries >= _OUTLINE_TRIES:
-                break
-            if f.level != "path" or f.size < 200:
-                continue
-            tries += 1
-            h = digest(f.text)
-            cached = cache.outlines([h])
-            if h in cached:
-                text = cached[h]
-            else:
-                text = outline(f.path, f.text) or ""
-                cache.store_outline(h, text)
-            if not text:
-                continue
-            f.outline_block = file_block(f.path, text, format, level="outline")
-            (f.outline_tokens,) = counter.count([f.outline_block])
-            if f.outline_tokens <= remaining and (f.tokens is None or f.outline_tokens < f.tokens):
-                f.level = "outline"
-                remaining -= f.outline_tokens
-        lap("outline")
+            items = [
+                PackItem(
+                    path=f.path,
+                    level=f.level,  # type: ignore[arg-type]
+                    tokens=(f.tokens if f.level == "full" else f.outline_tokens if f.level == "outline" else 0) or 0,
+                    score=f.rank.score if f.rank else 0.0,
+                    rank=(rank_of[f.path] + 1) if f.rank else None,
+                    reasons=list(f.rank.reasons) if f.rank else [],
+                )
+                for f in files
+            ]
+            relevant = ""
+            relevant_tokens = 0
+            if task_text is not None:
+                top = [f for f in order[:RELEVANT_FILES] if f.rank is not None and f.rank.score > 0]
+                relevant = relevant_block(((f.path, f.level, f.rank.reasons) for f in top), format)  # type: ignore[union-attr]
+                if relevant:
+                    (relevant_tokens,) = counter.count([relevant])
+            repo_tokens = None
+            if all(f.tokens is not None for f in files):
+                repo_tokens = sum(f.tokens or 0 for f in files)
+            lap("manifest")
 
-        # Render in path order and count the document for real; shed the lowest-ranked
-        # pieces if the sum of parts ever disagrees with the whole.
-        rank_of = {f.path: i for i, f in enumerate(order)}
-        for _ in range(50):
-            chosen = [f for f in files if f.level != "path"]
-            counts = {
-                "files": len(files),
-                "full": sum(f.level == "full" for f in chosen),
-                "outline": sum(f.level == "outline" for f in chosen),
-                "skipped": len(skipped),
-            }
-            counts["path_only"] = counts["files"] - counts["full"] - counts["outline"]
-            pieces = [header(repo_name, scan.commit, budget, counts, format), tree_text]
-            pieces += [f.block if f.level == "full" else f.outline_block for f in chosen]  # type: ignore[misc]
-            pieces.append(footer(format))
-            total = counter.count_document(pieces)
-            if total <= budget:
-                break
-            victim = max(chosen, key=lambda f: (f.level == "outline", rank_of[f.path]))
-            victim.level = "path" if victim.level == "outline" or victim.outline_block is None else "outline"
-        else:  # pragma: no cover - would need a tokenizer far from additive
-            raise ConfigError(f"could not fit the pack under {budget} tokens")
-        document = "".join(pieces)
-        lap("render")
-
-        items = [
-            PackItem(
-                path=f.path,
-                level=f.level,  # type: ignore[arg-type]
-                tokens=(f.tokens if f.level == "full" else f.outline_tokens if f.level == "outline" else 0) or 0,
-                score=f.rank.score if f.rank else 0.0,
-                rank=(rank_of[f.path] + 1) if f.rank else None,
-                reasons=list(f.rank.reasons) if f.rank else [],
+            totals = PackTotals(
+                files=len(files),
+                full=counts["full"],
+                outline=counts["outline"],
+                path_only=counts["path_only"],
+                skipped=len(skipped),
+                tokens=total,
+                full_tokens=sum(i.tokens for i in items if i.level == "full"),
+                outline_tokens=sum(i.tokens for i in items if i.level == "outline"),
+                tree_tokens=tree_tokens,
+                repo_tokens=repo_tokens,
+                secrets_redacted=sum(f.action == "redacted" for f in findings),
+                secrets_excluded=sum(f.action == "excluded" for f in findings),
             )
-            for f in files
-        ]
-        relevant = ""
-        relevant_tokens = 0
-        if task_text is not None:
-            top = [f for f in order[:RELEVANT_FILES] if f.rank is not None and f.rank.score > 0]
-            relevant = relevant_block(((f.path, f.level, f.rank.reasons) for f in top), format)  # type: ignore[union-attr]
-            if relevant:
-                (relevant_tokens,) = counter.count([relevant])
-        repo_tokens = None
-        if all(f.tokens is not None for f in files):
-            repo_tokens = sum(f.tokens or 0 for f in files)
-        lap("manifest")
+            timings = {**common, **timings}
+            timings["total"] = round(sum(timings.values()), 4)
+            return Pack(
+                document=document,
+                relevant=relevant,
+                format=format,
+                repo=repo_name,
+                root=root,
+                commit=scan.commit,
+                model=model_name,
+                tokenizer=tokenizer_name,
+                budget=budget,
+                tree_level=tree_level,
+                totals=totals,
+                items=items,
+                skipped=skipped,
+                secrets=findings,
+                relevant_tokens=relevant_tokens,
+                timings=timings,
+            )
 
-    totals = PackTotals(
-        files=len(files),
-        full=counts["full"],
-        outline=counts["outline"],
-        path_only=counts["path_only"],
-        skipped=len(skipped),
-        tokens=total,
-        full_tokens=sum(i.tokens for i in items if i.level == "full"),
-        outline_tokens=sum(i.tokens for i in items if i.level == "outline"),
-        tree_tokens=tree_tokens,
-        repo_tokens=repo_tokens,
-        secrets_redacted=sum(f.action == "redacted" for f in findings),
-        secrets_excluded=sum(f.action == "excluded" for f in findings),
-    )
-    timings["total"] = round(sum(timings.values()), 4)
-    return Pack(
-        document=document,
-        relevant=relevant,
-        format=format,
-        repo=repo_name,
-        root=root,
-        commit=scan.commit,
-        model=model_name,
-        tokenizer=tokenizer_name,
-        budget=budget,
-        tree_level=tree_level,
-        totals=totals,
-        items=items,
-        skipped=skipped,
-        secrets=findings,
-        relevant_tokens=relevant_tokens,
-        timings=timings,
-    )
+        common = dict(timings)
+        packs = []
+        for budget in resolved:
+            for f in files:
+                f.level = "path"
+            timings = {}
+            clock = time.perf_counter()
+            packs.append(_select(budget))
+        return packs
+
+
+
+def build_pack(
+    repo: str | Path,
+    *,
+    task: str | Task | None = None,
+    budget: int | None = None,
+    model: str | None = None,
+    format: Format = "xml",
+    settings: object | None = None,
+    tokenizer: object | None = None,
+    cache_dir: Path | None = None,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    environ: dict[str, str] | None = None,
+    progress: Progress | None = None,
+) -> Pack:
+    """Pack the repository at `repo` for `task` (text or Task) under `budget` tokens.
+
+    The budget defaults to settings.pack_budget, else the model's window less a reserve;
+    counts are exact for the model's tokenizer and cached under settings.cache_dir
+    (`cache_dir` overrides it). `environ` is where secret-looking values are taken from.
+    """
+    return build_packs(
+        repo, budgets=[budget], task=task, model=model, format=format, settings=settings,
+        tokenizer=tokenizer, cache_dir=cache_dir, max_file_bytes=max_file_bytes, environ=environ,
+        progress=progress,
+    )[0]

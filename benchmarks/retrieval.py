@@ -1,0 +1,227 @@
+"""Retrieval on real SWE-bench instances: are all gold-patch files in the pack, in full text?
+
+For each instance (repository at base_commit, problem_statement as the task) this builds tome's
+packs at several budgets and, in the same run, a plain BM25 baseline (`bm25s` over path + text of
+the same files, whole files added in score order while they fit the same budget, counted with
+the same tokenizer). Ranking sees only the statement and the repository, never the patch.
+
+    python benchmarks/retrieval.py --out /work/scratch/pack/retrieval.jsonl [--shard 0/2]
+    python benchmarks/retrieval.py --out /work/scratch/pack/retrieval.jsonl --report
+
+Results are appended per instance (the run resumes where it stopped); --report prints the
+tables: share of instances with every gold file in full text, per repository and overall,
+beside the SWE-bench paper's BM25 numbers (Table 3, full test set, 13k/27k/50k).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+SWE = Path("/work/shared/swe")
+MIRRORS = Path("/work/.mirror")
+MIRROR_NAMES = {"django/django": "apprent1c3+django"}
+BUDGETS = [13_000, 27_000, 50_000, 200_000, 1_000_000]
+PAPER_ALL = {13_000: 26.09, 27_000: 39.83, 50_000: 45.90}
+
+
+def instances() -> list[dict]:
+    """Lite test rows, then Verified rows not already in Lite."""
+    rows: dict[str, dict] = {}
+    for name in ("lite.jsonl", "verified.jsonl"):
+        for line in (SWE / name).read_text().splitlines():
+            r = json.loads(line)
+            r.setdefault("source", name.split(".")[0])
+            rows.setdefault(r["instance_id"], r)
+    return list(rows.values())
+
+
+def mirror(repo: str) -> Path:
+    return MIRRORS / MIRROR_NAMES.get(repo, repo.replace("/", "+")) / "repo"
+
+
+def gold_files(patch: str) -> tuple[list[str], list[str]]:
+    """(files the patch changes that exist at base, files it creates)."""
+    changed, created = [], []
+    for block in re.split(r"^diff --git ", patch, flags=re.M)[1:]:
+        m = re.match(r"a/(\S+) b/(\S+)", block)
+        if not m:
+            continue
+        (created if re.search(r"^--- /dev/null", block, re.M) else changed).append(m.group(2))
+    return changed, created
+
+
+def checkout(repo: str, commit: str, work: Path) -> Path:
+    target = work / repo.replace("/", "__") / commit[:12]
+    if target.exists():
+        return target
+    tmp = target.with_suffix(".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    archive = subprocess.Popen(["git", f"--git-dir={mirror(repo)}", "archive", commit], stdout=subprocess.PIPE)
+    subprocess.run(["tar", "-x", "--no-same-owner", "-C", str(tmp)], stdin=archive.stdout, check=True)
+    if archive.wait() != 0:
+        raise RuntimeError(f"git archive {repo}@{commit} failed")
+    tmp.rename(target)
+    return target
+
+
+def bm25_baseline(files: list, statement: str, budgets: list[int], gold: list[str], count) -> tuple[dict, int | None]:
+    """Plain whole-file BM25 (bm25s, its own tokenizer and English stopwords), filled greedily."""
+    import bm25s
+
+    corpus = [f"{f.path}\n{f.text}" for f in files]
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)
+    query = bm25s.tokenize([statement], stopwords="en", show_progress=False)
+    k = len(corpus)
+    docs, _ = retriever.retrieve(query, k=k, show_progress=False)
+    order = [files[int(i)] for i in docs[0]]
+    gold_rank = min((i for i, f in enumerate(order) if f.path in gold), default=None)
+    result = {}
+    for budget in budgets:
+        remaining, chosen = budget, set()
+        pos = 0
+        while pos < len(order) and remaining > 8:
+            batch = []
+            while pos < len(order) and len(batch) < 256 and sum(f.size for f in batch) < 6 * remaining:
+                if order[pos].size / 16 <= remaining:
+                    batch.append(order[pos])
+                pos += 1
+            if not batch:
+                break
+            for f, n in zip(batch, count(batch)):
+                if n <= remaining:
+                    chosen.add(f.path)
+                    remaining -= n
+        result[budget] = all(g in chosen for g in gold)
+    return result, gold_rank
+
+
+def run(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from agent.pack import build_packs
+    from agent.pack.build import _Counter
+    from agent.pack.cache import CountCache, digest
+    from agent.pack.render import file_block
+    from agent.pack.scan import scan_repo
+    from agent.tokens import get_tokenizer
+
+    tok = get_tokenizer(args.tokenizer)
+    out = Path(args.out)
+    done = set()
+    if out.exists():
+        done = {json.loads(l)["instance_id"] for l in out.read_text().splitlines() if l.strip()}
+    rows = [r for r in instances() if mirror(r["repo"]).exists()]
+    if args.repos:
+        rows = [r for r in rows if r["repo"].split("/")[1] in args.repos.split(",")]
+    if args.source:
+        rows = [r for r in rows if r["source"] == args.source]
+    shard, shards = (int(x) for x in args.shard.split("/"))
+    rows = [r for i, r in enumerate(rows) if i % shards == shard and r["instance_id"] not in done]
+    if args.limit:
+        rows = rows[: args.limit]
+    work = Path(args.work)
+    cache_dir = Path(args.cache)
+    print(f"{len(rows)} instances to run (shard {args.shard}), {len(done)} done", flush=True)
+    for r in rows:
+        t0 = time.perf_counter()
+        gold, created = gold_files(r["patch"])
+        if not gold:
+            continue
+        root = checkout(r["repo"], r["base_commit"], work)
+        t1 = time.perf_counter()
+        packs = build_packs(root, budgets=BUDGETS, task=r["problem_statement"], tokenizer=tok,
+                            cache_dir=cache_dir, environ={})
+        t2 = time.perf_counter()
+        ours = {}
+        levels = {i.path: i for i in packs[0].items}
+        for budget, p in zip(BUDGETS, packs):
+            lv = {i.path: i.level for i in p.items}
+            ours[budget] = all(lv.get(g) == "full" for g in gold)
+        ranks = [levels[g].rank if g in levels else None for g in gold]
+
+        scan = scan_repo(root)
+        with CountCache(cache_dir, tok.name) as cache:
+            counter = _Counter(tok, cache)
+
+            def count(batch):
+                blocks = [file_block(f.path, f.text, "xml") for f in batch]
+                return counter.count(blocks, [digest(b) for b in blocks])
+
+            base, base_rank = bm25_baseline(scan.files, r["problem_statement"], BUDGETS, gold, count)
+        t3 = time.perf_counter()
+        rec = {
+            "instance_id": r["instance_id"], "repo": r["repo"], "source": r["source"], "gold": gold,
+            "created": created, "ours": ours, "bm25": base, "gold_ranks": ranks, "bm25_first_gold_rank": base_rank,
+            "missing_gold": [g for g in gold if g not in levels],
+            "seconds": {"checkout": round(t1 - t0, 2), "packs": round(t2 - t1, 2), "bm25": round(t3 - t2, 2)},
+            "pack_timings_1m": packs[-1].timings,
+        }
+        with out.open("a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+        print(f"{r['instance_id']}: ours {[int(v) for v in ours.values()]} bm25 {[int(v) for v in base.values()]} "
+              f"{t3 - t0:.1f}s", flush=True)
+
+
+def report(path: Path) -> None:
+    recs = [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    by_repo: dict[str, list[dict]] = defaultdict(list)
+    for r in recs:
+        by_repo[r["repo"]].append(r)
+    header = ["repo", "n"] + [f"{k // 1000}k" if k < 1_000_000 else "1M" for k in BUDGETS]
+    print("Share of instances with every gold-patch file in full text: tome pack / same-run BM25 (%)")
+    print(" | ".join(header))
+    print(" | ".join("---" for _ in header))
+
+    def row(name: str, group: list[dict]) -> str:
+        cells = [name, str(len(group))]
+        for b in BUDGETS:
+            ours = 100 * sum(g["ours"][str(b)] for g in group) / len(group)
+            base = 100 * sum(g["bm25"][str(b)] for g in group) / len(group)
+            cells.append(f"{ours:.1f} / {base:.1f}")
+        return " | ".join(cells)
+
+    for repo in sorted(by_repo):
+        print(row(repo, by_repo[repo]))
+    print(row("**all**", recs))
+    for source in ("lite", "verified"):
+        group = [r for r in recs if r["source"] == source]
+        if group:
+            print(row(f"all ({source})", group))
+    print("SWE-bench paper BM25, full test set (Table 3, 'All'): "
+          + ", ".join(f"{k // 1000}k {v}%" for k, v in PAPER_ALL.items()))
+    missing = sum(bool(r["missing_gold"]) for r in recs)
+    print(f"instances whose gold file is absent from the scan (skipped or missing): {missing}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="/work/scratch/pack/retrieval.jsonl")
+    ap.add_argument("--work", default="/work/scratch/pack/swe")
+    ap.add_argument("--cache", default="/work/scratch/pack/cache")
+    ap.add_argument("--tokenizer", default="deepseek-v4")
+    ap.add_argument("--shard", default="0/1")
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--repos", default="")
+    ap.add_argument("--source", default="", help="lite or verified")
+    ap.add_argument("--keep", action="store_true", help="keep the extracted checkouts")
+    ap.add_argument("--report", action="store_true")
+    args = ap.parse_args()
+    if args.report:
+        report(Path(args.out))
+    else:
+        run(args)
+
+
+if __name__ == "__main__":
+    main()
