@@ -489,11 +489,14 @@ class EvalReport(Record):
     run_id: str
     model: str
     total_instances: int = 0
+    submitted_instances: int = 0
     completed_instances: int = 0
     resolved_instances: int = 0
     unresolved_instances: int = 0
     empty_patch_instances: int = 0
     error_instances: int = 0
+    submitted_ids: list[str] = Field(default_factory=list)
+    completed_ids: list[str] = Field(default_factory=list)
     resolved_ids: list[str] = Field(default_factory=list)
     unresolved_ids: list[str] = Field(default_factory=list)
     error_ids: list[str] = Field(default_factory=list)

@@ -16,11 +16,24 @@ from agent.errors import ConfigError
 from agent.evaluation.report import build_report, report_table, write_predictions
 from agent.evaluation.run import RunConfig, run_tasks
 from agent.evaluation.score import ScoreConfig, score_prediction
-from agent.evaluation.sources import AgentSource, EmptySource, GoldSource, PredictionsSource
+from agent.evaluation.sources import (
+    AgentSource,
+    EmptySource,
+    GoldSource,
+    PredictionsSource,
+)
 from agent.evaluation.synthetic import make_synthetic, synthetic_spec_table
 from agent.evaluation.tasks import load_instances
 from agent.evaluation.workspace import checkout, find_repo
-from agent.records import EvalInstance, Mode, Prediction, Result, Task, TestStatus, Usage
+from agent.records import (
+    EvalInstance,
+    Mode,
+    Prediction,
+    Result,
+    Task,
+    TestStatus,
+    Usage,
+)
 
 
 @pytest.fixture
@@ -117,6 +130,11 @@ def test_a_crashed_worker_marks_only_its_task_as_error(setup, tmp_path):
     assert by_id[other.instance_id].status == "resolved"
     report = build_report(scores, run_id="r", model="gold")
     assert report.error_ids == [inst.instance_id] and report.resolved_ids == [other.instance_id]
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    again = _run([inst, other], CountingSource(calls_dir=calls), cfg, tmp_path / "run", retry_errors=True)
+    assert [s.status for s in again] == ["resolved", "resolved"]
+    assert [p.name.split(".")[0] for p in calls.iterdir()] == [inst.instance_id]  # only the errored one
 
 
 class SlowSource(GoldSource):
@@ -170,12 +188,13 @@ def test_agent_source_without_the_loop_is_a_clear_config_error():
 
 def scripted_solve(task: Task, settings, *, repo: Path) -> Result:
     """Stands in for the loop: checks what it was given, fixes the bug, reports cost and tokens."""
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                          check=True).stdout
     assert head.strip() == task.base_commit and "add(2, 3)" in task.statement
     assert settings.model == "deepseek-v4-flash"
     init = repo / "calc" / "__init__.py"
     init.write_text(init.read_text().replace("a - b", "a + b"))
-    patch = subprocess.run(["git", "diff"], cwd=repo, capture_output=True, text=True).stdout
+    patch = subprocess.run(["git", "diff"], cwd=repo, capture_output=True, text=True, check=True).stdout
     return Result(run_id="r1", status="solved", exit_code=0, reason="tests pass", patch=patch,
                   mode=Mode.HIGH, cost=0.0123,
                   usage=Usage(prompt_tokens=1000, completion_tokens=200, cache_hit_tokens=800,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from agent.errors import ConfigError
 
-__all__ = ["configure", "run", "default_env_cache"]
+__all__ = ["configure", "default_env_cache", "run"]
 
 
 def default_env_cache() -> Path:
@@ -41,6 +41,7 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--timeout", type=float, help="seconds for one test run (default per spec)")
     parser.add_argument("--task-timeout", type=float, help="seconds for a whole task (solve + score)")
     parser.add_argument("--keep-checkouts", action="store_true", help="keep per-task worktrees")
+    parser.add_argument("--retry-errors", action="store_true", help="on a rerun, run errored tasks again")
     parser.add_argument("--env-specs", type=Path,
                         help='JSON {"owner/repo": {"version or *": {EnvSpec fields}}} added to the built-in specs')
 
@@ -52,10 +53,21 @@ def _run_id(args: argparse.Namespace, model: str) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the evaluation, write predictions and report, print the table; 1 if any task errored."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from agent.evaluation.envspecs import load_spec_file
-    from agent.evaluation.report import build_report, print_report, write_predictions, write_report
+    from agent.evaluation.report import (
+        build_report,
+        print_report,
+        write_predictions,
+        write_report,
+    )
     from agent.evaluation.run import RunConfig, run_tasks
     from agent.evaluation.score import ScoreConfig
     from agent.evaluation.sources import source_for
@@ -80,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
                          work_dir=run_dir / "checkouts", timeout=args.timeout,
                          specs=load_spec_file(args.env_specs) if args.env_specs else None)
     runcfg = RunConfig(run_dir=run_dir, workers=args.workers, executor=args.executor,
-                       task_timeout=args.task_timeout, ray_address=args.ray_address)
+                       task_timeout=args.task_timeout, ray_address=args.ray_address,
+                       retry_errors=args.retry_errors)
     console = Console(stderr=True)
     t0 = time.monotonic()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -95,7 +108,10 @@ def run(args: argparse.Namespace) -> int:
 
         from agent.evaluation.run import load_finished
 
-        progress.update(bar, completed=len(load_finished(run_dir, instances)))
+        finished = load_finished(run_dir, instances)
+        if args.retry_errors:
+            finished = {k: v for k, v in finished.items() if v.status != "error"}
+        progress.update(bar, completed=len(finished))
         scores = run_tasks(instances, source, config=config, run=runcfg, on_done=done)
     report = build_report(scores, run_id=run_id, model=source.name, total=len(instances),
                           wall_time=time.monotonic() - t0)

@@ -23,7 +23,7 @@ from agent.errors import TomeError
 from agent.evaluation.envspecs import EnvSpec
 from agent.evaluation.workspace import checkout, file_lock
 
-__all__ = ["Environment", "EnvError", "ensure_env", "env_key", "run_logged"]
+__all__ = ["EnvError", "Environment", "ensure_env", "env_key", "run_logged"]
 
 
 class EnvError(TomeError):

@@ -18,7 +18,7 @@ from unidiff import PatchSet
 
 from agent.errors import ConfigError
 
-__all__ = ["EnvSpec", "env_spec", "register_spec", "load_spec_file", "test_files", "test_command", "SPECS"]
+__all__ = ["SPECS", "EnvSpec", "env_spec", "load_spec_file", "register_spec", "test_command", "test_files"]
 
 Runner = Literal["pytest", "django", "sympy"]
 
@@ -85,11 +85,11 @@ _ASTROPY_PINS = [
     "sortedcontainers==2.4.0", "tomli==2.0.1", "astropy-iers-data",
 ]
 # The repository snapshot lacks blobs >= 4 MiB; the IERS table ships in astropy-iers-data.
-_ASTROPY_RESTORE = [
+_ASTROPY_RESTORE = [(
     "python -c \"import pathlib, shutil, astropy_iers_data as d; "
     "dst = pathlib.Path('astropy/utils/iers/data/eopc04.1962-now'); "
     "dst.exists() or shutil.copy(pathlib.Path(d.__file__).parent / 'data' / dst.name, dst)\""
-]
+)]
 _FLASK_23 = ["Werkzeug==2.3.7", "Jinja2==3.1.2", "itsdangerous==2.1.2", "click==8.1.3",
              "MarkupSafe==2.1.3", "blinker==1.6.2", "python-dotenv", "pytest==7.4.4"]
 _FLASK_20 = ["Werkzeug==2.0.3", "Jinja2==3.0.3", "itsdangerous==2.0.1", "click==8.0.4",
@@ -181,7 +181,7 @@ def test_files(test_patch: str) -> list[str]:
     """The .py files a test patch touches (added or modified, not deleted), in patch order."""
     out: list[str] = []
     for f in PatchSet(test_patch):
-        path = f.target_file[2:] if f.target_file.startswith("b/") else f.target_file
+        path = f.target_file.removeprefix("b/")
         if f.is_removed_file or not path.endswith(".py"):
             continue
         if path not in out:
@@ -190,7 +190,7 @@ def test_files(test_patch: str) -> list[str]:
 
 
 def _django_label(path: str) -> str:
-    rel = path[len("tests/"):] if path.startswith("tests/") else path
+    rel = path.removeprefix("tests/")
     return re.sub(r"\.py$", "", rel).replace("/", ".")
 
 

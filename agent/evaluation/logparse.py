@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 
 from agent.records import TestStatus
 
-__all__ = ["parse_pytest", "parse_django", "parse_sympy", "PARSERS", "strip_ansi", "match_tests"]
+__all__ = ["PARSERS", "match_tests", "parse_django", "parse_pytest", "parse_sympy", "strip_ansi"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 

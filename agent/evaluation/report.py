@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -11,8 +12,14 @@ from rich.table import Table
 
 from agent.records import EvalReport, Prediction, Score, Usage
 
-__all__ = ["build_report", "write_predictions", "write_report", "report_table", "group_rows",
-           "print_report"]
+__all__ = [
+    "build_report",
+    "group_rows",
+    "print_report",
+    "report_table",
+    "write_predictions",
+    "write_report",
+]
 
 
 def build_report(scores: Sequence[Score], *, run_id: str, model: str, total: int | None = None,
@@ -24,7 +31,9 @@ def build_report(scores: Sequence[Score], *, run_id: str, model: str, total: int
     empty = [s.instance_id for s in scores if s.empty_patch]
     return EvalReport(
         run_id=run_id, model=model, total_instances=len(scores) if total is None else total,
-        completed_instances=len(resolved) + len(unresolved), resolved_instances=len(resolved),
+        submitted_instances=len(scores), submitted_ids=sorted(s.instance_id for s in scores),
+        completed_instances=len(resolved) + len(unresolved), completed_ids=sorted(resolved + unresolved),
+        resolved_instances=len(resolved),
         unresolved_instances=len(unresolved), empty_patch_instances=len(empty),
         error_instances=len(errors), resolved_ids=sorted(resolved), unresolved_ids=sorted(unresolved),
         error_ids=sorted(errors), empty_patch_ids=sorted(empty), wall_time=wall_time,
@@ -97,7 +106,7 @@ def report_table(report: EvalReport, *, title: str | None = None) -> Table:
 
 def print_report(report: EvalReport, console: Console | None = None) -> None:
     """Print the table and the ids of errors (with their first message) to the console."""
-    console = console or Console()
+    console = console or Console(width=None if sys.stdout.isatty() else 160)
     console.print(report_table(report))
     for s in report.scores:
         if s.status == "error":

@@ -25,7 +25,7 @@ from agent.evaluation.sources import PatchSource
 from agent.evaluation.workspace import find_repo, remove_checkout
 from agent.records import EvalInstance, Prediction, Score
 
-__all__ = ["RunConfig", "run_task", "run_tasks", "load_finished"]
+__all__ = ["RunConfig", "load_finished", "run_task", "run_tasks"]
 
 OnDone = Callable[[Score], None]
 
@@ -40,6 +40,7 @@ class RunConfig(BaseModel):
     executor: Literal["local", "ray"] = "local"
     task_timeout: float | None = Field(default=None, description="Seconds for a whole task (solve + score).")
     ray_address: str | None = Field(default=None, description="Ray cluster address; None starts a local one.")
+    retry_errors: bool = Field(default=False, description="Run tasks again whose earlier score is an error.")
 
 
 def load_finished(run_dir: Path, instances: Sequence[EvalInstance]) -> dict[str, Score]:
@@ -91,7 +92,7 @@ def _child(instance: EvalInstance, source: PatchSource, config: ScoreConfig, log
     os.setpgid(0, 0)  # so a timed-out task can be ended with its children
     try:
         _, score = run_task(instance, source, config, log_dir)
-    except Exception as e:  # our bug, not the patch's: say so on this task and go on
+    except Exception as e:  # noqa: BLE001  (our bug, not the patch's: say so on this task, go on)
         (log_dir / "internal_error.txt").write_text(traceback.format_exc())
         score = _crash_score(instance, log_dir, f"internal error: {type(e).__name__}: {e}", source.name)
     _write(score, log_dir)
@@ -178,7 +179,7 @@ def _run_ray(todo: list[EvalInstance], source: PatchSource, config: ScoreConfig,
                 log_dir = run.run_dir / inst.instance_id
                 try:
                     score = ray.get(ref)
-                except Exception as e:  # a worker that died, or a task that raised: that task only
+                except Exception as e:  # noqa: BLE001  (a dead worker or a raising task: that task only)
                     log_dir.mkdir(parents=True, exist_ok=True)
                     (log_dir / "worker_error.txt").write_text(str(e))
                     first = strip_ansi(str(e)).strip().splitlines()
@@ -196,6 +197,8 @@ def run_tasks(instances: Sequence[EvalInstance], source: PatchSource, *, config:
     """Score every instance not already finished in `run.run_dir`; return all scores in input order."""
     run.run_dir.mkdir(parents=True, exist_ok=True)
     finished = load_finished(run.run_dir, instances)
+    if run.retry_errors:
+        finished = {k: v for k, v in finished.items() if v.status != "error"}
     todo = [i for i in instances if i.instance_id not in finished]
     callback = on_done or (lambda s: None)
     if todo:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-from contextlib import ExitStack
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -20,10 +20,17 @@ from agent.errors import TomeError
 from agent.evaluation.envs import Environment, ensure_env, env_key, run_logged
 from agent.evaluation.envspecs import EnvSpec, env_spec, test_command
 from agent.evaluation.logparse import PARSERS, match_tests
-from agent.evaluation.workspace import Checkout, checkout, file_lock, find_repo, git, remove_checkout
+from agent.evaluation.workspace import (
+    Checkout,
+    checkout,
+    file_lock,
+    find_repo,
+    git,
+    remove_checkout,
+)
 from agent.records import EvalInstance, Prediction, Score
 
-__all__ = ["ScoreConfig", "PatchError", "score_prediction", "apply_patch", "prepare_checkout", "setup_commit"]
+__all__ = ["PatchError", "ScoreConfig", "apply_patch", "prepare_checkout", "score_prediction", "setup_commit"]
 
 
 class ScoreConfig(BaseModel):
@@ -65,10 +72,10 @@ def apply_patch(repo: Path, patch: str, *, name: str, log: Path) -> None:
     if first.returncode == 0:
         return
     dry = subprocess.run(["patch", "--batch", "--fuzz=5", "-p1", "--dry-run", "-i", str(file)],
-                         cwd=repo, capture_output=True, text=True)
+                         cwd=repo, capture_output=True, text=True, check=False)
     if dry.returncode == 0:
         done = subprocess.run(["patch", "--batch", "--fuzz=5", "-p1", "-i", str(file)],
-                              cwd=repo, capture_output=True, text=True)
+                              cwd=repo, capture_output=True, text=True, check=False)
         with log.open("a", encoding="utf-8") as fh:
             fh.write(f"$ patch --fuzz=5 -p1\n{done.stdout}{done.stderr}[exit {done.returncode}]\n")
         if done.returncode == 0:

@@ -13,8 +13,8 @@ import importlib.util
 import inspect
 import json
 import os
-from collections.abc import Iterator
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -23,8 +23,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.errors import ConfigError
 from agent.records import EvalInstance, Prediction, Usage
 
-__all__ = ["PatchSource", "GoldSource", "EmptySource", "PredictionsSource", "AgentSource",
-           "load_predictions", "source_for"]
+__all__ = [
+    "AgentSource",
+    "EmptySource",
+    "GoldSource",
+    "PatchSource",
+    "PredictionsSource",
+    "load_predictions",
+    "source_for",
+]
 
 
 @runtime_checkable

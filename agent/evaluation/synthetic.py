@@ -11,7 +11,7 @@ from pathlib import Path
 from agent.evaluation.envspecs import EnvSpec, register_spec
 from agent.records import EvalInstance
 
-__all__ = ["SYNTHETIC_REPO", "synthetic_spec_table", "make_synthetic"]
+__all__ = ["SYNTHETIC_REPO", "make_synthetic", "synthetic_spec_table"]
 
 SYNTHETIC_REPO = "example/calc"
 

@@ -10,7 +10,7 @@ from typing import Any
 from agent.errors import ConfigError
 from agent.records import EvalInstance
 
-__all__ = ["load_instances", "instance_from_row"]
+__all__ = ["instance_from_row", "load_instances"]
 
 
 def _test_list(value: Any) -> list[str]:

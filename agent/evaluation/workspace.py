@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from agent.errors import ConfigError
 
-__all__ = ["Checkout", "find_repo", "git", "checkout", "remove_checkout", "file_lock"]
+__all__ = ["Checkout", "checkout", "file_lock", "find_repo", "git", "remove_checkout"]
 
 
 class Checkout(BaseModel):
