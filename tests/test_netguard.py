@@ -28,7 +28,9 @@ def test_odd_spellings_normalise(spelling: str, address: str) -> None:
     assert parse_ip(spelling) == ipaddress.ip_address(address)
 
 
-@pytest.mark.parametrize("name", ["example.com", "bad.cafe", "1.2.3.4 x", "localhost", "deadbeef.com"])
+@pytest.mark.parametrize(
+    "name", ["example.com", "bad.cafe", "1.2.3.4 x", "localhost", "deadbeef.com"]
+)
 def test_names_are_not_addresses(name: str) -> None:
     assert parse_ip(name) is None
 
@@ -45,7 +47,10 @@ def test_internal_addresses_refused(address: str) -> None:
     assert refusal_reason(ipaddress.ip_address(address)) is not None
 
 
-@pytest.mark.parametrize("address", ["8.8.8.8", "93.184.216.34", "2606:4700::1111", "64:ff9b::808:808", "2002:808:808::1"])
+@pytest.mark.parametrize(
+    "address",
+    ["8.8.8.8", "93.184.216.34", "2606:4700::1111", "64:ff9b::808:808", "2002:808:808::1"],
+)
 def test_public_addresses_pass(address: str) -> None:
     assert refusal_reason(ipaddress.ip_address(address)) is None
 
@@ -63,12 +68,16 @@ def test_public_addresses_pass(address: str) -> None:
 )  # fmt: skip
 def test_refused_urls(url: str, message: str) -> None:
     guard = NetGuard(resolver=fixed({"example.com": ["93.184.216.34"]}))
-    with pytest.raises(URLRefused, match=message if message != "6to4" else "IPv6 form of 127.0.0.1"):
+    with pytest.raises(
+        URLRefused, match=message if message != "6to4" else "IPv6 form of 127.0.0.1"
+    ):
         guard.check(url)
 
 
 def test_name_resolving_to_internal_is_refused_even_with_a_public_address_too() -> None:
-    guard = NetGuard(resolver=fixed({"mixed.test": ["93.184.216.34", "10.0.0.5"], "inner.test": ["192.168.0.2"]}))
+    guard = NetGuard(
+        resolver=fixed({"mixed.test": ["93.184.216.34", "10.0.0.5"], "inner.test": ["192.168.0.2"]})
+    )
     for host in ("mixed.test", "inner.test"):
         with pytest.raises(URLRefused, match="private address"):
             guard.check(f"http://{host}/")
@@ -85,11 +94,18 @@ def test_pinned_target_keeps_host_and_port() -> None:
 
 
 def test_allow_hosts_by_name_address_and_network() -> None:
-    resolver = fixed({"intranet.corp": ["10.0.0.8"], "other.corp": ["10.0.0.9"], "localhost": ["127.0.0.1"]})
+    resolver = fixed(
+        {"intranet.corp": ["10.0.0.8"], "other.corp": ["10.0.0.9"], "localhost": ["127.0.0.1"]}
+    )
     guard = NetGuard(["intranet.corp", "192.168.5.0/24", "localhost"], resolver=resolver)
     assert guard.check("http://intranet.corp/").addresses == ["10.0.0.8"]
     assert guard.check("http://192.168.5.77/").addresses == ["192.168.5.77"]
     assert guard.check("http://localhost:8000/").addresses == ["127.0.0.1"]
-    for refused in ("http://other.corp/", "http://192.168.6.1/", "http://127.0.0.1:8000/", "http://2130706433/"):
+    for refused in (
+        "http://other.corp/",
+        "http://192.168.6.1/",
+        "http://127.0.0.1:8000/",
+        "http://2130706433/",
+    ):
         with pytest.raises(URLRefused):
             guard.check(refused)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from agent.settings import SafetySettings, Settings
-from tools.base import ToolContext, Toolbox
+from tools.base import Toolbox, ToolContext
 from tools.run_tests import TestRun, parse_test_output, run_tests
 from tools.workspace import Workspace
 
@@ -35,7 +35,9 @@ def make_project(tmp_path: Path, files: dict[str, str]) -> ToolContext:
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(textwrap.dedent(text))
     root.mkdir(exist_ok=True)
-    settings = Settings(safety=SafetySettings(sandbox="off", env_passthrough=["PYTEST_DISABLE_PLUGIN_AUTOLOAD"]))
+    settings = Settings(
+        safety=SafetySettings(sandbox="off", env_passthrough=["PYTEST_DISABLE_PLUGIN_AUTOLOAD"])
+    )
     return ToolContext(workspace=Workspace(root), state_dir=tmp_path / "state", settings=settings)
 
 
@@ -93,7 +95,13 @@ def test_pytest_project_counts_ids_and_tracebacks(tmp_path: Path) -> None:
 
 
 def test_pytest_all_green_and_collection_error(tmp_path: Path) -> None:
-    ctx = make_project(tmp_path, {"pyproject.toml": "[tool.pytest.ini_options]\n", "tests/test_ok.py": "def test_a():\n    pass\n"})
+    ctx = make_project(
+        tmp_path,
+        {
+            "pyproject.toml": "[tool.pytest.ini_options]\n",
+            "tests/test_ok.py": "def test_a():\n    pass\n",
+        },
+    )
     out = run_tests(ctx)
     assert "PASSED: 1 passed, 0 failed, 0 errors, 0 skipped" in out and "Failing tests" not in out
     (ctx.workspace.root / "tests" / "test_broken.py").write_text("import not_a_module_anywhere\n")
@@ -142,7 +150,9 @@ def test_unittest_command_parsed(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_unittest_detected_when_pytest_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unittest_detected_when_pytest_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     monkeypatch.setenv("PATH", f"{venv / 'bin'}:/usr/bin:/bin")
@@ -177,7 +187,13 @@ def test_django_runner_detected(tmp_path: Path) -> None:
 
 
 def test_timeout_reported(tmp_path: Path) -> None:
-    ctx = make_project(tmp_path, {"pytest.ini": "[pytest]\n", "tests/test_slow.py": "import time\ndef test_s():\n    time.sleep(60)\n"})
+    ctx = make_project(
+        tmp_path,
+        {
+            "pytest.ini": "[pytest]\n",
+            "tests/test_slow.py": "import time\ndef test_s():\n    time.sleep(60)\n",
+        },
+    )
     out = run_tests(ctx, timeout=2)
     assert "timed out" in out and "TIMED OUT" in out
 
@@ -240,6 +256,8 @@ def _bwrap_skip() -> str | None:
 @pytest.mark.skipif(_bwrap_skip() is not None, reason=f"sandbox not testable: {_bwrap_skip()}")
 def test_pytest_runs_inside_the_sandbox(tmp_path: Path) -> None:
     ctx = make_project(tmp_path, MIXED)
-    ctx.settings = Settings(safety=SafetySettings(sandbox="require", env_passthrough=["PYTEST_DISABLE_PLUGIN_AUTOLOAD"]))
+    ctx.settings = Settings(
+        safety=SafetySettings(sandbox="require", env_passthrough=["PYTEST_DISABLE_PLUGIN_AUTOLOAD"])
+    )
     out = run_tests(ctx)
     assert "FAILED: 2 passed, 2 failed, 1 errors, 1 skipped" in out and "unsandboxed" not in out

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from agent.settings import SafetySettings, Settings
-from tools.base import ToolContext, ToolError, Toolbox
+from tools.base import Toolbox, ToolContext, ToolError
 from tools.runner import run_process
 from tools.sandbox import bwrap_problem, plan_sandbox
 from tools.shell import MAX_TIMEOUT, bash, destructive_reason, shell_environment
@@ -36,7 +36,9 @@ def _bwrap_skip_reason() -> str | None:
 
 
 BWRAP_SKIP = _bwrap_skip_reason()
-needs_bwrap = pytest.mark.skipif(BWRAP_SKIP is not None, reason=f"sandbox not testable: {BWRAP_SKIP}")
+needs_bwrap = pytest.mark.skipif(
+    BWRAP_SKIP is not None, reason=f"sandbox not testable: {BWRAP_SKIP}"
+)
 
 
 def make_ctx(tmp_path: Path, **safety: object) -> ToolContext:
@@ -81,7 +83,10 @@ def test_output_and_exit_code(tmp_path: Path) -> None:
 
 def test_stdin_closed_and_non_interactive_env(tmp_path: Path) -> None:
     ctx = make_ctx(tmp_path)
-    out = bash(ctx, command='read -r line; echo "read=$?"; echo "$PAGER|$GIT_EDITOR|$GIT_TERMINAL_PROMPT|$CI|$TERM|$PIP_NO_INPUT|$DEBIAN_FRONTEND"')
+    out = bash(
+        ctx,
+        command='read -r line; echo "read=$?"; echo "$PAGER|$GIT_EDITOR|$GIT_TERMINAL_PROMPT|$CI|$TERM|$PIP_NO_INPUT|$DEBIAN_FRONTEND"',
+    )
     assert "read=1" in out  # EOF at once: nothing can wait for input
     assert "cat|true|0|1|dumb|1|noninteractive" in out
 
@@ -90,7 +95,9 @@ def test_stdin_closed_and_non_interactive_env(tmp_path: Path) -> None:
 def test_timeout_kills_whole_group(tmp_path: Path, sandbox: str) -> None:
     ctx = make_ctx(tmp_path, sandbox=sandbox)
     token = f"1000.{uuid.uuid4().int % 10**9}"
-    out = bash(ctx, command=f"sleep {token} & sleep {token} & echo started; sleep {token}", timeout=1)
+    out = bash(
+        ctx, command=f"sleep {token} & sleep {token} & echo started; sleep {token}", timeout=1
+    )
     assert "started" in out
     assert "timed out after 1 s" in out and "killed" in out
     assert live_processes_with(token) == []
@@ -129,7 +136,9 @@ def test_output_capped_head_and_tail(tmp_path: Path) -> None:
     assert "bytes of output were dropped from the middle" in out and "END" in out
 
 
-def test_secrets_not_inherited_unless_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secrets_not_inherited_unless_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DEEPSEEK_API_KEY", "sk-deepseek-secret")
     monkeypatch.setenv("MY_SERVICE_TOKEN", "tok-secret")
     monkeypatch.setenv("RANDOM_UNLISTED", "unlisted-value")
@@ -228,7 +237,9 @@ def test_approval_settings(tmp_path: Path) -> None:
     [({"command": "   "}, "command is empty"), ({"command": "echo a\x00b"}, "NUL"),
      ({"command": "touch made", "timeout": 0}, "positive"), ({"command": "touch made", "timeout": "soon"}, "timeout")],
 )  # fmt: skip
-def test_bad_arguments_are_clear_errors(tmp_path: Path, args: dict[str, object], message: str) -> None:
+def test_bad_arguments_are_clear_errors(
+    tmp_path: Path, args: dict[str, object], message: str
+) -> None:
     ctx = make_ctx(tmp_path)
     before = tree_digest(ctx.workspace.root)
     res = Toolbox([bash], ctx, tokenizer=_Chars()).run("c1", "bash", json.dumps(args))
@@ -243,7 +254,9 @@ def test_redact_hook_sees_output(tmp_path: Path) -> None:
     assert "hunter2" not in out and "password=[REDACTED]" in out
 
 
-def test_no_bwrap_require_errors_and_auto_notes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_bwrap_require_errors_and_auto_notes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "bash").symlink_to(shutil.which("bash") or "/bin/bash")
@@ -321,7 +334,7 @@ def test_sandbox_refuses_network_unless_enabled(tmp_path: Path) -> None:
     srv, hits = _listener()
     port = srv.getsockname()[1]
     probe = (
-        "python3 -c \"import socket,sys\n"
+        'python3 -c "import socket,sys\n'
         f"try: socket.create_connection(('127.0.0.1', {port}), timeout=3); print('CONNECTED')\n"
         "except OSError as e: print('NO-NETWORK', e); sys.exit(7)\""
     )

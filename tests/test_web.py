@@ -16,10 +16,24 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from agent.settings import SafetySettings, Settings
-from tools.base import ToolContext, ToolError, Toolbox
-from tools.browser import DEFAULT_CHROMIUM, browser_problem, dead_port, launch_args, render_url
+from tools.base import Toolbox, ToolContext, ToolError
+from tools.browser import (
+    DEFAULT_CHROMIUM,
+    browser_problem,
+    dead_port,
+    launch_args,
+    render_url,
+)
 from tools.netguard import NetGuard
-from tools.web import FetchError, FetchLimits, SearchProvider, fetch_document, fetch_url, search, web_search
+from tools.web import (
+    FetchError,
+    FetchLimits,
+    SearchProvider,
+    fetch_document,
+    fetch_url,
+    search,
+    web_search,
+)
 from tools.workspace import Workspace
 
 PAGE = """<!doctype html><html><head><title>Guide\u200b Page</title>
@@ -69,7 +83,13 @@ class _Server:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def _send(self, code: int, body: bytes, ctype: str | None = "text/html; charset=utf-8", **headers: str) -> None:
+            def _send(
+                self,
+                code: int,
+                body: bytes,
+                ctype: str | None = "text/html; charset=utf-8",
+                **headers: str,
+            ) -> None:
                 self.send_response(code)
                 if ctype:
                     self.send_header("Content-Type", ctype)
@@ -82,7 +102,7 @@ class _Server:
             def do_POST(self) -> None:
                 self.do_GET()
 
-            def do_GET(self) -> None:  # noqa: C901 - a route table
+            def do_GET(self) -> None:
                 server.hits.append(self.path)
                 server.hosts.append(self.headers.get("Host", ""))
                 url = urlsplit(self.path)
@@ -104,7 +124,9 @@ class _Server:
                 elif p == "/notype":
                     self._send(200, b"<html><body><h1>No type</h1></body></html>", None)
                 elif p == "/latin1":
-                    self._send(200, "<p>caf\xe9</p>".encode("latin-1"), "text/html; charset=iso-8859-1")
+                    self._send(
+                        200, "<p>caf\xe9</p>".encode("latin-1"), "text/html; charset=iso-8859-1"
+                    )
                 elif p == "/gzip":
                     body = gzip.compress(b"A" * 20_000_000)
                     self._send(200, body, "text/plain", Content_Encoding="gzip")
@@ -144,10 +166,20 @@ class _Server:
                         if auth != "Bearer tv-key":
                             self._send(401, b'{"error":"bad key"}', "application/json")
                             return
-                        results = [{"title": "Posted " + sent["query"], "url": "https://a.example/", "content": "c"}]
+                        results = [
+                            {
+                                "title": "Posted " + sent["query"],
+                                "url": "https://a.example/",
+                                "content": "c",
+                            }
+                        ]
                     else:
                         results = [
-                            {"title": f"Result for {q.get('q')}", "url": "https://docs.example/x", "content": "A <b>bold</b> snippet\u200b"},
+                            {
+                                "title": f"Result for {q.get('q')}",
+                                "url": "https://docs.example/x",
+                                "content": "A <b>bold</b> snippet\u200b",
+                            },
                             {"title": "Second", "url": "https://docs.example/y", "content": "more"},
                             {"title": "no url"},
                         ]
@@ -180,7 +212,9 @@ def internal() -> Iterator[_Server]:
     s.close()
 
 
-def make_ctx(tmp_path: Path, *, allow: list[str] | None = None, web_search: str | None = None) -> ToolContext:
+def make_ctx(
+    tmp_path: Path, *, allow: list[str] | None = None, web_search: str | None = None
+) -> ToolContext:
     ws = tmp_path / "ws"
     ws.mkdir(exist_ok=True)
     (ws / "README.md").write_text("project\n")
@@ -206,7 +240,9 @@ class _Chars:
 # "localhost"); the internal server is addressed by every other spelling of 127.0.0.1.
 
 
-def test_page_cleaned_to_markdown_and_marked_untrusted(tmp_path: Path, pages: _Server, internal: _Server) -> None:
+def test_page_cleaned_to_markdown_and_marked_untrusted(
+    tmp_path: Path, pages: _Server, internal: _Server
+) -> None:
     ctx = make_ctx(tmp_path, allow=["localhost"])
     out = fetch_url(ctx, url=f"http://localhost:{pages.port}/page")
     assert out.startswith(f"Fetched http://localhost:{pages.port}/page: HTTP 200, text/html")
@@ -229,21 +265,37 @@ def test_page_cleaned_to_markdown_and_marked_untrusted(tmp_path: Path, pages: _S
 
 @pytest.mark.parametrize(
     ("path", "expect"),
-    [("/json", '"versions": [\n    1,\n    2\n  ]'), ("/plain", "plain text"), ("/notype", "# No type"), ("/latin1", "café")],
+    [
+        ("/json", '"versions": [\n    1,\n    2\n  ]'),
+        ("/plain", "plain text"),
+        ("/notype", "# No type"),
+        ("/latin1", "café"),
+    ],
 )
 def test_text_formats(tmp_path: Path, pages: _Server, path: str, expect: str) -> None:
-    out = fetch_url(make_ctx(tmp_path, allow=["localhost"]), url=f"http://localhost:{pages.port}{path}")
+    out = fetch_url(
+        make_ctx(tmp_path, allow=["localhost"]), url=f"http://localhost:{pages.port}{path}"
+    )
     assert expect in out and "UNTRUSTED WEB CONTENT" in out
 
 
 def test_redirects_followed_and_rechecked(tmp_path: Path, pages: _Server) -> None:
     ctx = make_ctx(tmp_path, allow=["localhost"])
     out = fetch_url(ctx, url=f"http://localhost:{pages.port}/chain/3")
-    assert f"(redirected to http://localhost:{pages.port}/page)" in out and "# Install the widget" in out
-    res = Toolbox([fetch_url], ctx, tokenizer=_Chars()).run(
-        "c", "fetch_url", json.dumps({"url": f"http://localhost:{pages.port}/redirect?to=http://10.0.0.1/"})
+    assert (
+        f"(redirected to http://localhost:{pages.port}/page)" in out
+        and "# Install the widget" in out
     )
-    assert not res.ok and "a private address" in res.content and "reached by a redirect from" in res.content
+    res = Toolbox([fetch_url], ctx, tokenizer=_Chars()).run(
+        "c",
+        "fetch_url",
+        json.dumps({"url": f"http://localhost:{pages.port}/redirect?to=http://10.0.0.1/"}),
+    )
+    assert (
+        not res.ok
+        and "a private address" in res.content
+        and "reached by a redirect from" in res.content
+    )
     with pytest.raises(ToolError, match="too many redirects"):
         fetch_url(ctx, url=f"http://localhost:{pages.port}/chain/9")
 
@@ -261,14 +313,18 @@ def _refused_urls(port: int, pages_port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def test_refused_urls_never_reach_internal(tmp_path: Path, pages: _Server, internal: _Server) -> None:
+def test_refused_urls_never_reach_internal(
+    tmp_path: Path, pages: _Server, internal: _Server
+) -> None:
     ctx = make_ctx(tmp_path, allow=["localhost"])
     box = Toolbox([fetch_url], ctx, tokenizer=_Chars())
     before = digest(ctx.workspace.root)
     for url in _refused_urls(internal.port, pages.port):
         res = box.run("c", "fetch_url", json.dumps({"url": url}))
         assert not res.ok, url
-        assert any(s in res.content for s in ("off limits", "only http and https", "credentials")), (url, res.content)
+        assert any(
+            s in res.content for s in ("off limits", "only http and https", "credentials")
+        ), (url, res.content)
     assert internal.hits == []
     assert digest(ctx.workspace.root) == before
     # without the override the page server itself is internal, too
@@ -305,19 +361,25 @@ def test_dns_rebinding_cannot_redirect_the_connection(pages: _Server) -> None:
         assert calls == ["rebind.test"]  # resolved once; the connection used that answer
         assert pages.hosts[-1] == f"rebind.test:{pages.port}"
         assert internal.hits == []
-        with pytest.raises(FetchError, match="loopback"):  # the second answer is refused when checked
+        with pytest.raises(
+            FetchError, match="loopback"
+        ):  # the second answer is refused when checked
             fetch_document(f"http://rebind.test:{pages.port}/page", guard=guard)
         assert internal.hits == []
     finally:
         internal.close()
 
 
-def test_proxy_environment_is_ignored(tmp_path: Path, pages: _Server, internal: _Server, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_proxy_environment_is_ignored(
+    tmp_path: Path, pages: _Server, internal: _Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for var in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "HTTPS_PROXY"):
         monkeypatch.setenv(var, f"http://127.0.0.1:{internal.port}")
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
-    out = fetch_url(make_ctx(tmp_path, allow=["localhost"]), url=f"http://localhost:{pages.port}/page")
+    out = fetch_url(
+        make_ctx(tmp_path, allow=["localhost"]), url=f"http://localhost:{pages.port}/page"
+    )
     assert "# Install the widget" in out  # and the internal fixture checks it saw nothing
 
 
@@ -331,23 +393,33 @@ def test_content_type_refused_before_reading(tmp_path: Path, pages: _Server) -> 
 
 def test_size_cap_stops_reading(pages: _Server) -> None:
     guard = NetGuard(["localhost"])
-    doc = fetch_document(f"http://localhost:{pages.port}/big", guard=guard, limits=FetchLimits(max_bytes=200_000))
+    doc = fetch_document(
+        f"http://localhost:{pages.port}/big", guard=guard, limits=FetchLimits(max_bytes=200_000)
+    )
     assert doc.truncated and doc.bytes_read == 200_000
     time.sleep(0.2)
     assert pages.sent_bytes < 50_000_000 // 2  # the server was cut off long before the end
-    bomb = fetch_document(f"http://localhost:{pages.port}/gzip", guard=guard, limits=FetchLimits(max_bytes=100_000))
+    bomb = fetch_document(
+        f"http://localhost:{pages.port}/gzip", guard=guard, limits=FetchLimits(max_bytes=100_000)
+    )
     assert bomb.truncated and bomb.bytes_read == 100_000  # decompressed bytes count against the cap
 
 
 def test_time_cap(pages: _Server) -> None:
     start = time.monotonic()
     with pytest.raises(FetchError, match="timed out"):
-        fetch_document(f"http://localhost:{pages.port}/drip", guard=NetGuard(["localhost"]), limits=FetchLimits(timeout=1.0))
+        fetch_document(
+            f"http://localhost:{pages.port}/drip",
+            guard=NetGuard(["localhost"]),
+            limits=FetchLimits(timeout=1.0),
+        )
     assert time.monotonic() - start < 10
 
 
 def test_error_status_is_reported(tmp_path: Path, pages: _Server) -> None:
-    out = fetch_url(make_ctx(tmp_path, allow=["localhost"]), url=f"http://localhost:{pages.port}/missing")
+    out = fetch_url(
+        make_ctx(tmp_path, allow=["localhost"]), url=f"http://localhost:{pages.port}/missing"
+    )
     assert "HTTP 404" in out and "error status (404)" in out and "Not here" in out
 
 
@@ -359,8 +431,14 @@ def test_error_status_is_reported(tmp_path: Path, pages: _Server) -> None:
 def test_search_unconfigured_says_so(tmp_path: Path) -> None:
     ctx = make_ctx(tmp_path)
     before = digest(ctx.workspace.root)
-    res = Toolbox([web_search], ctx, tokenizer=_Chars()).run("c", "web_search", json.dumps({"query": "x"}))
-    assert not res.ok and "web search is unavailable" in res.content and "TOME_WEB_SEARCH" in res.content
+    res = Toolbox([web_search], ctx, tokenizer=_Chars()).run(
+        "c", "web_search", json.dumps({"query": "x"})
+    )
+    assert (
+        not res.ok
+        and "web search is unavailable" in res.content
+        and "TOME_WEB_SEARCH" in res.content
+    )
     assert digest(ctx.workspace.root) == before
 
 
@@ -400,7 +478,9 @@ def test_search_misconfigured_and_empty_query(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(browser_problem() is not None, reason=f"browser rendering not testable: {browser_problem()}")
+@pytest.mark.skipif(
+    browser_problem() is not None, reason=f"browser rendering not testable: {browser_problem()}"
+)
 def test_rendered_page_is_guarded(tmp_path: Path, pages: _Server, internal: _Server) -> None:
     ctx = make_ctx(tmp_path, allow=["localhost"])
     out = render_url(ctx, url=f"http://localhost:{pages.port}/js?internal={internal.port}")
@@ -412,7 +492,9 @@ def test_rendered_page_is_guarded(tmp_path: Path, pages: _Server, internal: _Ser
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(browser_problem() is not None, reason=f"browser rendering not testable: {browser_problem()}")
+@pytest.mark.skipif(
+    browser_problem() is not None, reason=f"browser rendering not testable: {browser_problem()}"
+)
 def test_unrouted_browser_traffic_fails_closed(internal: _Server) -> None:
     # Without a route, the browser's only way out is the dead proxy (loopback bypass removed).
     from playwright.sync_api import Error as PlaywrightError
@@ -421,7 +503,9 @@ def test_unrouted_browser_traffic_fails_closed(internal: _Server) -> None:
     dead = dead_port()
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=DEFAULT_CHROMIUM, args=launch_args(dead.getsockname()[1]))
+            browser = p.chromium.launch(
+                executable_path=DEFAULT_CHROMIUM, args=launch_args(dead.getsockname()[1])
+            )
             try:
                 page = browser.new_page()
                 with pytest.raises(PlaywrightError, match="ERR_PROXY_CONNECTION_FAILED"):
@@ -433,7 +517,9 @@ def test_unrouted_browser_traffic_fails_closed(internal: _Server) -> None:
     assert internal.hits == []
 
 
-def test_render_refuses_internal_page_before_starting_a_browser(tmp_path: Path, internal: _Server) -> None:
+def test_render_refuses_internal_page_before_starting_a_browser(
+    tmp_path: Path, internal: _Server
+) -> None:
     ctx = make_ctx(tmp_path)
     with pytest.raises(ToolError, match="refused|unavailable"):
         render_url(ctx, url=f"http://127.0.0.1:{internal.port}/")

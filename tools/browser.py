@@ -21,16 +21,22 @@ from typing import Any
 from tools.base import ToolContext, ToolError, tool
 from tools.html import html_to_markdown
 from tools.netguard import NetGuard
-from tools.web import Document, FetchError, FetchLimits, guarded_request, render_untrusted
+from tools.web import (
+    Document,
+    FetchError,
+    FetchLimits,
+    guarded_request,
+    render_untrusted,
+)
 
 __all__ = [
     "DEFAULT_CHROMIUM",
+    "RenderLimits",
     "browser_problem",
+    "dead_port",
+    "launch_args",
     "render_document",
     "render_url",
-    "RenderLimits",
-    "launch_args",
-    "dead_port",
 ]
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
@@ -45,7 +51,9 @@ _CHROMIUM_ARGS = [
     "--proxy-bypass-list=<-loopback>",
 ]  # fmt: skip
 # Requests ask for these; the fetcher decodes bodies itself, so the framing headers must go.
-_DROP_RESPONSE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding", "connection", "keep-alive"})
+_DROP_RESPONSE_HEADERS = frozenset(
+    {"content-encoding", "content-length", "transfer-encoding", "connection", "keep-alive"}
+)
 _HIDE_INVISIBLE_JS = """() => {
   for (const el of Array.from(document.querySelectorAll('body *'))) {
     const s = getComputedStyle(el);
@@ -102,7 +110,9 @@ def render_document(
     first = guarded_request(url, guard=guard, limits=lim)
     ctype = first.content_type
     if ctype not in ("text/html", "application/xhtml+xml", ""):
-        raise FetchError(f"refused {url}: its content type is {ctype!r}; rendering needs an HTML page")
+        raise FetchError(
+            f"refused {url}: its content type is {ctype!r}; rendering needs an HTML page"
+        )
     count = 0
 
     def handle(route: Any) -> None:
@@ -113,7 +123,12 @@ def render_document(
             refused.append(f"{req.url} (over {lim.max_requests} requests)")
             route.abort("blockedbyclient")
             return
-        if req.url == first.url and req.method == "GET" and req.resource_type == "document" and count == 1:
+        if (
+            req.url == first.url
+            and req.method == "GET"
+            and req.resource_type == "document"
+            and count == 1
+        ):
             r = first
         else:
             try:
@@ -136,14 +151,21 @@ def render_document(
                 timeout=lim.page_timeout * 1000,
             )
             try:
-                context = browser.new_context(service_workers="block", java_script_enabled=True, accept_downloads=False)
+                context = browser.new_context(
+                    service_workers="block", java_script_enabled=True, accept_downloads=False
+                )
                 page = context.new_page()
                 page.route("**/*", handle)
-                page.on("websocket", lambda ws: refused.append(f"{ws.url}: websocket (no route; fails closed)"))
+                page.on(
+                    "websocket",
+                    lambda ws: refused.append(f"{ws.url}: websocket (no route; fails closed)"),
+                )
                 try:
                     page.goto(first.url, wait_until="load", timeout=lim.page_timeout * 1000)
                 except PlaywrightError as e:
-                    raise FetchError(f"rendering {first.url} failed: {str(e).splitlines()[0]}") from None
+                    raise FetchError(
+                        f"rendering {first.url} failed: {str(e).splitlines()[0]}"
+                    ) from None
                 try:
                     page.wait_for_load_state("networkidle", timeout=lim.settle * 1000)
                 except PlaywrightError:
@@ -171,14 +193,19 @@ def render_url(ctx: ToolContext, url: str) -> str:
     """
     problem = browser_problem()
     if problem:
-        raise ToolError(f"page rendering is unavailable: {problem}. Use fetch_url instead.", kind="browser_unavailable")
+        raise ToolError(
+            f"page rendering is unavailable: {problem}. Use fetch_url instead.",
+            kind="browser_unavailable",
+        )
     guard = NetGuard(ctx.settings.safety.allow_hosts)
     blocked: list[str] = []
     start = time.monotonic()
     try:
         doc = render_document(url.strip(), guard=guard, blocked=blocked)
     except FetchError as e:
-        raise ToolError(str(e), kind="fetch_refused" if "refused" in str(e) else "fetch_failed") from None
+        raise ToolError(
+            str(e), kind="fetch_refused" if "refused" in str(e) else "fetch_failed"
+        ) from None
     header = f"Rendered {doc.url}"
     if doc.final_url != doc.url:
         header += f" (redirected to {doc.final_url})"
@@ -186,8 +213,12 @@ def render_url(ctx: ToolContext, url: str) -> str:
     if doc.title:
         header += f"\nTitle: {doc.title}"
     if blocked:
-        header += f"\n{len(blocked)} requests of the page were blocked (internal addresses or limits)."
-    text = render_untrusted(header, doc.text or "(the rendered page has no readable text)", info="markdown")
+        header += (
+            f"\n{len(blocked)} requests of the page were blocked (internal addresses or limits)."
+        )
+    text = render_untrusted(
+        header, doc.text or "(the rendered page has no readable text)", info="markdown"
+    )
     if ctx.redact is not None:
         out = ctx.redact(text)
         text = out[0] if isinstance(out, tuple) else out

@@ -15,7 +15,7 @@ from bs4 import BeautifulSoup, Comment, Tag
 from markdownify import MarkdownConverter
 from pydantic import BaseModel
 
-__all__ = ["Page", "html_to_markdown", "strip_invisible", "longest_backtick_run", "fence"]
+__all__ = ["Page", "fence", "html_to_markdown", "longest_backtick_run", "strip_invisible"]
 
 _DROP_TAGS = (
     "script", "style", "noscript", "template", "iframe", "frame", "frameset", "object", "embed",
@@ -140,7 +140,9 @@ def html_to_markdown(html: str | bytes, *, base_url: str | None = None) -> Page:
         for attr in ("title",):
             if a.has_attr(attr):
                 del a[attr]
-    md = _Converter(heading_style="ATX", bullets="-", escape_underscores=False, escape_misc=False).convert_soup(soup)
+    md = _Converter(
+        heading_style="ATX", bullets="-", escape_underscores=False, escape_misc=False
+    ).convert_soup(soup)
     md = strip_invisible(md)
     md = re.sub(r"[ \t]+\n", "\n", md)
     md = re.sub(r"\n{3,}", "\n\n", md).strip()

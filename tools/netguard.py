@@ -19,13 +19,13 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict
 
 __all__ = [
-    "URLRefused",
-    "Target",
-    "Resolver",
     "NetGuard",
-    "system_resolver",
+    "Resolver",
+    "Target",
+    "URLRefused",
     "parse_ip",
     "refusal_reason",
+    "system_resolver",
 ]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -33,7 +33,13 @@ Resolver = Callable[[str, int], Sequence[str]]
 """Turns (host, port) into address strings; the seam tests use to simulate DNS answers."""
 
 _METADATA_NAMES = frozenset(
-    {"metadata.google.internal", "metadata.goog", "metadata", "instance-data", "instance-data.ec2.internal"}
+    {
+        "metadata.google.internal",
+        "metadata.goog",
+        "metadata",
+        "instance-data",
+        "instance-data.ec2.internal",
+    }
 )
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -150,7 +156,9 @@ def refusal_reason(ip: IPAddress) -> str | None:
 class NetGuard:
     """Checks URLs against the SSRF rules; `allow_hosts` entries are names, addresses or networks."""
 
-    def __init__(self, allow_hosts: Sequence[str] = (), *, resolver: Resolver | None = None) -> None:
+    def __init__(
+        self, allow_hosts: Sequence[str] = (), *, resolver: Resolver | None = None
+    ) -> None:
         self._names: set[str] = set()
         self._nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
         for entry in allow_hosts:
@@ -175,7 +183,9 @@ class NetGuard:
             raise URLRefused(f"not a valid URL: {e}") from None
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https"):
-            raise URLRefused(f"only http and https URLs can be fetched, not {scheme or 'a relative URL'!r}")
+            raise URLRefused(
+                f"only http and https URLs can be fetched, not {scheme or 'a relative URL'!r}"
+            )
         if parts.username is not None or parts.password is not None or "@" in parts.netloc:
             raise URLRefused("URLs with credentials (user:password@host) are refused")
         host = (parts.hostname or "").rstrip(".")

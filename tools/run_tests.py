@@ -28,13 +28,13 @@ from tools.shell import (
 )
 
 __all__ = [
-    "TestRun",
-    "TestFailure",
-    "run_tests",
-    "execute_tests",
-    "detect_test_command",
-    "parse_test_output",
     "DEFAULT_TEST_TIMEOUT",
+    "TestFailure",
+    "TestRun",
+    "detect_test_command",
+    "execute_tests",
+    "parse_test_output",
+    "run_tests",
 ]
 
 DEFAULT_TEST_TIMEOUT = 600
@@ -81,7 +81,13 @@ class TestRun(BaseModel):
     @property
     def ok(self) -> bool:
         """True when the run finished, parsed, and nothing failed or errored."""
-        return self.parsed and not self.timed_out and self.failed == 0 and self.errors == 0 and self.exit_code == 0
+        return (
+            self.parsed
+            and not self.timed_out
+            and self.failed == 0
+            and self.errors == 0
+            and self.exit_code == 0
+        )
 
     def render(self) -> str:
         """The observation text: verdict and counts, failing ids, then short tracebacks."""
@@ -94,11 +100,13 @@ class TestRun(BaseModel):
                   + (f", {self.xpassed} xpassed" if self.xpassed else ""))  # fmt: skip
         if self.timed_out:
             lines.append(
-                f"TIMED OUT: the run was killed; counts so far unknown. Run fewer tests "
-                f"(pass a command naming test files or ids) or raise the timeout."
+                "TIMED OUT: the run was killed; counts so far unknown. Run fewer tests "
+                "(pass a command naming test files or ids) or raise the timeout."
             )
         elif not self.parsed:
-            lines.append("UNKNOWN: no test summary found in the output (did the command run tests?)")
+            lines.append(
+                "UNKNOWN: no test summary found in the output (did the command run tests?)"
+            )
         else:
             lines.append(("PASSED: " if self.ok else "FAILED: ") + counts)
         if self.failures:
@@ -131,11 +139,15 @@ _PYTEST_SUMMARY = re.compile(
 _PYTEST_COUNT = re.compile(r"(\d+) ([a-z ]+?)(?=,|$)")
 _PYTEST_SHORT = re.compile(r"^(FAILED|ERROR|SUBFAILED\S*|XPASS\S*) (.+?)(?: - (.*))?$")
 _PYTEST_SECTION = re.compile(r"^_{3,} (.+?) _{3,}$")
-_PYTEST_BLOCK = re.compile(r"^={5,} (FAILURES|ERRORS|short test summary info|warnings summary|.*) ={5,}$")
+_PYTEST_BLOCK = re.compile(
+    r"^={5,} (FAILURES|ERRORS|short test summary info|warnings summary|.*) ={5,}$"
+)
 _UNITTEST_RAN = re.compile(r"^Ran (\d+) tests? in [\d.]+s", re.MULTILINE)
 _UNITTEST_STATUS = re.compile(r"^(OK|FAILED)(?: \(([^)]*)\))?\s*$", re.MULTILINE)
 _UNITTEST_HEADER = re.compile(r"^(FAIL|ERROR|UNEXPECTED SUCCESS): (\S+) \(([^)]*)\)(.*)$")
-_STDLIB_FRAME = re.compile(r'^\s*File "[^"]*(?:/lib/python[\d.]+/(?!site-packages)|/site-packages/)[^"]*"')
+_STDLIB_FRAME = re.compile(
+    r'^\s*File "[^"]*(?:/lib/python[\d.]+/(?!site-packages)|/site-packages/)[^"]*"'
+)
 
 
 def _shorten(tb: str, *, limit: int = MAX_TRACEBACK_LINES) -> str:
@@ -194,7 +206,7 @@ def _parse_pytest(output: str, run: TestRun) -> bool:
         if word.startswith("XPASS"):
             continue
         if word.startswith("SUBFAILED"):
-            test_id = f"{test_id} {word[len('SUBFAILED'):]}".strip()
+            test_id = f"{test_id} {word[len('SUBFAILED') :]}".strip()
         kind: Literal["failed", "error"] = "error" if word == "ERROR" else "failed"
         short = ".".join(test_id.split(" ")[0].split("::")[1:]) or test_id
         tb = ""
@@ -233,7 +245,7 @@ def _parse_unittest(output: str, run: TestRun) -> bool:
     if not ran or not statuses:
         return False
     total = int(ran[-1])
-    status, detail = statuses[-1]
+    _status, detail = statuses[-1]
     counts = {k.strip(): int(v) for k, v in re.findall(r"([a-z ]+)=(\d+)", detail)}
     run.failed = counts.get("failures", 0)
     run.errors = counts.get("errors", 0)
@@ -290,7 +302,11 @@ _PYTEST_FLAGS = "-rfE --tb=short -q -p no:cacheprovider --color=no"
 def _configures_pytest(root: Path) -> bool:
     if (root / "pytest.ini").is_file() or (root / "conftest.py").is_file():
         return True
-    for name, marker in (("pyproject.toml", "[tool.pytest"), ("setup.cfg", "[tool:pytest]"), ("tox.ini", "[pytest]")):
+    for name, marker in (
+        ("pyproject.toml", "[tool.pytest"),
+        ("setup.cfg", "[tool:pytest]"),
+        ("tox.ini", "[pytest]"),
+    ):
         f = root / name
         try:
             if f.is_file() and marker in f.read_text(encoding="utf-8", errors="replace"):
@@ -314,12 +330,14 @@ def detect_test_command(root: Path, *, env: dict[str, str]) -> tuple[str, Framew
     if _configures_pytest(root):
         return f"{python} -m pytest {_PYTEST_FLAGS}", "pytest"
     test_dirs = [d for d in ("tests", "test", "testing") if (root / d).is_dir()]
-    has_tests = any(any((root / d).rglob("test*.py")) for d in test_dirs) or any(root.glob("test*.py"))
+    has_tests = any(any((root / d).rglob("test*.py")) for d in test_dirs) or any(
+        root.glob("test*.py")
+    )
     if not has_tests:
         raise ToolError(
             "no tests found to run: no pytest configuration, no tests/ directory with test*.py files "
             "and no django tests/runtests.py. Pass the command, e.g. "
-            "run_tests(command=\"python -m pytest path/to/test_file.py\").",
+            'run_tests(command="python -m pytest path/to/test_file.py").',
             kind="no_tests",
         )
     if _has_pytest(python, root, env):
@@ -328,20 +346,30 @@ def detect_test_command(root: Path, *, env: dict[str, str]) -> tuple[str, Framew
     return f"{python} -m unittest discover{start} -v", "unittest"
 
 
-def execute_tests(ctx: ToolContext, command: str | None = None, *, timeout: int = DEFAULT_TEST_TIMEOUT) -> TestRun:
+def execute_tests(
+    ctx: ToolContext, command: str | None = None, *, timeout: int = DEFAULT_TEST_TIMEOUT
+) -> TestRun:
     """Run (or detect and run) the test command and parse what it printed; the tool and the
     loop's self-check share this."""
     if command is not None and not command.strip():
-        raise ToolError("the command is empty; omit it to detect the test runner, or pass one.", kind="invalid_arguments")
+        raise ToolError(
+            "the command is empty; omit it to detect the test runner, or pass one.",
+            kind="invalid_arguments",
+        )
     if command is not None and "\x00" in command:
         raise ToolError("the command contains a NUL byte; remove it.", kind="invalid_arguments")
     if timeout <= 0:
-        raise ToolError(f"timeout must be a positive number of seconds, not {timeout}.", kind="invalid_arguments")
+        raise ToolError(
+            f"timeout must be a positive number of seconds, not {timeout}.",
+            kind="invalid_arguments",
+        )
     root = Path(ctx.workspace.root).resolve()
     notes: list[str] = []
     used = min(timeout, MAX_TIMEOUT)
     if timeout > MAX_TIMEOUT:
-        notes.append(f"note: the requested timeout of {timeout} s is above the maximum; it was clamped to {MAX_TIMEOUT} s")
+        notes.append(
+            f"note: the requested timeout of {timeout} s is above the maximum; it was clamped to {MAX_TIMEOUT} s"
+        )
     framework: Framework = "unknown"
     if command is None:
         command, framework = detect_test_command(root, env=shell_environment(ctx.settings.safety))
@@ -352,7 +380,9 @@ def execute_tests(ctx: ToolContext, command: str | None = None, *, timeout: int 
         if "runtests.py" in command:
             framework = "django"
     shell = shutil.which("bash") or "/bin/bash"
-    result, sandbox_note = run_command(ctx, [shell, "--noprofile", "--norc", "-c", command], timeout=used)
+    result, sandbox_note = run_command(
+        ctx, [shell, "--noprofile", "--norc", "-c", command], timeout=used
+    )
     if sandbox_note:
         notes.append(sandbox_note)
     run = TestRun(
@@ -370,7 +400,9 @@ def execute_tests(ctx: ToolContext, command: str | None = None, *, timeout: int 
 
 
 @tool
-def run_tests(ctx: ToolContext, command: str | None = None, timeout: int = DEFAULT_TEST_TIMEOUT) -> str:
+def run_tests(
+    ctx: ToolContext, command: str | None = None, timeout: int = DEFAULT_TEST_TIMEOUT
+) -> str:
     """Run the project's tests and report pass/fail counts, the failing test ids and short tracebacks.
 
     Without a command the test runner is detected (pytest, unittest, django's tests/runtests.py).

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-__all__ = ["ProcessResult", "run_process", "clean_output", "group_alive"]
+__all__ = ["ProcessResult", "clean_output", "group_alive", "run_process"]
 
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
 
@@ -45,7 +45,9 @@ def clean_output(data: bytes) -> str:
     text = data.decode("utf-8", errors="replace")
     text = _ANSI.sub("", text.replace("\r\n", "\n"))
     # A carriage return redraws the line: keep only what the last redraw showed.
-    return "\n".join(line.rsplit("\r", 1)[-1] if "\r" in line else line for line in text.split("\n"))
+    return "\n".join(
+        line.rsplit("\r", 1)[-1] if "\r" in line else line for line in text.split("\n")
+    )
 
 
 def group_alive(pgid: int) -> bool:
@@ -190,7 +192,9 @@ def run_process(
     )
 
 
-def _wait_group(pgid: int, proc: subprocess.Popen[bytes], seconds: float, fd: int, cap: _Capture) -> None:
+def _wait_group(
+    pgid: int, proc: subprocess.Popen[bytes], seconds: float, fd: int, cap: _Capture
+) -> None:
     end = time.monotonic() + seconds
     while True:
         proc.poll()  # reap the leader so it does not count as alive

@@ -17,7 +17,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-__all__ = ["SandboxPlan", "plan_sandbox", "bwrap_problem", "wrap_argv", "UNSANDBOXED_NOTE"]
+__all__ = ["UNSANDBOXED_NOTE", "SandboxPlan", "bwrap_problem", "plan_sandbox", "wrap_argv"]
 
 UNSANDBOXED_NOTE = (
     "note: the shell runs unsandboxed (bubblewrap is not available: {why}); "
@@ -40,7 +40,9 @@ def bwrap_problem(bwrap: str) -> str | None:
     argv = [bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--unshare-pid",
             "--unshare-net", "--cap-drop", "ALL", "--die-with-parent", "--", "true"]  # fmt: skip
     try:
-        p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=20)
+        p = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=20, check=False
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"{bwrap} could not run: {e}"
     if p.returncode != 0:
@@ -54,7 +56,11 @@ def plan_sandbox(mode: Literal["require", "auto", "off"], *, network: bool) -> S
     if mode == "off":
         return SandboxPlan(network=True)
     path = shutil.which("bwrap")
-    why = "bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)" if path is None else bwrap_problem(path)
+    why = (
+        "bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
+        if path is None
+        else bwrap_problem(path)
+    )
     if why is None:
         return SandboxPlan(bwrap=path, network=network)
     if mode == "require":

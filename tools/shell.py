@@ -25,16 +25,16 @@ from tools.runner import ProcessResult, run_process
 from tools.sandbox import plan_sandbox, wrap_argv
 
 __all__ = [
-    "bash",
-    "shell_environment",
-    "destructive_reason",
-    "run_command",
-    "format_result",
-    "require_permission",
-    "redact",
     "DEFAULT_TIMEOUT",
-    "MAX_TIMEOUT",
     "MAX_OUTPUT_BYTES",
+    "MAX_TIMEOUT",
+    "bash",
+    "destructive_reason",
+    "format_result",
+    "redact",
+    "require_permission",
+    "run_command",
+    "shell_environment",
 ]
 
 DEFAULT_TIMEOUT = 120
@@ -114,7 +114,9 @@ _DESTRUCTIVE: tuple[tuple[re.Pattern[str], str], ...] = tuple(
     )
 )  # fmt: skip
 _SEGMENT_SPLIT = re.compile(r"\|\||&&|[;|&\n`]|\$\(|\)")
-_PREFIXES = frozenset({"sudo", "doas", "command", "exec", "nohup", "time", "nice", "xargs", "env", "builtin"})
+_PREFIXES = frozenset(
+    {"sudo", "doas", "command", "exec", "nohup", "time", "nice", "xargs", "env", "builtin"}
+)
 
 
 def _rm_reason(words: list[str], workspace: Path) -> str | None:
@@ -169,7 +171,9 @@ def destructive_reason(command: str, *, workspace: Path) -> str | None:
             words = shlex.split(segment, comments=True)
         except ValueError:
             words = segment.split()
-        while words and (words[0] in _PREFIXES or re.match(r"^\w+=", words[0]) or words[0].startswith("-")):
+        while words and (
+            words[0] in _PREFIXES or re.match(r"^\w+=", words[0]) or words[0].startswith("-")
+        ):
             words = words[1:]
         if words and os.path.basename(words[0]) == "rm":
             why = _rm_reason(words, ws)
@@ -192,7 +196,9 @@ def redact(ctx: ToolContext, text: str) -> str:
     if ctx.redact is None:
         return text
     out = ctx.redact(text)
-    return out[0] if isinstance(out, tuple) else out  # agent.secrets.redact returns (text, findings)
+    return (
+        out[0] if isinstance(out, tuple) else out
+    )  # agent.secrets.redact returns (text, findings)
 
 
 def run_command(
@@ -244,7 +250,9 @@ def require_permission(ctx: ToolContext, command: str, why: str) -> None:
     if approval == "allow":
         return
     if approval == "ask" and ctx.interactive and ctx.approve is not None:
-        if ctx.approve(f"The agent wants to run a destructive command ({why}):\n  {command}\nAllow it?"):
+        if ctx.approve(
+            f"The agent wants to run a destructive command ({why}):\n  {command}\nAllow it?"
+        ):
             return
         raise ToolError(
             f"refused by the user: {why}. Do not retry this command; find a non-destructive way "
@@ -273,22 +281,31 @@ def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> str:
         timeout: seconds before the command is killed (at most 900).
     """
     if not command.strip():
-        raise ToolError("the command is empty; pass the shell command to run.", kind="invalid_arguments")
+        raise ToolError(
+            "the command is empty; pass the shell command to run.", kind="invalid_arguments"
+        )
     if "\x00" in command:
         raise ToolError("the command contains a NUL byte; remove it.", kind="invalid_arguments")
     if timeout <= 0:
-        raise ToolError(f"timeout must be a positive number of seconds, not {timeout}.", kind="invalid_arguments")
+        raise ToolError(
+            f"timeout must be a positive number of seconds, not {timeout}.",
+            kind="invalid_arguments",
+        )
     notes: list[str] = []
     used = timeout
     if timeout > MAX_TIMEOUT:
         used = MAX_TIMEOUT
-        notes.append(f"note: the requested timeout of {timeout} s is above the maximum; it was clamped to {MAX_TIMEOUT} s")
+        notes.append(
+            f"note: the requested timeout of {timeout} s is above the maximum; it was clamped to {MAX_TIMEOUT} s"
+        )
     root = _workspace_root(ctx)
     why = destructive_reason(command, workspace=root)
     if why:
         require_permission(ctx, command, why)
     shell = shutil.which("bash") or "/bin/bash"
-    result, sandbox_note = run_command(ctx, [shell, "--noprofile", "--norc", "-c", command], timeout=used)
+    result, sandbox_note = run_command(
+        ctx, [shell, "--noprofile", "--norc", "-c", command], timeout=used
+    )
     if sandbox_note:
         notes.append(sandbox_note)
     return redact(ctx, format_result(result, timeout=used, notes=notes))

@@ -25,19 +25,19 @@ from tools.html import fence, html_to_markdown, strip_invisible
 from tools.netguard import NetGuard, Resolver, URLRefused
 
 __all__ = [
+    "PROVIDERS",
+    "USER_AGENT",
+    "FetchError",
     "FetchLimits",
     "Fetched",
-    "FetchError",
-    "guarded_request",
-    "fetch_document",
-    "render_untrusted",
-    "SearchResult",
     "SearchProvider",
-    "PROVIDERS",
-    "search",
+    "SearchResult",
+    "fetch_document",
     "fetch_url",
+    "guarded_request",
+    "render_untrusted",
+    "search",
     "web_search",
-    "USER_AGENT",
 ]
 
 USER_AGENT = "tome-agent/0.1 (+https://github.com/; fetches pages for a coding agent)"
@@ -89,7 +89,9 @@ class Fetched(BaseModel):
     @property
     def charset(self) -> str | None:
         """The charset parameter of Content-Type, if any."""
-        m = re.search(r"charset=[\"']?([\w.:-]+)", self.headers.get("content-type", ""), re.I)
+        m = re.search(
+            r"charset=[\"']?([\w.:-]+)", self.headers.get("content-type", ""), re.IGNORECASE
+        )
         return m.group(1) if m else None
 
 
@@ -116,10 +118,18 @@ def _one_hop(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        timeout = httpx.Timeout(min(remaining, limits.timeout), connect=min(remaining, limits.connect_timeout))
+        timeout = httpx.Timeout(
+            min(remaining, limits.timeout), connect=min(remaining, limits.connect_timeout)
+        )
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         with httpx.Client(trust_env=False, follow_redirects=False, timeout=timeout) as client:
-            request = client.build_request(method, target.pinned_url(address), headers=send, content=content, extensions=extensions)
+            request = client.build_request(
+                method,
+                target.pinned_url(address),
+                headers=send,
+                content=content,
+                extensions=extensions,
+            )
             try:
                 response = client.send(request, stream=True)
             except httpx.ConnectError as e:
@@ -134,7 +144,11 @@ def _one_hop(
                 result = Fetched(url=url, status=response.status_code, headers=hdrs)
                 if response.status_code in _REDIRECTS:
                     return result
-                if accept_type is not None and result.content_type not in accept_type and result.content_type:
+                if (
+                    accept_type is not None
+                    and result.content_type not in accept_type
+                    and result.content_type
+                ):
                     raise FetchError(
                         f"refused {url}: its content type is {result.content_type!r}; fetch_url reads "
                         "HTML, XHTML, plain text, markdown, JSON and XML only"
@@ -192,7 +206,9 @@ def guarded_request(
             result.redirects = hops
             return result
         if len(hops) >= lim.max_redirects:
-            raise FetchError(f"too many redirects (more than {lim.max_redirects}) starting at {url}")
+            raise FetchError(
+                f"too many redirects (more than {lim.max_redirects}) starting at {url}"
+            )
         hops.append(current)
         current = urljoin(current, location.strip())
         if result.status == 303 or (result.status in (301, 302) and verb == "POST"):
@@ -235,7 +251,9 @@ def fetch_document(url: str, *, guard: NetGuard, limits: FetchLimits | None = No
         kind = "html" if head.startswith((b"<!doctype html", b"<html")) else "text"
     title = ""
     if kind == "html":
-        page = html_to_markdown(r.body if r.charset is None else _decode(r.body, r.charset), base_url=r.url)
+        page = html_to_markdown(
+            r.body if r.charset is None else _decode(r.body, r.charset), base_url=r.url
+        )
         text, title = page.markdown, page.title
     else:
         text = _decode(r.body, r.charset)
@@ -260,7 +278,9 @@ def render_untrusted(header: str, body: str, *, info: str = "") -> str:
     )
 
 
-def _guard_for(ctx: ToolContext, *, extra_hosts: list[str] | None = None, resolver: Resolver | None = None) -> NetGuard:
+def _guard_for(
+    ctx: ToolContext, *, extra_hosts: list[str] | None = None, resolver: Resolver | None = None
+) -> NetGuard:
     return NetGuard([*ctx.settings.safety.allow_hosts, *(extra_hosts or [])], resolver=resolver)
 
 
@@ -285,7 +305,9 @@ def fetch_url(ctx: ToolContext, url: str) -> str:
     try:
         doc = fetch_document(url.strip(), guard=_guard_for(ctx))
     except FetchError as e:
-        raise ToolError(str(e), kind="fetch_refused" if "refused" in str(e) else "fetch_failed") from None
+        raise ToolError(
+            str(e), kind="fetch_refused" if "refused" in str(e) else "fetch_failed"
+        ) from None
     header = f"Fetched {doc.url}"
     if doc.final_url != doc.url:
         header += f" (redirected to {doc.final_url})"
@@ -378,22 +400,30 @@ def search(
     if provider.key_env:
         key = env.get(provider.key_env)
         if not key:
-            raise FetchError(f"web search via {provider.name} needs the {provider.key_env} environment variable")
+            raise FetchError(
+                f"web search via {provider.name} needs the {provider.key_env} environment variable"
+            )
         headers[provider.key_header or "Authorization"] = provider.key_prefix + key
     params: dict[str, str | int] = {provider.query_param: query, **provider.extra}
     if provider.method == "GET":
         sep = "&" if urlsplit(provider.url).query else "?"
-        r = guarded_request(provider.url + sep + urlencode(params), guard=guard, limits=limits, headers=headers)
+        r = guarded_request(
+            provider.url + sep + urlencode(params), guard=guard, limits=limits, headers=headers
+        )
     else:
         headers["Content-Type"] = "application/json"
         r = guarded_request(provider.url, guard=guard, limits=limits, method="POST", headers=headers,
                             content=json.dumps(params).encode())  # fmt: skip
     if r.status >= 400:
-        raise FetchError(f"the {provider.name} search API answered HTTP {r.status}: {_decode(r.body[:300], r.charset)}")
+        raise FetchError(
+            f"the {provider.name} search API answered HTTP {r.status}: {_decode(r.body[:300], r.charset)}"
+        )
     try:
         data = json.loads(_decode(r.body, r.charset))
     except ValueError:
-        raise FetchError(f"the {provider.name} search API did not return JSON (content type {r.content_type!r})") from None
+        raise FetchError(
+            f"the {provider.name} search API did not return JSON (content type {r.content_type!r})"
+        ) from None
     out: list[SearchResult] = []
     for item in _dig(data, provider.results_path)[:max_results]:
         if not isinstance(item, dict) or not item.get("url"):
