@@ -12,6 +12,10 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
+    "solve": "agent.solve",
+    "resume": "agent.solve",
+    "Task": "agent.records",
+    "Result": "agent.records",
     "Settings": "agent.settings",
     "load_settings": "agent.settings",
     "OpenAIModel": "agent.model",

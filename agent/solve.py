@@ -179,7 +179,7 @@ def start_run(
     explicit = parse_mode(settings.mode)
     reserve = MODE_TABLE[explicit or Mode.MAX].max_output_tokens + CONVERSATION_RESERVE
     budget = settings.pack_budget or max(profile.context_window - reserve, 0)
-    pack = build_pack(repo, task=task, budget=budget, model=settings.model)
+    pack = build_pack(repo, task=task, budget=budget, model=settings.model, settings=settings)
 
     if explicit is not None:
         mode, reason = explicit, "chosen on the command line"
@@ -201,13 +201,13 @@ def start_run(
     traj.append(RunStarted(
         t=time.time(), run_id=run_id, task=task, model=profile.name, mode=mode, mode_reason=reason,
         repo=str(repo), base_commit=base, check_command=task.test_command,
-        prefix_sha256=prefix.sha256(), pack_tokens=pack.total_tokens,
+        prefix_sha256=prefix.sha256(), pack_tokens=pack.totals.tokens,
         limits={"max_steps": limits.max_steps, "max_cost": limits.max_cost,
                 "max_time": limits.max_time, "max_tokens": limits.max_tokens},
     ))
     agent = _agent(traj, prefix, settings, repo, base, run_dir, model=model, chat=chat,
                    interactive=interactive, approve=approve, on_delta=on_delta,
-                   pack_tokens=pack.total_tokens)
+                   pack_tokens=pack.totals.tokens)
     return Run(run_id=run_id, run_dir=run_dir, repo=repo, agent=agent, trajectory=traj, settings=settings)
 
 
