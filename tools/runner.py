@@ -170,7 +170,7 @@ def run_process(
         if timed_out:
             _signal_group(pgid, signal.SIGTERM)
             _wait_group(pgid, proc, kill_grace, fd, cap)
-        elif group_alive(pgid):
+        elif _still_alive(pgid, proc, 0.3):
             leftovers = True
             _signal_group(pgid, signal.SIGTERM)
             _wait_group(pgid, proc, min(kill_grace, 1.0), fd, cap)
@@ -190,6 +190,17 @@ def run_process(
         duration=round(time.monotonic() - start, 3),
         stopped_leftovers=leftovers,
     )
+
+
+def _still_alive(pgid: int, proc: subprocess.Popen[bytes], seconds: float) -> bool:
+    """True when the group still has live members after `seconds` (members may be exiting)."""
+    end = time.monotonic() + seconds
+    while group_alive(pgid):
+        if time.monotonic() >= end:
+            return True
+        proc.poll()
+        time.sleep(0.01)
+    return False
 
 
 def _wait_group(
