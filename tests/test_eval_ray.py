@@ -2,45 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 from pathlib import Path
 
 import pytest
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed: pip install 'tome-agent[ray]'")
 
-from agent.evaluation.run import RunConfig, run_tasks  # noqa: E402
-from agent.evaluation.score import ScoreConfig  # noqa: E402
-from agent.evaluation.sources import GoldSource  # noqa: E402
-from agent.evaluation.synthetic import make_synthetic, synthetic_spec_table  # noqa: E402
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_ray_executor_scores_on_a_local_instance(tmp_path: Path):
-    gold = make_synthetic(tmp_path / "repos")
-    other = make_synthetic(tmp_path / "repos", instance_id="example__calc-2")
-    broken = other.model_copy(update={"patch": "not a diff at all\n"})
-    cfg = ScoreConfig(repos_dir=tmp_path / "repos", env_cache=tmp_path / "envs",
-                      work_dir=tmp_path / "work", specs=synthetic_spec_table())
-    run = RunConfig(run_dir=tmp_path / "run", workers=2, executor="ray")
-    scores = run_tasks([gold, broken], GoldSource(), config=cfg, run=run)
-    by_id = {s.instance_id: s for s in scores}
-    assert by_id[gold.instance_id].status == "resolved", by_id[gold.instance_id].error
-    assert by_id[broken.instance_id].status == "error"
-    assert "does not apply" in by_id[broken.instance_id].error
-    assert (tmp_path / "run" / gold.instance_id / "score.json").is_file()
-    assert not ray.is_initialized()  # the run started its own local Ray and shut it down
+from agent.evaluation.run import RunConfig, run_tasks
+from agent.evaluation.score import ScoreConfig
+from agent.evaluation.sources import GoldSource
+from agent.evaluation.synthetic import make_synthetic, synthetic_spec_table
 
 
 class KillingSource(GoldSource):
-    """Kills the Ray worker process for one instance."""
+    """Gold, except that it kills its Ray worker process for one instance."""
 
     victim: str
 
     def __call__(self, instance, workdir):
-        import os
-        import signal
-
         if instance.instance_id == self.victim:
             os.kill(os.getpid(), signal.SIGKILL)
         return super().__call__(instance, workdir)
@@ -48,18 +30,23 @@ class KillingSource(GoldSource):
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_ray_worker_crash_marks_only_its_task(tmp_path: Path):
-    import sys
-
+def test_ray_executor_on_a_local_instance(tmp_path: Path):
     from ray import cloudpickle  # Ray pickles with its own copy
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers need not import tests/
-    one = make_synthetic(tmp_path / "repos")
-    two = make_synthetic(tmp_path / "repos", instance_id="example__calc-2")
-    cfg = ScoreConfig(repos_dir=tmp_path / "repos", env_cache=tmp_path / "envs",
-                      work_dir=tmp_path / "work", specs=synthetic_spec_table())
+    repos = tmp_path / "repos"
+    good = make_synthetic(repos)
+    broken = make_synthetic(repos, instance_id="example__calc-2").model_copy(update={"patch": "not a diff\n"})
+    victim = make_synthetic(repos, instance_id="example__calc-3")
+    cfg = ScoreConfig(repos_dir=repos, env_cache=tmp_path / "envs", work_dir=tmp_path / "work",
+                      specs=synthetic_spec_table())
     run = RunConfig(run_dir=tmp_path / "run", workers=2, executor="ray")
-    scores = run_tasks([one, two], KillingSource(victim=one.instance_id), config=cfg, run=run)
+    scores = run_tasks([good, broken, victim], KillingSource(victim=victim.instance_id), config=cfg, run=run)
     by_id = {s.instance_id: s for s in scores}
-    assert by_id[one.instance_id].status == "error" and "worker crashed" in by_id[one.instance_id].error
-    assert by_id[two.instance_id].status == "resolved"
+    assert by_id[good.instance_id].status == "resolved", by_id[good.instance_id].error
+    assert by_id[broken.instance_id].status == "error"
+    assert by_id[broken.instance_id].error.startswith("model patch does not apply")
+    assert by_id[victim.instance_id].status == "error"
+    assert by_id[victim.instance_id].error.startswith("worker crashed (WorkerCrashedError")
+    assert (tmp_path / "run" / good.instance_id / "score.json").is_file()
+    assert not ray.is_initialized()  # the run started its own local Ray and shut it down
