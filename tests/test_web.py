@@ -6,6 +6,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import shutil
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +34,7 @@ from tools.web import (
     SearchProvider,
     fetch_document,
     fetch_url,
+    guarded_request,
     search,
     web_search,
 )
@@ -71,7 +75,9 @@ try { new WebSocket('ws://127.0.0.1:INTERNAL/ws'); } catch (e) {}
 
 
 class _Server:
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.hits: list[str] = []
         self.hosts: list[str] = []
         self.sent_bytes = 0
@@ -188,6 +194,8 @@ class _Server:
                     self._send(404, b"<h1>Not here</h1>")
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
@@ -421,6 +429,50 @@ def test_error_status_is_reported(tmp_path: Path, pages: _Server) -> None:
         make_ctx(tmp_path, allow=["localhost"]), url=f"http://localhost:{pages.port}/missing"
     )
     assert "HTTP 404" in out and "error status (404)" in out and "Not here" in out
+
+
+def _certificates(d: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for tls.test, made with the openssl command."""
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+        "-subj", "/CN=tome test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign")  # fmt: skip
+    run("req", *ec, "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=tls.test")
+    (d / "ext.cnf").write_text(
+        "subjectAltName=DNS:tls.test\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+    )
+    run("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "srv.pem", "-days", "2", "-extfile", "ext.cnf")  # fmt: skip
+    return d / "ca.pem", d / "srv.pem", d / "srv.key"
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="the openssl command is not installed")
+def test_https_pinned_address_keeps_sni_and_verifies_the_name(tmp_path: Path) -> None:
+    ca, cert, key = _certificates(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    seen_sni: list[str | None] = []
+    server_ctx.sni_callback = lambda sock, name, c: seen_sni.append(name)  # type: ignore[assignment,misc,return-value]
+    server = _Server(tls=server_ctx)
+    try:
+        client_ctx = ssl.create_default_context(cafile=str(ca))
+        resolver = lambda host, port: ["127.0.0.1"]
+        guard = NetGuard(["tls.test", "wrong.test"], resolver=resolver)
+        r = guarded_request(f"https://tls.test:{server.port}/json", guard=guard, verify=client_ctx)
+        assert r.status == 200 and b"widget" in r.body
+        assert seen_sni == ["tls.test"] and server.hosts == [f"tls.test:{server.port}"]
+        # The same address under a name the certificate does not carry is refused by TLS.
+        with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED|certificate|hostname"):
+            guarded_request(
+                f"https://wrong.test:{server.port}/json", guard=guard, verify=client_ctx
+            )
+        assert server.hits == ["/json"]
+    finally:
+        server.close()
 
 
 # --------------------------------------------------------------------------------------------

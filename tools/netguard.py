@@ -191,6 +191,13 @@ class NetGuard:
         host = (parts.hostname or "").rstrip(".")
         if not host:
             raise URLRefused("the URL has no host")
+        if not host.isascii():
+            try:
+                host = host.encode("idna").decode("ascii")
+            except UnicodeError:
+                raise URLRefused(
+                    f"the host name {host!r} is not a valid international name"
+                ) from None
         port = port_part or (443 if scheme == "https" else 80)
         path = parts.path or "/"
         if parts.query:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Literal
@@ -105,6 +106,7 @@ def _one_hop(
     headers: Mapping[str, str],
     content: bytes | None,
     accept_type: set[str] | None,
+    verify: ssl.SSLContext | bool,
 ) -> Fetched:
     try:
         target = guard.check(url)
@@ -122,7 +124,10 @@ def _one_hop(
             min(remaining, limits.timeout), connect=min(remaining, limits.connect_timeout)
         )
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
-        with httpx.Client(trust_env=False, follow_redirects=False, timeout=timeout) as client:
+        # A fresh client per hop: a pooled TLS connection must never serve another host name.
+        with httpx.Client(
+            trust_env=False, follow_redirects=False, timeout=timeout, verify=verify
+        ) as client:
             request = client.build_request(
                 method,
                 target.pinned_url(address),
@@ -187,8 +192,13 @@ def guarded_request(
     content: bytes | None = None,
     accept_type: set[str] | None = None,
     follow_redirects: bool = True,
+    verify: ssl.SSLContext | bool = True,
 ) -> Fetched:
-    """One request through the guard; redirects followed by hand, each hop checked again."""
+    """One request through the guard; redirects followed by hand, each hop checked again.
+
+    `verify` is for tests with their own certificate authority; TLS is always verified against
+    the URL's host name (sent as SNI) even though the connection goes to the pinned address.
+    """
     lim = limits or FetchLimits()
     deadline = time.monotonic() + lim.timeout
     hops: list[str] = []
@@ -196,7 +206,8 @@ def guarded_request(
     while True:
         try:
             result = _one_hop(verb, current, guard=guard, limits=lim, deadline=deadline,
-                              headers=headers or {}, content=body, accept_type=accept_type)  # fmt: skip
+                              headers=headers or {}, content=body, accept_type=accept_type,
+                              verify=verify)  # fmt: skip
         except FetchError as e:
             if hops:
                 raise FetchError(f"{e} (reached by a redirect from {hops[-1]})") from None
