@@ -208,3 +208,44 @@ def test_default_counter_is_used_without_tokenizer(tmp_path: Path):
     b = Toolbox([dump_lines], make_ctx(tmp_path, tmp_path / "s"), result_token_budget=100)
     r = b.run("c", "dump", '{"n": 1000}')
     assert r.truncated and b.counter.count(r.content) <= 100 + 80
+
+
+def test_submit_sets_the_context(tmp_path: Path):
+    from tools.submit import submit
+
+    b = Toolbox([submit], make_ctx(tmp_path, tmp_path / "s"))
+    r = b.run("c", "submit", '{"summary": "  "}')
+    assert not r.ok and "summary is empty" in r.content and b.ctx.submitted is None
+    r = b.run("c", "submit", '{"summary": "Fixed the parser; tests pass."}')
+    assert r.ok and b.ctx.submitted == "Fixed the parser; tests pass."
+    assert not b.run("c", "submit", '{"summary": "again"}').ok
+    assert b.ctx.submitted == "Fixed the parser; tests pass."
+
+
+def test_importing_tools_has_no_side_effects(tmp_path: Path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tools; before = set(sys.modules); "
+        "assert 'tools.base' not in sys.modules, 'eager import'; "
+        "from tools import EDIT_TOOLS, GIT_TOOLS, SEARCH_TOOLS, PATCH_TOOLS, SUBMIT_TOOLS; "
+        "print(len(EDIT_TOOLS + GIT_TOOLS + SEARCH_TOOLS + PATCH_TOOLS + SUBMIT_TOOLS))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                         env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "14"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_every_core_tool_has_a_strict_schema():
+    from tools import EDIT_TOOLS, GIT_TOOLS, PATCH_TOOLS, SEARCH_TOOLS, SUBMIT_TOOLS
+
+    for t in EDIT_TOOLS + PATCH_TOOLS + SEARCH_TOOLS + GIT_TOOLS + SUBMIT_TOOLS:
+        f = t.schema()["function"]
+        assert f["description"] and f["strict"] is True, t.name
+        params = f["parameters"]
+        assert params["additionalProperties"] is False and params["required"] == list(params["properties"])
+        for name, prop in params["properties"].items():
+            assert prop.get("description"), f"{t.name}.{name} has no description"

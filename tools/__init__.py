@@ -17,6 +17,13 @@ _EXPORTS = {
     "ToolResult": "tools.base",
     "Toolbox": "tools.base",
     "Workspace": "tools.workspace",
+    "EDIT_TOOLS": "tools.edit",
+    "PATCH_TOOLS": "tools.patch",
+    "SEARCH_TOOLS": "tools.search",
+    "GIT_TOOLS": "tools.git",
+    "SUBMIT_TOOLS": "tools.submit",
+    "checkpoint_if_repo": "tools.git",
+    "workspace_diff": "tools.git",
 }
 
 __all__ = list(_EXPORTS)
