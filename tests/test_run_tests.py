@@ -261,3 +261,20 @@ def test_pytest_runs_inside_the_sandbox(tmp_path: Path) -> None:
     )
     out = run_tests(ctx)
     assert "FAILED: 2 passed, 2 failed, 1 errors, 1 skipped" in out and "unsandboxed" not in out
+
+
+def test_detection_probe_does_not_import_repository_code(tmp_path: Path) -> None:
+    # A repository's own pytest.py must not run during detection (outside any sandbox).
+    ctx = make_project(
+        tmp_path,
+        {
+            "tests/test_a.py": "def test_a():\n    pass\n",
+            "pytest.py": "import sys, pathlib\n"
+            "with open(pathlib.Path(__file__).parent / 'imported-by.txt', 'a') as f:\n"
+            "    f.write(repr(sys.argv) + '\\n')\n",
+        },
+    )
+    run_tests(ctx)
+    log = ctx.workspace.root / "imported-by.txt"
+    lines = log.read_text().splitlines() if log.exists() else []
+    assert "['-c']" not in lines  # only the test run itself (python -m pytest) may import it

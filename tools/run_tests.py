@@ -317,7 +317,11 @@ def _configures_pytest(root: Path) -> bool:
 
 
 def _has_pytest(python: str, root: Path, env: dict[str, str]) -> bool:
-    r = run_process([python, "-c", "import pytest"], cwd=root, env=env, timeout=60, max_output=4000)
+    # Not from the repository: `python -c` would put a repo's own pytest.py first on sys.path and
+    # run it outside the sandbox.
+    r = run_process(
+        [python, "-c", "import pytest"], cwd=Path("/"), env=env, timeout=60, max_output=4000
+    )
     return r.exit_code == 0
 
 
