@@ -2,7 +2,7 @@
 
 For each instance (repository at base_commit, problem_statement as the task) this builds tome's
 packs at several budgets and, in the same run, a plain BM25 baseline (`bm25s` over path + text of
-the same files, whole files added in score order while they fit the same budget, counted with
+the Python non-test files, as in the paper; whole files added in score order while they fit the same budget, counted with
 the same tokenizer). Ranking sees only the statement and the repository, never the patch.
 
     python benchmarks/retrieval.py --out /work/scratch/pack/retrieval.jsonl [--shard 0/2]
@@ -73,10 +73,17 @@ def checkout(repo: str, commit: str, work: Path) -> Path:
     return target
 
 
+def _is_test(path: str) -> bool:
+    words = set(re.split(r"[/_.]", path.lower()))
+    return bool(words & {"test", "tests", "testing"})
+
+
 def bm25_baseline(files: list, statement: str, budgets: list[int], gold: list[str], count) -> tuple[dict, int | None]:
     """Plain whole-file BM25 (bm25s, its own tokenizer and English stopwords), filled greedily."""
     import bm25s
 
+    # As the SWE-bench paper's retrieval: Python files that are not tests, path + contents.
+    files = [f for f in files if f.path.endswith(".py") and not _is_test(f.path)]
     corpus = [f"{f.path}\n{f.text}" for f in files]
     retriever = bm25s.BM25()
     retriever.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)
@@ -124,6 +131,16 @@ def run(args: argparse.Namespace) -> None:
         rows = [r for r in rows if r["repo"].split("/")[1] in args.repos.split(",")]
     if args.source:
         rows = [r for r in rows if r["source"] == args.source]
+    # Round-robin over repositories so that a partial run covers them all.
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[r["repo"]].append(r)
+    mixed = []
+    for i in range(max(len(g) for g in groups.values())):
+        for repo in sorted(groups):
+            if i < len(groups[repo]):
+                mixed.append(groups[repo][i])
+    rows = sorted(mixed, key=lambda r: r["source"] != "lite")  # stable: Lite first
     shard, shards = (int(x) for x in args.shard.split("/"))
     rows = [r for i, r in enumerate(rows) if i % shards == shard and r["instance_id"] not in done]
     if args.limit:

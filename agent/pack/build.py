@@ -18,13 +18,13 @@ from agent.pack.scan import MAX_FILE_BYTES, scan_repo
 from agent.records import Pack, PackItem, PackTotals, SecretFinding, Skipped, Task
 from agent.secrets import SecretScanner
 
-__all__ = ["build_pack", "build_packs", "default_budget", "Progress", "RELEVANT_FILES"]
+__all__ = ["build_pack", "build_packs", "count_repo", "default_budget", "Progress", "RELEVANT_FILES"]
 
 Progress = Callable[[str, int, int], None]
 RELEVANT_FILES = 25
 _TREE_SHARE = 0.25  # the tree may take this share of a budget that cannot hold the whole repo
 _BYTES_PER_TOKEN_MIN = 16  # a file under budget*16 bytes may fit; larger ones are not counted
-_OUTLINE_TRIES = 400
+_OUTLINE_TRIES = 192
 _RANK_VERSION = b"rank-2"
 
 
@@ -62,7 +62,10 @@ class _Counter:
         known = self.cache.lookup(hs)
         missing = [i for i, h in enumerate(hs) if h not in known]
         if missing:
-            counts = self.tokenizer.count_batch([texts[i] for i in missing])  # type: ignore[attr-defined]
+            if len(missing) == 1:  # a thread pool costs more than one small text
+                counts = [self.tokenizer.count(texts[missing[0]])]  # type: ignore[attr-defined]
+            else:
+                counts = self.tokenizer.count_batch([texts[i] for i in missing])  # type: ignore[attr-defined]
             self.cache.store((hs[i], n) for i, n in zip(missing, counts))
             known.update((hs[i], n) for i, n in zip(missing, counts))
             self.counted_tokens += sum(counts)
@@ -264,14 +267,14 @@ def build_packs(
 
             # Full text in rank order, counting only files that can still make the cut; when the
             # repository cannot fit, a tenth is kept for outlines of the next-ranked files.
-            outline_reserve = 0 if might_fit_all or task_text is None else remaining // 10
+            outline_reserve = 0 if might_fit_all or task_text is None else min(remaining // 10, 50_000)
             remaining -= outline_reserve
             pos = 0
             done_files = 0
             while pos < len(order) and remaining > 8:
                 batch: list[_File] = []
                 estimate = 0.0
-                while pos < len(order) and (estimate < 1.5 * remaining and len(batch) < 512):
+                while pos < len(order) and (estimate < 1.1 * remaining and len(batch) < 512):
                     f = order[pos]
                     pos += 1
                     if f.size / _BYTES_PER_TOKEN_MIN <= remaining:
@@ -290,29 +293,35 @@ def build_packs(
             tick("count", len(order), len(order))
             lap("full")
 
-            # Then outlines, in rank order, for what did not fit in full.
+            # Then outlines, in rank order, for what did not fit in full (parsed and counted
+            # in small batches: parsing is the cost, so only files that may still fit are tried).
             remaining += outline_reserve
+            candidates = (f for f in order if f.level == "path" and f.size >= 200)
             tries = 0
-            for f in order:
-                if remaining <= 8 or tries >= _OUTLINE_TRIES:
+            while remaining > 8 and tries < _OUTLINE_TRIES:
+                chunk = [f for _, f in zip(range(32), candidates)]
+                if not chunk:
                     break
-                if f.level != "path" or f.size < 200:
-                    continue
-                tries += 1
-                h = digest(f.text)
-                cached = cache.outlines([h])
-                if h in cached:
-                    text = cached[h]
-                else:
-                    text = outline(f.path, f.text) or ""
-                    cache.store_outline(h, text)
-                if not text:
-                    continue
-                f.outline_block = file_block(f.path, text, format, level="outline")
-                (f.outline_tokens,) = counter.count([f.outline_block])
-                if f.outline_tokens <= remaining and (f.tokens is None or f.outline_tokens < f.tokens):
-                    f.level = "outline"
-                    remaining -= f.outline_tokens
+                tries += len(chunk)
+                todo = [f for f in chunk if f.outline_block is None]
+                hashes = [digest(f.text) for f in todo]
+                cached = cache.outlines(hashes)
+                for f, h in zip(todo, hashes):
+                    text = cached.get(h)
+                    if text is None:
+                        text = outline(f.path, f.text) or ""
+                        cache.store_outline(h, text)
+                    if text:
+                        f.outline_block = file_block(f.path, text, format, level="outline")
+                ready = [f for f in chunk if f.outline_block is not None]
+                if ready and any(f.outline_tokens is None for f in ready):
+                    for f, c in zip(ready, counter.count([f.outline_block for f in ready])):  # type: ignore[misc]
+                        f.outline_tokens = c
+                for f in ready:
+                    assert f.outline_tokens is not None
+                    if f.outline_tokens <= remaining and (f.tokens is None or f.outline_tokens < f.tokens):
+                        f.level = "outline"
+                        remaining -= f.outline_tokens
             lap("outline")
 
             # Render in path order and count the document for real; shed the lowest-ranked
@@ -435,3 +444,49 @@ def build_pack(
         tokenizer=tokenizer, cache_dir=cache_dir, max_file_bytes=max_file_bytes, environ=environ,
         progress=progress,
     )[0]
+
+
+def count_repo(
+    repo: str | Path,
+    *,
+    model: str | None = None,
+    format: Format = "xml",
+    settings: object | None = None,
+    tokenizer: object | None = None,
+    cache_dir: Path | None = None,
+    max_file_bytes: int = MAX_FILE_BYTES,
+    environ: dict[str, str] | None = None,
+) -> dict[str, int]:
+    """Exact tokens of every packable file as it would be packed in full (secrets redacted)."""
+    if settings is None:
+        from agent.settings import Settings
+
+        settings = Settings()
+    _, tokenizer_name, _ = _resolve_model(model, settings)
+    if tokenizer is None:
+        from agent.tokens import get_tokenizer
+
+        tokenizer = get_tokenizer(tokenizer_name)
+    scan = scan_repo(Path(repo), max_bytes=max_file_bytes)
+    scanner = SecretScanner(environ)
+    root = str(scan.root)
+    kind = f"full:{format}"
+    cache_root = cache_dir if cache_dir is not None else getattr(settings, "cache_dir", None)
+    with CountCache(cache_root, getattr(tokenizer, "name", tokenizer_name)) as cache:
+        stats = cache.stats(root, kind)
+        counter = _Counter(tokenizer, cache)
+        texts, hashes = [], []
+        for sf in scan.files:
+            text, found = scanner.redact(sf.text, path=sf.path, data=sf.data)
+            block = file_block(sf.path, text, format)
+            row = stats.get(sf.path)
+            if not found and row is not None and row[0] == sf.size and row[1] == sf.mtime_ns:
+                h = row[2]
+            else:
+                h = digest(block)
+                if not found:
+                    cache.remember_stat(root, sf.path, kind, sf.size, sf.mtime_ns, h)
+            texts.append(block)
+            hashes.append(h)
+        counts = counter.count(texts, hashes)
+    return {sf.path: n for sf, n in zip(scan.files, counts)}

@@ -80,13 +80,11 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes] | None:
 
 
 def _git_listing(root: Path) -> list[str] | None:
-    probe = _git(root, "rev-parse", "--is-inside-work-tree")
-    if probe is None or probe.returncode != 0 or probe.stdout.strip() != b"true":
-        return None
+    # Outside a work tree this fails fast; inside, paths come relative to `root` even when
+    # root is a subdirectory of the work tree.
     out = _git(root, "ls-files", "-co", "--exclude-standard", "-z")
     if out is None or out.returncode != 0:
         return None
-    # Paths come relative to `root` even when root is a subdirectory of the work tree.
     return sorted({p.decode("utf-8", "surrogateescape") for p in out.stdout.split(b"\0") if p})
 
 

@@ -1,0 +1,146 @@
+"""Packing speed on large real repositories, beside repomix, gitingest and files-to-prompt.
+
+Each measurement is a fresh process (`nice`d), timed with os.wait4: wall seconds, CPU seconds
+(user + system, all threads) and peak resident memory. "cold" starts from an empty count cache
+(and, for repomix, an empty cache directory); "warm" repeats the same command. tome's rows show
+the whole process (including loading the tokenizer) and, in brackets, `build_pack`'s own time.
+
+    python benchmarks/pack_speed.py --repo /work/scratch/pack/django --repo /work/scratch/pack/sympy
+
+Setup used here (nothing of it is committed): django from its PyPI sdist with upstream's
+.gitignore and `git init`; sympy from a snapshot with `git init`; repomix from npm and gitingest /
+files-to-prompt from PyPI in a separate venv, all under /work/scratch/pack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parents[1]
+SCRATCH = Path("/work/scratch/pack")
+REPOMIX = SCRATCH / "npm" / "node_modules" / ".bin" / "repomix"
+OTHERS = SCRATCH / "venv-others" / "bin"
+TASK = (
+    "QuerySet.bulk_create() crashes on mixed case columns in unique_fields/update_fields: "
+    "the ON CONFLICT clause uses the field name instead of db_column. See "
+    "django/db/models/sql/compiler.py and django/db/backends/postgresql/operations.py."
+)
+
+PACK_SNIPPET = """
+import json, sys, time
+from pathlib import Path
+t = time.perf_counter()
+from agent.pack import build_pack, count_repo
+from agent.tokens import get_tokenizer
+tok = get_tokenizer(sys.argv[3])
+loaded = time.perf_counter() - t
+t = time.perf_counter()
+if sys.argv[1] == "pack":
+    p = build_pack(sys.argv[2], task=sys.argv[5], budget=1_000_000, tokenizer=tok, cache_dir=Path(sys.argv[4]), environ={})
+    Path(sys.argv[6]).write_text(p.document + p.relevant)
+    out = {"tokens": p.totals.tokens, "full": p.totals.full, "outline": p.totals.outline, "timings": p.timings}
+else:
+    counts = count_repo(sys.argv[2], tokenizer=tok, cache_dir=Path(sys.argv[4]), environ={})
+    out = {"tokens": sum(counts.values()), "files": len(counts)}
+out["build"] = time.perf_counter() - t
+out["load"] = loaded
+print(json.dumps(out))
+"""
+
+
+def measure_wait4(cmd: list[str], *, cwd: Path | None = None, env: dict | None = None) -> dict:
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryFile() as so, tempfile.TemporaryFile() as se:
+        start = time.perf_counter()
+        proc = subprocess.Popen(["nice", "-n", "5", *cmd], cwd=cwd, env=env, stdout=so, stderr=se)
+        _, status, ru = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        so.seek(0)
+        se.seek(0)
+        return {
+            "wall": wall, "cpu": ru.ru_utime + ru.ru_stime, "rss_mb": ru.ru_maxrss / 1024,
+            "rc": proc.returncode, "stdout": so.read().decode(errors="replace"),
+            "stderr": se.read().decode(errors="replace")[-800:], "load": load,
+        }
+
+
+def tome(kind: str, repo: Path, cache: Path, tokenizer: str, out: Path) -> dict:
+    r = measure_wait4([sys.executable, "-c", PACK_SNIPPET, kind, str(repo), tokenizer, str(cache), TASK, str(out)], cwd=HERE)
+    if r["rc"] != 0:
+        raise RuntimeError(r["stderr"])
+    r["info"] = json.loads(r["stdout"].strip().splitlines()[-1])
+    return r
+
+
+def others(repo: Path, out: Path) -> dict[str, list[str]]:
+    return {
+        "repomix": [str(REPOMIX), str(repo), "-o", str(out / "repomix.xml"), "--style", "xml", "--quiet"],
+        "gitingest": [str(OTHERS / "gitingest"), str(repo), "-o", str(out / "gitingest.txt")],
+        "files-to-prompt": [str(OTHERS / "files-to-prompt"), str(repo), "-o", str(out / "ftp.txt")],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repo", action="append", type=Path, required=True)
+    ap.add_argument("--tokenizer", default="deepseek-v4")
+    ap.add_argument("--repeat", type=int, default=2, help="runs per cell; the table shows the median")
+    ap.add_argument("--skip-others", action="store_true")
+    args = ap.parse_args()
+    rows: list[tuple[str, str, str, dict]] = []
+    for repo in args.repo:
+        work = Path(tempfile.mkdtemp(prefix="pack-speed-", dir=SCRATCH))
+        for kind, label in (("pack", "tome pack, task-ranked, 1M budget"), ("count", "tome exact whole-repo count")):
+            colds, warms = [], []
+            for _ in range(args.repeat):
+                cache = work / f"cache-{kind}"
+                shutil.rmtree(cache, ignore_errors=True)
+                colds.append(tome(kind, repo, cache, args.tokenizer, work / "tome.xml"))
+                warms.append(tome(kind, repo, cache, args.tokenizer, work / "tome.xml"))
+            rows.append((repo.name, label, "cold", _summary(colds)))
+            rows.append((repo.name, label, "warm", _summary(warms)))
+        if not args.skip_others:
+            for name, cmd in others(repo, work).items():
+                colds, warms = [], []
+                for _ in range(args.repeat):
+                    for d in (Path.home() / ".cache" / "repomix", Path(tempfile.gettempdir()) / "repomix"):
+                        shutil.rmtree(d, ignore_errors=True)
+                    colds.append(measure_wait4(cmd))
+                    warms.append(measure_wait4(cmd))
+                rows.append((repo.name, name, "cold", _summary(colds)))
+                rows.append((repo.name, name, "warm", _summary(warms)))
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\n{os.cpu_count()} CPUs; median of {args.repeat} runs; load average shown per cell (1-min, at start)\n")
+    print("| repo | tool | cache | wall s | (build_pack s) | CPU s | peak MB | load | tokens / result |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for repo, tool, cache, s in rows:
+        print(f"| {repo} | {tool} | {cache} | {s['wall']:.2f} | {s.get('build', '')} | {s['cpu']:.2f} | "
+              f"{s['rss_mb']:.0f} | {s['load']:.1f} | {s.get('result', '')} |")
+
+
+def _summary(runs: list[dict]) -> dict:
+    for r in runs:
+        if r["rc"] != 0:
+            return {"wall": float("nan"), "cpu": float("nan"), "rss_mb": float("nan"), "load": r["load"],
+                    "result": f"failed: {r['stderr'][-120:]!r}"}
+    s = {k: statistics.median(r[k] for r in runs) for k in ("wall", "cpu", "rss_mb", "load")}
+    info = [r.get("info") for r in runs if r.get("info")]
+    if info:
+        s["build"] = f"{statistics.median(i['build'] for i in info):.2f}"
+        i = info[0]
+        s["result"] = f"{i['tokens']:,} tokens" + (f", {i['full']} full, {i['outline']} outline" if "full" in i else f", {i['files']} files")
+    return s
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Token counting speed on a directory of real code.
+
+    nice python benchmarks/tokens.py DIR [--repeat N]
+
+Reads every UTF-8 text file under DIR once, then times each counter over all of them (best of
+`--repeat` runs) and prints files, bytes, tokens, seconds, MB/s and tokens/s per counter.
+Wall-clock figures: on a shared machine they move with the load, so say what else was running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from agent.tokens import get_tokenizer
+
+__all__ = ["main"]
+
+
+def _time(run: Callable[[], list[int]], repeat: int) -> tuple[float, int]:
+    best, tokens = float("inf"), 0
+    for _ in range(repeat):
+        start = time.perf_counter()
+        tokens = sum(run())
+        best = min(best, time.perf_counter() - start)
+    return best, tokens
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Time each counter on DIR and print the table."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from token_exactness import read_texts
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dir", type=Path)
+    parser.add_argument("--repeat", type=int, default=1)
+    args = parser.parse_args(argv)
+
+    _, texts, _ = read_texts(args.dir)
+    size = sum(len(t.encode("utf-8")) for t in texts)
+    runs: list[tuple[str, str, bool]] = [
+        ("deepseek-v4 (count)", "deepseek-v4", False),
+        ("deepseek-v4 (count_batch)", "deepseek-v4", True),
+        ("deepseek-v4-reference (count)", "deepseek-v4-reference", False),
+        ("deepseek-v4-reference (count_batch)", "deepseek-v4-reference", True),
+        ("cl100k_base (count)", "cl100k_base", False),
+        ("cl100k_base (count_batch)", "cl100k_base", True),
+    ]
+    table = Table(title=f"token counters on {args.dir} (best of {args.repeat})")
+    for col in ("counter", "files", "bytes", "tokens", "seconds", "MB/s", "tokens/s"):
+        table.add_column(col, justify="left" if col == "counter" else "right")
+    for label, name, batch in runs:
+        tok = get_tokenizer(name)  # loaded before the clock starts
+        run = (lambda: tok.count_batch(texts)) if batch else (lambda: [tok.count(t) for t in texts])
+        seconds, tokens = _time(run, args.repeat)
+        table.add_row(
+            label, f"{len(texts):,}", f"{size:,}", f"{tokens:,}", f"{seconds:.2f}",
+            f"{size / seconds / 1e6:.1f}", f"{tokens / seconds / 1e6:.2f}M",
+        )
+    Console().print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
