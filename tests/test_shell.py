@@ -273,6 +273,8 @@ def test_no_bwrap_require_errors_and_auto_notes(
     auto = make_ctx(tmp_path, sandbox="auto")
     out = bash(auto, command="echo ran")
     assert "ran" in out and "runs unsandboxed" in out
+    again = bash(auto, command="echo again")  # the note is given once per run
+    assert "again" in again and "unsandboxed" not in again
 
 
 def test_plan_sandbox_off_never_wraps() -> None:

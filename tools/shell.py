@@ -204,7 +204,9 @@ def redact(ctx: ToolContext, text: str) -> str:
 def run_command(
     ctx: ToolContext, argv: list[str], *, timeout: float, max_output: int = MAX_OUTPUT_BYTES
 ) -> tuple[ProcessResult, str | None]:
-    """Run `argv` in the workspace with the shell's environment and sandbox: (result, note)."""
+    """Run `argv` in the workspace with the shell's environment and sandbox: (result, note).
+
+    The note (running unsandboxed) is returned on the first call of a run only."""
     safety = ctx.settings.safety
     plan = plan_sandbox(safety.sandbox, network=safety.network)
     if plan.error:
@@ -214,7 +216,13 @@ def run_command(
     if plan.bwrap is not None:
         argv = wrap_argv(argv, bwrap=plan.bwrap, workspace=root, network=plan.network)
     result = run_process(argv, cwd=root, env=env, timeout=timeout, max_output=max_output)
-    return result, plan.note
+    note = plan.note
+    if note is not None:
+        if note in ctx.notes:
+            note = None  # said once per run, not on every call
+        else:
+            ctx.notes.append(note)
+    return result, note
 
 
 def format_result(result: ProcessResult, *, timeout: float, notes: list[str]) -> str:
@@ -259,7 +267,12 @@ def require_permission(ctx: ToolContext, command: str, why: str) -> None:
             "or ask the user what they want.",
             kind="refused",
         )
-    mode = "interactive, but approval is 'deny'" if approval == "deny" else "headless"
+    if approval == "deny":
+        mode = "set to deny them (approval is 'deny')"
+    elif ctx.interactive:
+        mode = "interactive but has no way to ask the user"
+    else:
+        mode = "headless"
     raise ToolError(
         f"refused: {why}. This run is {mode}, so destructive commands are not run "
         "(settings.safety.approval). Find a non-destructive way to do it (e.g. delete specific "
