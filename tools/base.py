@@ -44,6 +44,9 @@ __all__ = [
 log = logging.getLogger("tome.tools")
 
 DEFAULT_RESULT_TOKENS = 10_000
+_EXACT_COUNT_CHARS = 1_000_000
+_SAMPLE_CHARS = 50_000
+_MAX_CHARS_PER_TOKEN = 32
 
 
 class ToolError(Exception):
@@ -418,11 +421,14 @@ class Toolbox:
     # Bounding
     # ---------------------------------------------------------------------------------------
 
-    def _fits(self, text: str, budget: int) -> bool:
-        # Every token covers at least one byte, so a short text needs no counting.
-        if len(text) <= budget and len(text.encode("utf-8")) <= budget:
-            return True
-        return self.counter.count(text) <= budget
+    def _total(self, text: str) -> tuple[int, bool]:
+        """(tokens, exact): exact up to a million characters, else estimated from samples."""
+        if len(text) <= _EXACT_COUNT_CHARS:
+            return self.counter.count(text), True
+        step = len(text) // 3
+        samples = [text[i * step : i * step + _SAMPLE_CHARS] for i in range(3)]
+        per_char = sum(self.counter.count(x) for x in samples) / sum(len(x) for x in samples)
+        return int(per_char * len(text)), False
 
     def _spill(self, text: str, *, call_id: str, name: str) -> Path:
         self.ctx.spill_dir.mkdir(parents=True, exist_ok=True)
@@ -435,17 +441,21 @@ class Toolbox:
     def bound(self, text: str, *, call_id: str = "", name: str = "") -> tuple[str, bool, str | None]:
         """Fit `text` in the result budget: (content, truncated, spilled_to)."""
         budget = self.result_token_budget
-        if self._fits(text, budget):
+        # Every token covers at least one byte, so a short text needs no counting.
+        if len(text) <= budget and len(text.encode("utf-8")) <= budget:
+            return text, False, None
+        total_tokens, exact = self._total(text)
+        if total_tokens <= budget and (exact or self.counter.count(text) <= budget):
             return text, False, None
         path = self._spill(text, call_id=call_id, name=name)
         lines = text.splitlines(keepends=True)
-        total_tokens = self.counter.count(text) if len(text) < 4_000_000 else (len(text) + 3) // 4
         n = len(lines)
 
         def line_note(first_cut: int, last_cut: int) -> str:
             return (
                 f"[... lines {first_cut:,}-{last_cut:,} of {n:,} cut ({last_cut - first_cut + 1:,} "
-                f"lines; {total_tokens:,} tokens in all, budget {budget:,}); the full text is in "
+                f"lines; {'' if exact else 'about '}{total_tokens:,} tokens in all, budget {budget:,}); "
+                "the full text is in "
                 f"{path}: see the rest with view(path={str(path)!r}, view_range=[{first_cut}, "
                 f"{min(last_cut, first_cut + 199)}]) ...]\n"
             )
@@ -463,11 +473,12 @@ class Toolbox:
             return head_text + line_note(first_cut, last_cut) + "".join(tail), True, str(path)
         # One huge line (or a tiny budget): cut characters instead.
         note = (
-            "\n[... \x00CUT\x00 of" f"  {len(text):,} characters (about {total_tokens:,} tokens in all) "
-            f"cut from the middle; the full text is in {path}: view it with "
-            f"view(path={str(path)!r}) or search it with grep ...]\n"
+            f"\n[... \x00CUT\x00 of {len(text):,} characters (about {total_tokens:,} tokens in all) "
+            f"cut from the middle; the full text is in {path}; a shell command can slice it "
+            "(head -c, cut -c, grep -o) ...]\n"
         )
-        side = max(0, (budget - self.counter.count(note.replace("\x00CUT\x00", f"{len(text):,}")) - 2) // 2)
+        widest = note.replace("\x00CUT\x00", f"{len(text):,}")
+        side = max(0, (budget - self.counter.count(widest) - 2) // 2)
         head_s = _take_chars(text, side, self.counter, from_end=False)
         tail_s = _take_chars(text[len(head_s) :], side, self.counter, from_end=True)
         cut = len(text) - len(head_s) - len(tail_s)
@@ -480,7 +491,7 @@ def _take_chars(text: str, budget: int, counter: Counter, *, from_end: bool) -> 
     while hi - lo > 1:
         mid = (lo + hi) // 2
         piece = text[-mid:] if from_end else text[:mid]
-        if counter.count(piece) <= budget:
+        if _within(counter, piece, budget):
             lo = mid
         else:
             hi = mid
@@ -489,17 +500,25 @@ def _take_chars(text: str, budget: int, counter: Counter, *, from_end: bool) -> 
     return text[-lo:] if from_end else text[:lo]
 
 
+def _within(counter: Counter, text: str, budget: int) -> bool:
+    # No token spans more than a few dozen characters: far longer texts need no counting
+    # (and counting one huge word is slow in BPE tokenizers).
+    if len(text) > budget * _MAX_CHARS_PER_TOKEN:
+        return False
+    return counter.count(text) <= budget
+
+
 def _take(lines: list[str], budget: int, counter: Counter, *, from_end: bool) -> list[str]:
     """As many whole lines from one end of `lines` as fit in `budget` tokens."""
     seq = lines[::-1] if from_end else lines
     # Grow by doubling, then binary-search the exact count: few tokenizer calls on long outputs.
     lo, hi = 0, 1
-    while hi <= len(seq) and counter.count("".join(seq[:hi])) <= budget:
+    while hi <= len(seq) and _within(counter, "".join(seq[:hi]), budget):
         lo, hi = hi, hi * 2
     hi = min(hi, len(seq) + 1)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if counter.count("".join(seq[:mid])) <= budget:
+        if _within(counter, "".join(seq[:mid]), budget):
             lo = mid
         else:
             hi = mid
