@@ -21,7 +21,7 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from tools.base import ToolContext, Toolbox
+from tools.base import Toolbox, ToolContext
 from tools.patch import apply_patch, parse_patch
 from tools.workspace import Workspace
 
@@ -33,11 +33,18 @@ MIRROR_ALIASES = {
 }
 
 
-def git(*args: str, git_dir: Path | None = None, cwd: Path | None = None, data: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def git(
+    *args: str, git_dir: Path | None = None, cwd: Path | None = None, data: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """Run git without prompts or user config."""
-    env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_TERMINAL_PROMPT": "0"}
+    env = {
+        **os.environ,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_TERMINAL_PROMPT": "0",
+    }
     cmd = ["git"] + ([f"--git-dir={git_dir}"] if git_dir else []) + list(args)
-    return subprocess.run(cmd, cwd=cwd, env=env, input=data, capture_output=True)
+    return subprocess.run(cmd, check=False, cwd=cwd, env=env, input=data, capture_output=True)
 
 
 def mirror_for(repo: str, mirrors: Path, commit: str) -> Path | None:
@@ -65,7 +72,12 @@ def extract(git_dir: Path, commit: str, paths: set[str], dest: Path) -> None:
             entries.append((mode.decode(), sha.decode(), path.decode("utf-8", "surrogateescape")))
     if not entries:
         return
-    batch = git("cat-file", "--batch", git_dir=git_dir, data="".join(f"{s}\n" for _, s, _ in entries).encode()).stdout
+    batch = git(
+        "cat-file",
+        "--batch",
+        git_dir=git_dir,
+        data="".join(f"{s}\n" for _, s, _ in entries).encode(),
+    ).stdout
     pos = 0
     for mode, sha, path in entries:
         header_end = batch.index(b"\n", pos)
@@ -105,8 +117,12 @@ def describe(a: dict[str, tuple[bytes, bool]], b: dict[str, tuple[bytes, bool]])
             diffs.append(f"{path}: only git apply has it")
         elif a[path][0] != b[path][0]:
             la, lb = a[path][0].splitlines(), b[path][0].splitlines()
-            first = next((i for i, (x, y) in enumerate(zip(la, lb)) if x != y), min(len(la), len(lb)))
-            diffs.append(f"{path}: contents differ from line {first + 1} ({len(la)} vs {len(lb)} lines)")
+            first = next(
+                (i for i, (x, y) in enumerate(zip(la, lb)) if x != y), min(len(la), len(lb))
+            )
+            diffs.append(
+                f"{path}: contents differ from line {first + 1} ({len(la)} vs {len(lb)} lines)"
+            )
         elif a[path][1] != b[path][1]:
             diffs.append(f"{path}: executable bit differs (git {a[path][1]}, ours {b[path][1]})")
     return diffs
@@ -189,7 +205,15 @@ def main(argv: list[str] | None = None) -> int:
             details.append((row["instance_id"], outcome, detail))
     elapsed = time.monotonic() - started
 
-    cols = ["patches", "identical", "differing", "failed", "git_failed", "both_failed", "not_available"]
+    cols = [
+        "patches",
+        "identical",
+        "differing",
+        "failed",
+        "git_failed",
+        "both_failed",
+        "not_available",
+    ]
     print(f"{'repository':32}" + "".join(f"{c:>14}" for c in cols))
     total: Counter[str] = Counter()
     for repo in sorted(table):

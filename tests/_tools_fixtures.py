@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tools.base import ToolContext, Toolbox
+from tools.base import Toolbox, ToolContext
 from tools.workspace import Workspace
 
 

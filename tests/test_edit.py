@@ -63,7 +63,9 @@ def test_view_range(box: Toolbox):
     out = ok(box, "view", path="notes.txt", view_range=[10, 12])
     assert out.splitlines()[:3] == ["    10\tline 10", "    11\tline 11", "    12\tline 12"]
     assert "[lines 10-12 of 30]" in out
-    assert ok(box, "view", path="notes.txt", view_range=[29, -1]).splitlines()[1] == "    30\tline 30"
+    assert (
+        ok(box, "view", path="notes.txt", view_range=[29, -1]).splitlines()[1] == "    30\tline 30"
+    )
 
 
 def test_view_directory_two_levels(box: Toolbox):
@@ -100,7 +102,9 @@ def test_view_reads_spilled_results_but_not_other_absolute_paths(box: Toolbox, t
 
 
 def test_create_new_file_and_dirs(box: Toolbox):
-    assert "Created new/dir/f.py (2 lines)" in ok(box, "create", path="new/dir/f.py", file_text="a = 1\nb = 2\n")
+    assert "Created new/dir/f.py (2 lines)" in ok(
+        box, "create", path="new/dir/f.py", file_text="a = 1\nb = 2\n"
+    )
     assert (box.ctx.workspace.root / "new" / "dir" / "f.py").read_text() == "a = 1\nb = 2\n"
 
 
@@ -133,8 +137,14 @@ def test_create_through_symlink_outside_refused(box: Toolbox, tmp_path: Path):
     (box.ctx.workspace.root / "link").symlink_to(tmp_path / "elsewhere")
     refused(box, "create", "symlink that points outside", path="link/x.txt", file_text="evil\n")
     (box.ctx.workspace.root / "leak.txt").symlink_to(tmp_path / "outside.txt")
-    refused(box, "str_replace", "symlink that points outside", path="leak.txt",
-            old_str="outside", new_str="pwned")
+    refused(
+        box,
+        "str_replace",
+        "symlink that points outside",
+        path="leak.txt",
+        old_str="outside",
+        new_str="pwned",
+    )
 
 
 def test_create_reports_broken_python(box: Toolbox):
@@ -145,7 +155,9 @@ def test_create_reports_broken_python(box: Toolbox):
 
 
 def test_str_replace_success_shows_snippet(box: Toolbox):
-    out = ok(box, "str_replace", path="notes.txt", old_str="line 15\n", new_str="fifteen\nand a half\n")
+    out = ok(
+        box, "str_replace", path="notes.txt", old_str="line 15\n", new_str="fifteen\nand a half\n"
+    )
     assert "Edited notes.txt" in out
     assert "    15\tfifteen\n    16\tand a half\n" in out and "    11\tline 11" in out
     assert "    20\tline 19" in out and "line 20" not in out
@@ -159,20 +171,38 @@ def test_str_replace_delete(box: Toolbox):
 
 
 def test_str_replace_no_match_shows_nearest_lines(box: Toolbox):
-    msg = refused(box, "str_replace", "was not found", path="pkg/mod.py",
-                  old_str="def g():\n    return 2\n", new_str="x")
+    msg = refused(
+        box,
+        "str_replace",
+        "was not found",
+        path="pkg/mod.py",
+        old_str="def g():\n    return 2\n",
+        new_str="x",
+    )
     assert "Closest lines 5-6" in msg and "     5\tdef g():" in msg and "nothing was changed" in msg
 
 
 def test_str_replace_whitespace_hint(box: Toolbox):
-    msg = refused(box, "str_replace", "was not found", path="pkg/mod.py",
-                  old_str="def f():\n  return 1\n", new_str="x")
+    msg = refused(
+        box,
+        "str_replace",
+        "was not found",
+        path="pkg/mod.py",
+        old_str="def f():\n  return 1\n",
+        new_str="x",
+    )
     assert "whitespace or indentation differs" in msg
 
 
 def test_str_replace_several_matches_lists_lines(box: Toolbox):
-    msg = refused(box, "str_replace", "occurs 2 times", path="pkg/mod.py",
-                  old_str="    return 1\n", new_str="    return 2\n")
+    msg = refused(
+        box,
+        "str_replace",
+        "occurs 2 times",
+        path="pkg/mod.py",
+        old_str="    return 1\n",
+        new_str="    return 2\n",
+    )
     assert "lines 2, 6" in msg
 
 
@@ -196,8 +226,14 @@ def test_str_replace_warns_on_broken_python(box: Toolbox):
 def test_stale_view_refused(box: Toolbox):
     ok(box, "view", path="notes.txt")
     (box.ctx.workspace.root / "notes.txt").write_text(SOURCE + "added by the shell\n")
-    refused(box, "str_replace", "changed on disk since you last viewed it", path="notes.txt",
-            old_str="line 2\n", new_str="two\n")
+    refused(
+        box,
+        "str_replace",
+        "changed on disk since you last viewed it",
+        path="notes.txt",
+        old_str="line 2\n",
+        new_str="two\n",
+    )
     refused(box, "insert", "changed on disk", path="notes.txt", insert_line=1, new_str="x")
     ok(box, "view", path="notes.txt")
     ok(box, "str_replace", path="notes.txt", old_str="line 2\n", new_str="two\n")
@@ -257,7 +293,13 @@ def test_undo_of_create_removes_the_file(box: Toolbox):
 
 ROUND_TRIPS = [
     # name, original bytes, old_str, new_str, expected bytes
-    ("crlf.txt", b"one\r\ntwo\r\nthree\r\n", "two\n", "TWO\nTWO-B\n", b"one\r\nTWO\r\nTWO-B\r\nthree\r\n"),
+    (
+        "crlf.txt",
+        b"one\r\ntwo\r\nthree\r\n",
+        "two\n",
+        "TWO\nTWO-B\n",
+        b"one\r\nTWO\r\nTWO-B\r\nthree\r\n",
+    ),
     ("bom.txt", b"\xef\xbb\xbfalpha\nbeta\n", "beta", "gamma", b"\xef\xbb\xbfalpha\ngamma\n"),
     ("latin1.txt", b"caf\xe9\nna\xefve\n", "na\u00efve", "s\u00fbr", b"caf\xe9\ns\xfbr\n"),
     ("nofinal.txt", b"a\nb\nc", "b", "B", b"a\nB\nc"),

@@ -75,7 +75,12 @@ def test_status_and_diff_include_untracked(box: Toolbox, repo: Path):
     assert out.splitlines()[0].startswith("main") and "3 changed paths" in out
     assert " M a.py" in out and " D b.py" in out and "?? new.py" in out and "artifact" not in out
     diff = call(box, "git_diff").content
-    assert "+x = 10" in diff and "deleted file mode" in diff and "new file mode" in diff and "+z = 3" in diff
+    assert (
+        "+x = 10" in diff
+        and "deleted file mode" in diff
+        and "new file mode" in diff
+        and "+z = 3" in diff
+    )
     assert "artifact" not in diff
     only = call(box, "git_diff", path="new.py").content
     assert "new.py" in only and "a.py" not in only
@@ -94,7 +99,10 @@ def test_diff_against_the_base_commit(box: Toolbox, repo: Path):
 
 
 def test_diff_applies_to_a_clean_checkout(box: Toolbox, repo: Path, tmp_path: Path):
-    shell(repo, "printf 'x = 1\\nx2 = 2\\n' > a.py && mkdir -p pkg && echo 'q = 1' > pkg/q.py && chmod +x pkg/q.py")
+    shell(
+        repo,
+        "printf 'x = 1\\nx2 = 2\\n' > a.py && mkdir -p pkg && echo 'q = 1' > pkg/q.py && chmod +x pkg/q.py",
+    )
     patch = workspace_diff(box.ctx.workspace, binary=True)
     clone = tmp_path / "clone"
     git(tmp_path, "clone", "-q", str(repo), str(clone))
@@ -110,11 +118,18 @@ def test_checkpoint_restores_shell_changes(box: Toolbox, repo: Path):
     r = call(box, "checkpoint", label="clean start")
     assert r.ok and "Checkpoint 0001 saved" in r.content
     saved = worktree_digest(repo)
-    shell(repo, "echo broken > a.py && rm run.sh && mkdir -p d && echo new > d/c.txt && echo more >> build/artifact.o")
+    shell(
+        repo,
+        "echo broken > a.py && rm run.sh && mkdir -p d && echo new > d/c.txt && echo more >> build/artifact.o",
+    )
     changed = worktree_digest(repo)
     r = call(box, "restore_checkpoint")
     assert r.ok, r.content
-    assert "restored a.py" in r.content and "recreated run.sh" in r.content and "deleted d/c.txt" in r.content
+    assert (
+        "restored a.py" in r.content
+        and "recreated run.sh" in r.content
+        and "deleted d/c.txt" in r.content
+    )
     assert (repo / "run.sh").read_text() == "#!/bin/sh\necho hi\n"
     assert stat.S_IMODE((repo / "run.sh").stat().st_mode) & 0o111
     # Ignored files are not part of checkpoints: the artifact keeps its shell-made change.
@@ -193,7 +208,9 @@ def test_restore_without_checkpoints(box: Toolbox, repo: Path):
     assert tree_digest(repo) == before
 
 
-@pytest.mark.parametrize("tool_name", ["git_status", "git_diff", "checkpoint", "restore_checkpoint"])
+@pytest.mark.parametrize(
+    "tool_name", ["git_status", "git_diff", "checkpoint", "restore_checkpoint"]
+)
 def test_not_a_repository(tmp_path: Path, tool_name: str):
     root = tmp_path / "plain"
     root.mkdir()
@@ -202,6 +219,10 @@ def test_not_a_repository(tmp_path: Path, tool_name: str):
     before = tree_digest(tmp_path)
     args = {"label": "x"} if tool_name == "checkpoint" else {}
     r = call(b, tool_name, **args)
-    assert not r.ok and r.error_kind == "not_a_repo" and "not the root of a git repository" in r.content
+    assert (
+        not r.ok
+        and r.error_kind == "not_a_repo"
+        and "not the root of a git repository" in r.content
+    )
     assert tree_digest(tmp_path) == before
     assert checkpoint_if_repo(b.ctx.workspace, "x") is None

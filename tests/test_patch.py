@@ -124,8 +124,13 @@ deleted file mode 100644
 
 def test_pure_rename_and_mode_change(box: Toolbox):
     root = box.ctx.workspace.root
-    ok(box, "diff --git a/pkg/b.py b/pkg/d.py\nsimilarity index 100%\nrename from pkg/b.py\nrename to pkg/d.py\n")
-    assert read(box, "pkg/d.py") == "def f():\n    return 1\n" and not (root / "pkg" / "b.py").exists()
+    ok(
+        box,
+        "diff --git a/pkg/b.py b/pkg/d.py\nsimilarity index 100%\nrename from pkg/b.py\nrename to pkg/d.py\n",
+    )
+    assert (
+        read(box, "pkg/d.py") == "def f():\n    return 1\n" and not (root / "pkg" / "b.py").exists()
+    )
     ok(box, "diff --git a/a.txt b/a.txt\nold mode 100644\nnew mode 100755\n")
     assert (root / "a.txt").stat().st_mode & 0o100 and read(box, "a.txt") == BODY
 
@@ -184,7 +189,10 @@ def test_undo_after_patch(box: Toolbox):
 
 
 def test_all_or_nothing_when_a_later_file_fails(box: Toolbox):
-    patch = MODIFY + "--- a/pkg/b.py\n+++ b/pkg/b.py\n@@ -1,2 +1,2 @@\n def g():\n-    return 1\n+    return 2\n"
+    patch = (
+        MODIFY
+        + "--- a/pkg/b.py\n+++ b/pkg/b.py\n@@ -1,2 +1,2 @@\n def g():\n-    return 1\n+    return 2\n"
+    )
     msg = refused(box, patch, "hunk 1 of 1 for pkg/b.py", "does not apply", "No file was changed")
     assert "Closest lines 1-2" in msg and "     1\tdef f():" in msg
 
@@ -200,17 +208,33 @@ def test_second_hunk_failure_names_it(box: Toolbox):
         ("just some words\n", ["holds no file changes"]),
         ("", ["holds no file changes"]),
         ("--- a/a.txt\n+++ b/a.txt\n@@ -1,2 +1,2 @@\n*line 1\n", ["could not be parsed"]),
-        ("--- a/../escape.txt\n+++ b/../escape.txt\n@@ -0,0 +1 @@\n+x\n", ["outside the workspace"]),
+        (
+            "--- a/../escape.txt\n+++ b/../escape.txt\n@@ -0,0 +1 @@\n+x\n",
+            ["outside the workspace"],
+        ),
         ("--- /dev/null\n+++ b//tmp/tome-abs.txt\n@@ -0,0 +1 @@\n+x\n", ["outside the workspace"]),
         ("--- /dev/null\n+++ b/.git/hooks/pre-commit\n@@ -0,0 +1 @@\n+x\n", [".git/"]),
         ("--- a/.git/config\n+++ b/.git/config\n@@ -1 +1 @@\n-[core]\n+[evil]\n", [".git/"]),
-        ("--- /dev/null\n+++ b/a.txt\n@@ -0,0 +1 @@\n+x\n", ["creates a.txt, which already exists"]),
-        ("--- a/missing.txt\n+++ b/missing.txt\n@@ -1 +1 @@\n-a\n+b\n", ["missing.txt, which does not exist"]),
-        ("diff --git a/pkg/b.py b/a.txt\nsimilarity index 100%\nrename from pkg/b.py\nrename to a.txt\n",
-         ["which already exists"]),
-        ("diff --git a/img.png b/img.png\nnew file mode 100644\nBinary files /dev/null and b/img.png differ\n",
-         ["binary"]),
-        ("--- a/a.txt\n+++ /dev/null\n@@ -1,2 +0,0 @@\n-line 1\n-line 2\n", ["holds more than the patch removes"]),
+        (
+            "--- /dev/null\n+++ b/a.txt\n@@ -0,0 +1 @@\n+x\n",
+            ["creates a.txt, which already exists"],
+        ),
+        (
+            "--- a/missing.txt\n+++ b/missing.txt\n@@ -1 +1 @@\n-a\n+b\n",
+            ["missing.txt, which does not exist"],
+        ),
+        (
+            "diff --git a/pkg/b.py b/a.txt\nsimilarity index 100%\nrename from pkg/b.py\nrename to a.txt\n",
+            ["which already exists"],
+        ),
+        (
+            "diff --git a/img.png b/img.png\nnew file mode 100644\nBinary files /dev/null and b/img.png differ\n",
+            ["binary"],
+        ),
+        (
+            "--- a/a.txt\n+++ /dev/null\n@@ -1,2 +0,0 @@\n-line 1\n-line 2\n",
+            ["holds more than the patch removes"],
+        ),
     ],
 )
 def test_bad_patches_refused(box: Toolbox, patch: str, needles: list[str]):
@@ -221,7 +245,11 @@ def test_bad_patches_refused(box: Toolbox, patch: str, needles: list[str]):
 def test_symlink_escape_refused(box: Toolbox, tmp_path: Path):
     (tmp_path / "victim.txt").write_text("keep\n")
     (box.ctx.workspace.root / "link.txt").symlink_to(tmp_path / "victim.txt")
-    refused(box, "--- a/link.txt\n+++ b/link.txt\n@@ -1 +1 @@\n-keep\n+pwned\n", "symlink that points outside")
+    refused(
+        box,
+        "--- a/link.txt\n+++ b/link.txt\n@@ -1 +1 @@\n-keep\n+pwned\n",
+        "symlink that points outside",
+    )
 
 
 def test_stale_file_refused(box: Toolbox):
@@ -240,7 +268,9 @@ def test_unencodable_in_latin1_refused(box: Toolbox):
 
 def _git(cwd: Path, *args: str, data: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     env = {**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null"}
-    return subprocess.run(["git", *args], cwd=cwd, env=env, input=data, capture_output=True)
+    return subprocess.run(
+        ["git", *args], check=False, cwd=cwd, env=env, input=data, capture_output=True
+    )
 
 
 def _random_edit(rng: random.Random, lines: list[str]) -> list[str]:
@@ -285,7 +315,9 @@ def test_fuzz_matches_git_apply_even_when_shifted(tmp_path: Path, seed: int):
     r = run(box, diff)
     if g.returncode == 0:
         assert r.ok, r.content
-        assert (tmp_path / "ours" / "f.txt").read_bytes() == (tmp_path / "git" / "f.txt").read_bytes()
+        assert (tmp_path / "ours" / "f.txt").read_bytes() == (
+            tmp_path / "git" / "f.txt"
+        ).read_bytes()
     if not shift:
         assert r.ok and (tmp_path / "ours" / "f.txt").read_text() == "".join(after)
 
@@ -294,4 +326,8 @@ def test_parse_patch_records():
     [fp] = parse_patch(MODIFY)
     assert fp.old_path == fp.new_path == "a.txt" and len(fp.hunks) == 1
     h = fp.hunks[0]
-    assert (h.src_start, h.src_len) == (9, 7) and h.old[3] == "line 12\n" and h.new[3] == "LINE TWELVE\n"
+    assert (
+        (h.src_start, h.src_len) == (9, 7)
+        and h.old[3] == "line 12\n"
+        and h.new[3] == "LINE TWELVE\n"
+    )

@@ -14,7 +14,9 @@ from tools.search import SEARCH_TOOLS, rg_binary, search_text, walk_files
 
 ENGINES = [
     "python",
-    pytest.param("rg", marks=pytest.mark.skipif(rg_binary() is None, reason="ripgrep not installed")),
+    pytest.param(
+        "rg", marks=pytest.mark.skipif(rg_binary() is None, reason="ripgrep not installed")
+    ),
 ]
 
 
@@ -77,7 +79,11 @@ def files_of(out: str) -> set[str]:
 def test_engines_see_the_same_files(box: Toolbox, engine: str):
     res = search_text(box.ctx.workspace.root, "save", engine=engine, max_results=1000)
     assert {h.path for h in res.hits} == {
-        "app/models.py", "app/views.py", "app/static/app.js", "cmd/main.go", "keep.log",
+        "app/models.py",
+        "app/views.py",
+        "app/static/app.js",
+        "cmd/main.go",
+        "keep.log",
         "notes/long.txt",
     }
     assert res.matches == 3 + 2 + 1 + 1 + 1 + 300 and res.files == 6 and res.complete
@@ -164,7 +170,10 @@ def test_long_lines_are_clipped(box: Toolbox):
 def test_find_files_globs(box: Toolbox):
     out = call(box, "find_files", pattern="*.py").content
     assert out.splitlines() == [
-        "3 files match '*.py':", "app/__init__.py", "app/models.py", "app/views.py",
+        "3 files match '*.py':",
+        "app/__init__.py",
+        "app/models.py",
+        "app/views.py",
     ]
     assert call(box, "find_files", pattern="app/*.py").content.count("\n") == 3
     assert call(box, "find_files", pattern="/*.log").content.splitlines()[1:] == ["keep.log"]
@@ -208,8 +217,10 @@ def test_find_symbol_python_and_patterns(box: Toolbox):
 
 
 def test_find_symbol_dotted_and_kinds(box: Toolbox):
-    assert call(box, "find_symbol", name="Model.save").content.splitlines()[1].startswith(
-        "app/models.py:8: method Model.save"
+    assert (
+        call(box, "find_symbol", name="Model.save")
+        .content.splitlines()[1]
+        .startswith("app/models.py:8: method Model.save")
     )
     assert "async def refresh" in call(box, "find_symbol", name="refresh").content
     assert "variable Model.name" in call(box, "find_symbol", name="name").content

@@ -10,11 +10,13 @@ import pytest
 from _tools_fixtures import make_ctx
 from pydantic import ValidationError
 
-from tools.base import Tool, ToolContext, ToolError, Toolbox, tool
+from tools.base import Tool, Toolbox, ToolContext, ToolError, tool
 
 
 @tool
-def greet(ctx: ToolContext, name: str, times: int = 1, style: Literal["plain", "loud"] = "plain") -> str:
+def greet(
+    ctx: ToolContext, name: str, times: int = 1, style: Literal["plain", "loud"] = "plain"
+) -> str:
     """Greet someone.
 
     Args:
@@ -51,7 +53,9 @@ class CharCounter:
 def box(tmp_path: Path) -> Toolbox:
     root = tmp_path / "ws"
     root.mkdir()
-    return Toolbox([greet, dump_lines, buggy], make_ctx(root, tmp_path / "state"), tokenizer=CharCounter())
+    return Toolbox(
+        [greet, dump_lines, buggy], make_ctx(root, tmp_path / "state"), tokenizer=CharCounter()
+    )
 
 
 def test_schema_is_strict_compatible():
@@ -112,7 +116,11 @@ def test_quoted_integer_is_accepted(box: Toolbox):
         ("{}", "invalid_arguments", ["missing required argument `name`", "Call greet again"]),
         ('{"name": 5}', "invalid_arguments", ["argument `name`", "expected string", "got 5"]),
         ('{"name": "x", "times": "many"}', "invalid_arguments", ["argument `times`", '"many"']),
-        ('{"name": "x", "style": "quiet"}', "invalid_arguments", ["argument `style`", '"plain" | "loud"']),
+        (
+            '{"name": "x", "style": "quiet"}',
+            "invalid_arguments",
+            ["argument `style`", '"plain" | "loud"'],
+        ),
         ('{"name": "x", "colour": "red"}', "invalid_arguments", ["unexpected argument `colour`"]),
         ('{"name": "nobody"}', "bad_name", ["Error: there is nobody to greet"]),
     ],
@@ -198,8 +206,12 @@ def test_error_results_are_bounded_too(tmp_path: Path):
         """Fails with a long message."""
         raise ToolError("line\n" * 10_000)
 
-    b = Toolbox([loud_fail], make_ctx(tmp_path, tmp_path / "s"), result_token_budget=300,
-                tokenizer=CharCounter())
+    b = Toolbox(
+        [loud_fail],
+        make_ctx(tmp_path, tmp_path / "s"),
+        result_token_budget=300,
+        tokenizer=CharCounter(),
+    )
     r = b.run("c", "loud_fail", "{}")
     assert not r.ok and r.truncated and r.spilled_to and len(r.content) < 700
 
@@ -232,8 +244,14 @@ def test_importing_tools_has_no_side_effects(tmp_path: Path):
         "from tools import EDIT_TOOLS, GIT_TOOLS, SEARCH_TOOLS, PATCH_TOOLS, SUBMIT_TOOLS; "
         "print(len(EDIT_TOOLS + GIT_TOOLS + SEARCH_TOOLS + PATCH_TOOLS + SUBMIT_TOOLS))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
-                         env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"},
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "14"
     assert list(tmp_path.iterdir()) == []
@@ -246,6 +264,8 @@ def test_every_core_tool_has_a_strict_schema():
         f = t.schema()["function"]
         assert f["description"] and f["strict"] is True, t.name
         params = f["parameters"]
-        assert params["additionalProperties"] is False and params["required"] == list(params["properties"])
+        assert params["additionalProperties"] is False and params["required"] == list(
+            params["properties"]
+        )
         for name, prop in params["properties"].items():
             assert prop.get("description"), f"{t.name}.{name} has no description"

@@ -25,20 +25,21 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from agent.errors import TomeError
 from agent.settings import Settings
 
 if TYPE_CHECKING:
     from tools.workspace import Workspace
 
 __all__ = [
-    "ToolError",
-    "ToolContext",
+    "DEFAULT_RESULT_TOKENS",
+    "Counter",
     "Tool",
-    "tool",
+    "ToolContext",
+    "ToolError",
     "ToolResult",
     "Toolbox",
-    "Counter",
-    "DEFAULT_RESULT_TOKENS",
+    "tool",
 ]
 
 log = logging.getLogger("tome.tools")
@@ -101,7 +102,9 @@ class ToolResult(BaseModel):
 # --------------------------------------------------------------------------------------------
 
 _ARG_LINE = re.compile(r"^\s*(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
-_SECTION = re.compile(r"^\s*(Args|Arguments|Parameters|Returns|Raises|Yields|Examples?|Notes?)\s*:\s*$")
+_SECTION = re.compile(
+    r"^\s*(Args|Arguments|Parameters|Returns|Raises|Yields|Examples?|Notes?)\s*:\s*$"
+)
 
 
 def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
@@ -199,9 +202,7 @@ class Tool:
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI tools entry: {"type": "function", "function": {...}}."""
-        params = _strictify(
-            self.args_model.model_json_schema(), optional=frozenset(self.defaults)
-        )
+        params = _strictify(self.args_model.model_json_schema(), optional=frozenset(self.defaults))
         params.setdefault("properties", {})
         params["type"] = "object"
         params["additionalProperties"] = False
@@ -218,9 +219,7 @@ class Tool:
 
     def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Validate raw arguments; a null for an optional parameter means its default."""
-        cleaned = {
-            k: v for k, v in arguments.items() if not (v is None and k in self.defaults)
-        }
+        cleaned = {k: v for k, v in arguments.items() if not (v is None and k in self.defaults)}
         model = self.args_model.model_validate(cleaned)
         return {k: getattr(model, k) for k in type(model).model_fields}
 
@@ -265,7 +264,7 @@ def _default_counter() -> Counter:
         from agent.tokens import get_tokenizer  # type: ignore[import-not-found]
 
         return get_tokenizer("deepseek-v4")  # type: ignore[no-any-return]
-    except Exception as e:  # the tokenizer module is optional at this stage
+    except (ImportError, OSError, TomeError) as e:  # no exact tokenizer available here
         log.debug("no exact tokenizer (%s); counting len/4", e)
         return _ApproxCounter()
 
@@ -438,7 +437,9 @@ class Toolbox:
         path.write_text(text, encoding="utf-8", errors="surrogateescape")
         return path
 
-    def bound(self, text: str, *, call_id: str = "", name: str = "") -> tuple[str, bool, str | None]:
+    def bound(
+        self, text: str, *, call_id: str = "", name: str = ""
+    ) -> tuple[str, bool, str | None]:
         """Fit `text` in the result budget: (content, truncated, spilled_to)."""
         budget = self.result_token_budget
         # Every token covers at least one byte, so a short text needs no counting.

@@ -16,19 +16,27 @@ from tools.base import ToolContext, ToolError, tool
 from tools.workspace import PathError, TextFile, Workspace
 
 __all__ = [
-    "view",
-    "create",
-    "str_replace",
-    "insert",
-    "undo_edit",
     "EDIT_TOOLS",
-    "numbered",
+    "create",
+    "insert",
     "nearest_lines",
+    "numbered",
+    "str_replace",
+    "undo_edit",
+    "view",
 ]
 
 SNIPPET_CONTEXT = 4
 DIR_ENTRIES_CAP = 500
-_SKIP_DIRS = {".git", "__pycache__", "node_modules", ".mypy_cache", ".pytest_cache", ".tox", ".venv"}
+_SKIP_DIRS = {
+    ".git",
+    "__pycache__",
+    "node_modules",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".tox",
+    ".venv",
+}
 
 
 def numbered(lines: list[str], start: int = 1) -> str:
@@ -129,7 +137,9 @@ def _no_match_message(ws: Workspace, tf: TextFile, old: str) -> str:
 
 
 def _line_of(text: str, index: int) -> int:
-    return text.count("\n", 0, index) + (text.count("\r", 0, index) - text.count("\r\n", 0, index)) + 1
+    return (
+        text.count("\n", 0, index) + (text.count("\r", 0, index) - text.count("\r\n", 0, index)) + 1
+    )
 
 
 def _open_for_edit(ctx: ToolContext, path: str) -> TextFile:
@@ -162,7 +172,8 @@ def _list_dir(ws: Workspace, p: Path) -> str:
         if child.is_dir():
             entries.append(ws.rel(child) + "/")
             entries.extend(
-                ws.rel(child / sub) + ("/" if (child / sub).is_dir() else "") for sub in visible(child)
+                ws.rel(child / sub) + ("/" if (child / sub).is_dir() else "")
+                for sub in visible(child)
             )
         else:
             entries.append(ws.rel(child))
@@ -201,7 +212,9 @@ def view(ctx: ToolContext, path: str, view_range: list[int] | None = None) -> st
     first, last = 1, len(lines)
     if view_range is not None:
         if len(view_range) != 2:
-            raise ToolError("view_range must be two numbers: [first, last] (last = -1 for the end).")
+            raise ToolError(
+                "view_range must be two numbers: [first, last] (last = -1 for the end)."
+            )
         first, last = view_range
         if last == -1:
             last = len(lines)
@@ -271,7 +284,9 @@ def str_replace(ctx: ToolContext, path: str, old_str: str, new_str: str = "") ->
     """
     ws = ctx.workspace
     if old_str == "":
-        raise ToolError("old_str is empty; copy the exact lines to replace (use insert to add lines).")
+        raise ToolError(
+            "old_str is empty; copy the exact lines to replace (use insert to add lines)."
+        )
     tf = _open_for_edit(ctx, path)
     old, new = old_str, new_str
     count = tf.text.count(old)
@@ -325,8 +340,7 @@ def insert(ctx: ToolContext, path: str, insert_line: int, new_str: str) -> str:
     chunk = tf.to_file_newlines(new_str)
     if insert_line == len(lines) and lines and not lines[-1].endswith(("\n", "\r")):
         # Appending to a file without a final newline: keep it without one.
-        if chunk.endswith(nl):
-            chunk = chunk[: -len(nl)]
+        chunk = chunk.removesuffix(nl)
         new_text = tf.text + nl + chunk
     else:
         if not chunk.endswith(("\n", "\r")):

@@ -20,20 +20,20 @@ from tools.base import ToolContext, ToolError, tool
 from tools.workspace import Workspace
 
 __all__ = [
-    "git_status",
-    "git_diff",
-    "checkpoint",
-    "restore_checkpoint",
+    "EMPTY_TREE",
     "GIT_TOOLS",
     "Checkpoint",
-    "is_repo",
-    "snapshot_tree",
-    "make_checkpoint",
+    "checkpoint",
     "checkpoint_if_repo",
+    "git_diff",
+    "git_status",
+    "is_repo",
     "list_checkpoints",
+    "make_checkpoint",
     "restore",
+    "restore_checkpoint",
+    "snapshot_tree",
     "workspace_diff",
-    "EMPTY_TREE",
 ]
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
@@ -79,14 +79,26 @@ def _env(index: Path | None = None) -> dict[str, str]:
 
 
 def _git(
-    ws: Workspace, *args: str, index: Path | None = None, data: bytes | None = None, check: bool = True
+    ws: Workspace,
+    *args: str,
+    index: Path | None = None,
+    data: bytes | None = None,
+    check: bool = True,
 ) -> subprocess.CompletedProcess[bytes]:
     proc = subprocess.run(
-        ["git", *args], cwd=ws.root, env=_env(index), input=data, capture_output=True, timeout=300,
+        ["git", *args],
+        check=False,
+        cwd=ws.root,
+        env=_env(index),
+        input=data,
+        capture_output=True,
+        timeout=300,
         stdin=None if data is not None else subprocess.DEVNULL,
     )
     if check and proc.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args[:3])} failed: {proc.stderr.decode(errors='replace').strip()}")
+        raise RuntimeError(
+            f"git {' '.join(args[:3])} failed: {proc.stderr.decode(errors='replace').strip()}"
+        )
     return proc
 
 
@@ -129,8 +141,11 @@ def snapshot_tree(ws: Workspace) -> str:
 def list_checkpoints(ws: Workspace) -> list[Checkpoint]:
     """Every checkpoint, oldest first."""
     out = _git(
-        ws, "for-each-ref", "--sort=refname",
-        "--format=%(refname)%00%(objectname)%00%(tree)%00%(contents:subject)", REF_PREFIX,
+        ws,
+        "for-each-ref",
+        "--sort=refname",
+        "--format=%(refname)%00%(objectname)%00%(tree)%00%(contents:subject)",
+        REF_PREFIX,
     ).stdout.decode("utf-8", "replace")
     cps = []
     for line in out.splitlines():
@@ -214,7 +229,8 @@ def restore(ws: Workspace, cp: Checkpoint) -> tuple[Checkpoint, list[str]]:
             os.symlink(blobs[sha].decode("utf-8", "surrogateescape"), target)
         else:
             ws.write_bytes(
-                ws.resolve(path, write=True), blobs[sha],
+                ws.resolve(path, write=True),
+                blobs[sha],
                 mode=_file_mode(target, executable=mode == "100755"),
             )
         done.append(f"{'restored' if status != 'A' else 'recreated'} {path}")
@@ -226,8 +242,9 @@ def _file_mode(path: Path, *, executable: bool) -> int:
     return (current | 0o111) & ~0o022 if executable else current & ~0o111
 
 
-def workspace_diff(ws: Workspace, *, base: str | None = None, paths: list[str] | None = None,
-                   binary: bool = False) -> str:
+def workspace_diff(
+    ws: Workspace, *, base: str | None = None, paths: list[str] | None = None, binary: bool = False
+) -> str:
     """The patch from the base commit (default: the workspace's, else HEAD) to the working tree."""
     _require_repo(ws)
     base = base or ws.base_commit or _head(ws) or EMPTY_TREE
@@ -250,9 +267,11 @@ def git_status(ctx: ToolContext) -> str:
     """Show the branch, the base commit and which files are changed, added or untracked."""
     ws = ctx.workspace
     _require_repo(ws)
-    out = _git(ws, "status", "--short", "--branch", "--untracked-files=all").stdout.decode(
-        "utf-8", "replace"
-    ).splitlines()
+    out = (
+        _git(ws, "status", "--short", "--branch", "--untracked-files=all")
+        .stdout.decode("utf-8", "replace")
+        .splitlines()
+    )
     head = out[0] if out and out[0].startswith("##") else "## (no branch)"
     files = [l for l in out if not l.startswith("##")]
     lines = [head.lstrip("# "), f"base commit: {ws.base_commit or _head(ws) or '(none yet)'}"]
@@ -323,7 +342,9 @@ def restore_checkpoint(ctx: ToolContext, checkpoint_id: str | None = None) -> st
         return f"The working tree already matches checkpoint {cp.id}; nothing changed."
     return (
         f"Restored checkpoint {cp.id} ({cp.label}): {len(done)} path{'s' if len(done) != 1 else ''} "
-        f"changed:\n" + "\n".join(done[:100]) + f"\nThe state before is saved as checkpoint {before.id}."
+        f"changed:\n"
+        + "\n".join(done[:100])
+        + f"\nThe state before is saved as checkpoint {before.id}."
     )
 
 

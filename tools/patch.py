@@ -27,15 +27,15 @@ from tools.edit import nearest_lines, numbered
 from tools.workspace import PathError, Workspace, decode, new_file_mode, sha256
 
 __all__ = [
-    "apply_patch",
     "PATCH_TOOLS",
+    "FileChange",
     "FilePatch",
     "Hunk",
-    "FileChange",
     "PatchError",
+    "apply_patch",
+    "apply_patch_to_workspace",
     "parse_patch",
     "plan_patch",
-    "apply_patch_to_workspace",
 ]
 
 DEV_NULL = "/dev/null"
@@ -112,7 +112,7 @@ class FileChange:
 # Parsing
 # --------------------------------------------------------------------------------------------
 
-_FENCE = re.compile(r"^```[\w+-]*\s*\n(.*?)^```\s*$", re.S | re.M)
+_FENCE = re.compile(r"^```[\w+-]*\s*\n(.*?)^```\s*$", re.DOTALL | re.MULTILINE)
 _HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)$")
 
 
@@ -197,9 +197,13 @@ def _to_file_patches(ps: PatchSet) -> list[FilePatch]:
                 if t not in (" ", "-", "+"):
                     continue  # unidiff's trailing empty separator lines
                 lines.append((t, line.value))
-            header = f"@@ -{h.source_start},{h.source_length} +{h.target_start},{h.target_length} @@"
+            header = (
+                f"@@ -{h.source_start},{h.source_length} +{h.target_start},{h.target_length} @@"
+            )
             hunks.append(
-                Hunk(h.source_start, h.source_length, h.target_start, h.target_length, header, lines)
+                Hunk(
+                    h.source_start, h.source_length, h.target_start, h.target_length, header, lines
+                )
             )
         files.append(
             FilePatch(old, new, hunks, pf.source_mode, pf.target_mode, bool(pf.is_binary_file))
@@ -283,14 +287,14 @@ def _find(
     else:
         candidates = _positions(start, 0, hi)
     for pos in candidates:
-        if all(
-            not patched[pos + i] and norm(lines[pos + i]) == w for i, w in enumerate(want)
-        ):
+        if all(not patched[pos + i] and norm(lines[pos + i]) == w for i, w in enumerate(want)):
             return pos
     return None
 
 
-def apply_hunks(lines: list[str], hunks: list[Hunk], *, fuzzy: bool = True) -> tuple[list[str], list[str]]:
+def apply_hunks(
+    lines: list[str], hunks: list[Hunk], *, fuzzy: bool = True
+) -> tuple[list[str], list[str]]:
     """Apply hunks to a file's lines (with endings): (new lines, notes), or _HunkFailed."""
     lines = list(lines)
     patched = [False] * len(lines)
@@ -311,7 +315,7 @@ def apply_hunks(lines: list[str], hunks: list[Hunk], *, fuzzy: bool = True) -> t
         at_end = trailing == 0 and bool(old)
         found: tuple[int, int] | None = None
         for li, (_, norm) in enumerate(levels):
-            for constrained in ((True, False) if fuzzy else (True,)):
+            for constrained in (True, False) if fuzzy else (True,):
                 pos = _find(
                     lines,
                     patched,
@@ -344,7 +348,9 @@ def apply_hunks(lines: list[str], hunks: list[Hunk], *, fuzzy: bool = True) -> t
         lines[pos : pos + len(old)] = block
         patched[pos : pos + len(old)] = [True] * len(block)
         if li > 0 or pos != stated + drift:
-            where = f"at line {pos + 1}" + (f" (the header says {h.src_start})" if pos != stated else "")
+            where = f"at line {pos + 1}" + (
+                f" (the header says {h.src_start})" if pos != stated else ""
+            )
             how = f", {_LEVELS[li][0]}" if li else ""
             notes.append(f"hunk {k + 1} ({h.header}) applied {where}{how}")
         drift = pos - stated
@@ -360,8 +366,11 @@ def _failure_message(path: str, text: str, exc: _HunkFailed, total: int) -> str:
     h = exc.hunk
     old = "".join(exc.hunk.old)
     msg = [
-        f"hunk {exc.index + 1} of {total} for {path} ({h.header}) does not apply: the lines it "
-        f"removes or keeps were not found near line {h.src_start} nor anywhere else in the file."
+        (
+            f"hunk {exc.index + 1} of {total} for {path} ({h.header}) does not apply: the lines "
+            f"it removes or keeps were not found near line {h.src_start} nor anywhere else in "
+            "the file."
+        )
     ]
     if old.strip():
         near = nearest_lines(text, old, limit=1)
@@ -413,18 +422,17 @@ def plan_patch(
                 f"the patch changes {fp.old_path}, which does not exist; nothing was changed. "
                 "Check the path (find_files), or mark a new file with '--- /dev/null'."
             )
-        if fp.old_path is None:
-            if get(fp.new_path) is not None:  # type: ignore[arg-type]
-                raise PatchError(
-                    f"the patch creates {fp.new_path}, which already exists; nothing was changed. "
-                    "Patch it as a modification (with its current lines as context) instead."
-                )
-        if fp.new_path is not None and fp.old_path is not None and fp.new_path != fp.old_path:
-            if get(fp.new_path) is not None:
-                raise PatchError(
-                    f"the patch renames {fp.old_path} to {fp.new_path}, which already exists; "
-                    "nothing was changed."
-                )
+        if fp.old_path is None and get(fp.new_path) is not None:  # type: ignore[arg-type]
+            raise PatchError(
+                f"the patch creates {fp.new_path}, which already exists; nothing was changed. "
+                "Patch it as a modification (with its current lines as context) instead."
+            )
+        renamed = fp.new_path is not None and fp.old_path not in (None, fp.new_path)
+        if renamed and get(fp.new_path) is not None:  # type: ignore[arg-type]
+            raise PatchError(
+                f"the patch renames {fp.old_path} to {fp.new_path}, which already exists; "
+                "nothing was changed."
+            )
         data, executable = existing if existing is not None else (b"", False)
         if data and b"\x00" in data[:8192]:
             raise PatchError(f"{src} is a binary file; it cannot be patched as text.")
@@ -451,7 +459,7 @@ def plan_patch(
         except UnicodeEncodeError as e:
             raise PatchError(
                 f"{fp.new_path} is {encoding}-encoded and cannot hold "
-                f"{new_text[e.start:e.end]!r}; nothing was changed."
+                f"{new_text[e.start : e.end]!r}; nothing was changed."
             ) from None
         exe: bool | None = None  # None: keep the file's mode
         if fp.old_path is None or (fp.new_mode and fp.new_mode != fp.old_mode):

@@ -24,15 +24,15 @@ import pathspec
 from tools.base import ToolContext, ToolError, tool
 
 __all__ = [
-    "grep",
-    "find_files",
-    "find_symbol",
     "SEARCH_TOOLS",
     "GrepHit",
+    "find_definitions",
+    "find_files",
+    "find_symbol",
+    "grep",
+    "rg_binary",
     "search_text",
     "walk_files",
-    "find_definitions",
-    "rg_binary",
 ]
 
 MAX_LINE = 300
@@ -90,7 +90,11 @@ def _git_listed(root: Path, start: Path) -> list[Path] | None:
     try:
         proc = subprocess.run(
             ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", rel],
-            cwd=root, capture_output=True, timeout=60, stdin=subprocess.DEVNULL,
+            check=False,
+            cwd=root,
+            capture_output=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
             env={**os.environ, "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull},
         )
     except (OSError, subprocess.TimeoutExpired):
@@ -188,7 +192,11 @@ def _hit_cap(max_results: int, context: int) -> int:
 
 def _clip(text: str) -> str:
     text = text.rstrip("\r\n")
-    return text if len(text) <= MAX_LINE else text[:MAX_LINE] + f" [... {len(text) - MAX_LINE} more characters]"
+    return (
+        text
+        if len(text) <= MAX_LINE
+        else text[:MAX_LINE] + f" [... {len(text) - MAX_LINE} more characters]"
+    )
 
 
 def search_text(
@@ -215,7 +223,9 @@ def _search_py(root, pattern, start, glob, ignore_case, context, max_results) ->
     try:
         rx = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
     except re.error as e:
-        raise ToolError(f"the pattern {pattern!r} is not a valid regular expression: {e}.") from None
+        raise ToolError(
+            f"the pattern {pattern!r} is not a valid regular expression: {e}."
+        ) from None
     gspec = _glob_spec(glob)
     hits: list[GrepHit] = []
     matches = files = 0
@@ -250,8 +260,15 @@ def _search_py(root, pattern, start, glob, ignore_case, context, max_results) ->
 
 def _search_rg(rg, root, pattern, start, glob, ignore_case, context, max_results) -> GrepResult:
     cmd = [
-        rg, "--json", "--sort", "path", "--no-require-git", "--no-ignore-parent",
-        "--no-ignore-global", "--no-ignore-dot", "--no-config",
+        rg,
+        "--json",
+        "--sort",
+        "path",
+        "--no-require-git",
+        "--no-ignore-parent",
+        "--no-ignore-global",
+        "--no-ignore-dot",
+        "--no-config",
     ]
     if ignore_case:
         cmd.append("--ignore-case")
@@ -267,7 +284,11 @@ def _search_rg(rg, root, pattern, start, glob, ignore_case, context, max_results
     if start != root:
         cmd += ["--", start.relative_to(root).as_posix()]
     proc = subprocess.Popen(
-        cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        cmd,
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
         env={**os.environ, "RIPGREP_CONFIG_PATH": ""},
     )
     hits: list[GrepHit] = []
@@ -357,7 +378,12 @@ def grep(
     if not pattern:
         raise ToolError("the pattern is empty; give a regular expression to search for.")
     res = search_text(
-        ws.root, pattern, start=start, glob=glob, ignore_case=ignore_case, context=context,
+        ws.root,
+        pattern,
+        start=start,
+        glob=glob,
+        ignore_case=ignore_case,
+        context=context,
         max_results=max_results,
     )
     return _render_grep(res, pattern, max_results, context)
@@ -475,7 +501,10 @@ _PATTERNS: dict[tuple[str, ...], list[tuple[str, str]]] = {
         ("type", r"\btype\s+{n}\s*[<=]"),
         ("enum", r"\benum\s+{n}\b"),
         ("variable", r"\b(?:const|let|var)\s+{n}\s*[:=]"),
-        ("method", r"^\s*(?:(?:public|private|protected|static|async|readonly|get|set)\s+)*{n}\s*\([^)]*\)[^;=]*\{{\s*$"),
+        (
+            "method",
+            r"^\s*(?:(?:public|private|protected|static|async|readonly|get|set)\s+)*{n}\s*\([^)]*\)[^;=]*\{{\s*$",
+        ),
     ],
     (".go",): [
         ("function", r"^func\s+(?:\([^)]*\)\s*)?{n}\s*[\[(]"),
@@ -540,7 +569,7 @@ def find_definitions(root: Path, name: str, *, start: Path | None = None) -> lis
     word = re.escape(name.split(".")[-1])
     py_hint = re.compile(
         rf"^[ \t]*(?:(?:async[ \t]+)?def|class)[ \t]+{word}\b|^[ \t]*{word}[ \t]*(?::[^=\n]*)?=(?!=)",
-        re.M,
+        re.MULTILINE,
     )
     out: list[Definition] = []
     for p in walk_files(root, start):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tools.base import ToolContext, ToolError, tool
 
-__all__ = ["submit", "SUBMIT_TOOLS"]
+__all__ = ["SUBMIT_TOOLS", "submit"]
 
 
 @tool
@@ -16,7 +16,9 @@ def submit(ctx: ToolContext, summary: str) -> str:
     """
     text = summary.strip()
     if not text:
-        raise ToolError("the summary is empty; say in a few sentences what you changed and how you checked it.")
+        raise ToolError(
+            "the summary is empty; say in a few sentences what you changed and how you checked it."
+        )
     if ctx.submitted is not None:
         raise ToolError("the task was already submitted; the run is ending.")
     ctx.submitted = text

@@ -25,13 +25,13 @@ from pathlib import Path
 from tools.base import ToolError
 
 __all__ = [
-    "Workspace",
-    "TextFile",
     "PathError",
     "StaleFileError",
-    "sha256",
+    "TextFile",
+    "Workspace",
     "decode",
     "new_file_mode",
+    "sha256",
 ]
 
 _UNDO_DEPTH = 50
@@ -145,7 +145,9 @@ class Workspace:
                 "git tools or the shell's git commands."
             )
         if must_exist and not real.exists():
-            raise PathError(f"{raw} does not exist; check the path with find_files or view a directory.")
+            raise PathError(
+                f"{raw} does not exist; check the path with find_files or view a directory."
+            )
         return real
 
     def rel(self, path: Path) -> str:
@@ -176,7 +178,9 @@ class Workspace:
         """Decode a resolved file for editing; binary files are refused."""
         data = self.read_bytes(path)
         if b"\x00" in data[:8192]:
-            raise ToolError(f"{self.rel(path)} is a binary file; it cannot be viewed or edited as text.")
+            raise ToolError(
+                f"{self.rel(path)} is a binary file; it cannot be viewed or edited as text."
+            )
         text, encoding, bom = decode(data)
         return TextFile(path, text, encoding, bom, _dominant_newline(text), sha256(data))
 
