@@ -30,6 +30,7 @@ from tools.web import (
 )
 
 __all__ = [
+    "BROWSER_TOOLS",
     "DEFAULT_CHROMIUM",
     "RenderLimits",
     "browser_problem",
@@ -223,3 +224,6 @@ def render_url(ctx: ToolContext, url: str) -> str:
         out = ctx.redact(text)
         text = out[0] if isinstance(out, tuple) else out
     return text
+
+
+BROWSER_TOOLS = (render_url,)

@@ -29,6 +29,7 @@ from tools.shell import (
 
 __all__ = [
     "DEFAULT_TEST_TIMEOUT",
+    "TEST_TOOLS",
     "TestFailure",
     "TestRun",
     "detect_test_command",
@@ -418,3 +419,6 @@ def run_tests(
         timeout: seconds before the run is killed (at most 900).
     """
     return redact(ctx, execute_tests(ctx, command, timeout=timeout).render())
+
+
+TEST_TOOLS = (run_tests,)

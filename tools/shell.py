@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "MAX_OUTPUT_BYTES",
     "MAX_TIMEOUT",
+    "SHELL_TOOLS",
     "bash",
     "destructive_reason",
     "format_result",
@@ -322,3 +323,6 @@ def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> str:
     if sandbox_note:
         notes.append(sandbox_note)
     return redact(ctx, format_result(result, timeout=used, notes=notes))
+
+
+SHELL_TOOLS = (bash,)

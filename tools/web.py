@@ -28,6 +28,7 @@ from tools.netguard import NetGuard, Resolver, URLRefused
 __all__ = [
     "PROVIDERS",
     "USER_AGENT",
+    "WEB_TOOLS",
     "FetchError",
     "FetchLimits",
     "Fetched",
@@ -478,3 +479,6 @@ def web_search(ctx: ToolContext, query: str) -> str:
                            for i, r in enumerate(results, 1))  # fmt: skip
     header = f"Web search ({provider.name}) for {query!r}: {len(results)} results"
     return _redact(ctx, render_untrusted(header, body, info="text"))
+
+
+WEB_TOOLS = (fetch_url, web_search)
