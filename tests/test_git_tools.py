@@ -226,3 +226,38 @@ def test_not_a_repository(tmp_path: Path, tool_name: str):
     )
     assert tree_digest(tmp_path) == before
     assert checkpoint_if_repo(b.ctx.workspace, "x") is None
+
+
+def test_a_checkpoint_is_taken_before_every_shell_call(repo: Path, tmp_path: Path):
+    from tools.base import ToolContext, tool
+
+    @tool(name="bash")
+    def fake_shell(ctx: ToolContext, command: str) -> str:
+        """Run a command (a real subprocess)."""
+        proc = subprocess.run(
+            ["sh", "-c", command],
+            cwd=ctx.workspace.root,
+            check=False,
+            capture_output=True,
+            text=True,
+        )
+        return proc.stdout + proc.stderr
+
+    b = make_box(repo, tmp_path / "state", (fake_shell, *GIT_TOOLS))
+    saved = worktree_digest(repo)
+    assert b.run("1", "bash", json.dumps({"command": "echo broken > a.py; rm b.py"})).ok
+    assert b.run("2", "bash", json.dumps({"command": "echo more >> a.py"})).ok
+    cps = list_checkpoints(b.ctx.workspace)
+    assert [c.label for c in cps] == ["before bash call 1", "before bash call 2"]
+    r = call(b, "restore_checkpoint", checkpoint_id=cps[0].id)
+    assert r.ok, r.content
+    assert worktree_digest(repo) == saved
+
+
+def test_library_restore_for_the_chat_undo(box: Toolbox, repo: Path):
+    from tools.git import make_checkpoint, restore_checkpoint
+
+    make_checkpoint(box.ctx.workspace, "before")
+    shell(repo, "echo changed > a.py")
+    out = restore_checkpoint(box.ctx.workspace)
+    assert "restored a.py" in out and (repo / "a.py").read_text() == "x = 1\n"

@@ -269,3 +269,20 @@ def test_every_core_tool_has_a_strict_schema():
         )
         for name, prop in params["properties"].items():
             assert prop.get("description"), f"{t.name}.{name} has no description"
+
+
+def test_default_tools_are_unique_and_strict():
+    from tools import default_tools
+
+    tools_ = default_tools(browser=False)
+    names = [t.name for t in tools_]
+    assert len(names) == len(set(names))
+    assert {"view", "str_replace", "apply_patch", "grep", "bash", "git_diff", "submit"} <= set(
+        names
+    )
+    assert "render_url" not in names
+    for t in tools_:
+        params = t.schema()["function"]["parameters"]
+        assert params["additionalProperties"] is False and params["required"] == list(
+            params["properties"]
+        )

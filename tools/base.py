@@ -17,8 +17,9 @@ import inspect
 import json
 import logging
 import re
+import subprocess
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -168,6 +169,23 @@ def _accepts_null(prop: dict[str, Any]) -> bool:
     return any(isinstance(p, dict) and p.get("type") == "null" for p in prop.get("anyOf", []))
 
 
+def _param_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    """Type hints of the model-facing parameters (`ctx` and the return type are not needed)."""
+    annotations = {
+        k: v for k, v in getattr(fn, "__annotations__", {}).items() if k not in ("ctx", "return")
+    }
+    localns: dict[str, Any] = {}
+    for name, cell in zip(fn.__code__.co_freevars, fn.__closure__ or ()):
+        try:
+            localns[name] = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+    holder = type("_Hints", (), {"__annotations__": annotations})
+    return typing.get_type_hints(
+        holder, globalns=fn.__globals__, localns=localns, include_extras=True
+    )
+
+
 class Tool:
     """A typed function the model can call; build one with `@tool`."""
 
@@ -175,7 +193,7 @@ class Tool:
         self.fn = fn
         self.name = name or fn.__name__
         self.description, param_docs = _parse_docstring(fn.__doc__)
-        hints = typing.get_type_hints(fn, include_extras=True)
+        hints = _param_hints(fn)
         params = list(inspect.signature(fn).parameters.values())
         if not params or params[0].name != "ctx":
             raise TypeError(f"tool {self.name}: the first parameter must be `ctx: ToolContext`")
@@ -326,6 +344,7 @@ class Toolbox:
         *,
         result_token_budget: int = DEFAULT_RESULT_TOKENS,
         tokenizer: Counter | None = None,
+        checkpoint_before: Collection[str] = ("bash",),
     ) -> None:
         self.tools: dict[str, Tool] = {}
         for t in tools:
@@ -335,6 +354,9 @@ class Toolbox:
         self.ctx = ctx
         self.result_token_budget = result_token_budget
         self.counter: Counter = tokenizer if tokenizer is not None else _default_counter()
+        # Tools whose changes only a checkpoint can undo (the shell): the working tree is saved
+        # in a hidden git ref before each of their calls.
+        self.checkpoint_before = frozenset(checkpoint_before)
         self._spills = 0
 
     def schemas(self) -> list[dict[str, Any]]:
@@ -397,7 +419,11 @@ class Toolbox:
         try:
             kwargs = t.validate(args)
         except ValidationError as e:
-            return self._error(call_id, t.name, _validation_message(t, e), "invalid_arguments")
+            result = self._error(call_id, t.name, _validation_message(t, e), "invalid_arguments")
+            result.repaired_from = repaired
+            return result
+        if t.name in self.checkpoint_before:
+            self._checkpoint(f"before {t.name} call {call_id}")
         try:
             output = t.fn(self.ctx, **kwargs)
         except ToolError as e:
@@ -415,6 +441,16 @@ class Toolbox:
             spilled_to=spilled,
             repaired_from=repaired,
         )
+
+    def _checkpoint(self, label: str) -> None:
+        from tools.git import checkpoint_if_repo  # git is optional: only for repositories
+
+        try:
+            checkpoint_if_repo(self.ctx.workspace, label)
+        except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+            # Best effort: a repository git cannot snapshot must not stop the command.
+            log.warning("no checkpoint before %s: %s", label, e)
+            self.ctx.notes.append(f"no checkpoint {label}: {e}")
 
     # ---------------------------------------------------------------------------------------
     # Bounding

@@ -23,7 +23,6 @@ __all__ = [
     "EMPTY_TREE",
     "GIT_TOOLS",
     "Checkpoint",
-    "checkpoint",
     "checkpoint_if_repo",
     "git_diff",
     "git_status",
@@ -304,25 +303,8 @@ def git_diff(ctx: ToolContext, path: str | None = None) -> str:
     return diff or "No changes against the base commit."
 
 
-@tool
-def checkpoint(ctx: ToolContext, label: str) -> str:
-    """Save the whole working tree (shell changes included) so it can be restored later.
-
-    Args:
-        label: A few words saying what state this is, e.g. "before refactoring parser".
-    """
-    cp = make_checkpoint(ctx.workspace, label)
-    return f"Checkpoint {cp.id} saved ({cp.label}); restore_checkpoint('{cp.id}') brings this state back."
-
-
-@tool
-def restore_checkpoint(ctx: ToolContext, checkpoint_id: str | None = None) -> str:
-    """Bring the working tree back to a checkpoint (default: the latest), undoing shell and editor changes since.
-
-    Args:
-        checkpoint_id: The checkpoint's id as git_status lists it, e.g. "0003".
-    """
-    ws = ctx.workspace
+def restore_checkpoint(ws: Workspace, checkpoint_id: str | None = None) -> str:
+    """Bring the working tree back to a checkpoint (default: the latest); says what changed."""
     _require_repo(ws)
     cps = list_checkpoints(ws)
     if not cps:
@@ -330,7 +312,11 @@ def restore_checkpoint(ctx: ToolContext, checkpoint_id: str | None = None) -> st
     if checkpoint_id is None:
         cp = cps[-1]
     else:
-        match = [c for c in cps if c.id == checkpoint_id or c.id == checkpoint_id.zfill(4)]
+        match = [
+            c
+            for c in cps
+            if checkpoint_id in (c.id, c.id.lstrip("0")) or c.id == checkpoint_id.zfill(4)
+        ]
         if not match:
             raise ToolError(
                 f"no checkpoint {checkpoint_id!r}; the checkpoints are "
@@ -340,12 +326,35 @@ def restore_checkpoint(ctx: ToolContext, checkpoint_id: str | None = None) -> st
     before, done = restore(ws, cp)
     if not done:
         return f"The working tree already matches checkpoint {cp.id}; nothing changed."
+    n = len(done)
     return (
-        f"Restored checkpoint {cp.id} ({cp.label}): {len(done)} path{'s' if len(done) != 1 else ''} "
-        f"changed:\n"
+        f"Restored checkpoint {cp.id} ({cp.label}): {n} path{'s' if n != 1 else ''} changed:\n"
         + "\n".join(done[:100])
         + f"\nThe state before is saved as checkpoint {before.id}."
     )
 
 
-GIT_TOOLS = (git_status, git_diff, checkpoint, restore_checkpoint)
+@tool(name="checkpoint")
+def checkpoint_tool(ctx: ToolContext, label: str) -> str:
+    """Save the whole working tree (shell changes included) so it can be restored later.
+
+    Args:
+        label: A few words saying what state this is, e.g. "before refactoring parser".
+    """
+    cp = make_checkpoint(ctx.workspace, label)
+    return f"Checkpoint {cp.id} saved ({cp.label}); restore_checkpoint('{cp.id}') brings this state back."
+
+
+@tool(name="restore_checkpoint")
+def restore_checkpoint_tool(ctx: ToolContext, checkpoint_id: str | None = None) -> str:
+    """Bring the working tree back to a checkpoint (default: the latest), undoing shell and editor changes since.
+
+    A checkpoint is taken automatically before every shell command.
+
+    Args:
+        checkpoint_id: The checkpoint's id as git_status lists it, e.g. "0003".
+    """
+    return restore_checkpoint(ctx.workspace, checkpoint_id)
+
+
+GIT_TOOLS = (git_status, git_diff, checkpoint_tool, restore_checkpoint_tool)
