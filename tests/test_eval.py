@@ -13,6 +13,8 @@ from rich.console import Console
 
 from agent.cli import main
 from agent.errors import ConfigError
+from agent.evaluation.envs import env_key
+from agent.evaluation.envspecs import EnvSpec, register_spec
 from agent.evaluation.report import build_report, report_table, write_predictions
 from agent.evaluation.run import RunConfig, run_tasks
 from agent.evaluation.score import ScoreConfig, score_prediction
@@ -248,3 +250,23 @@ def test_checkout_leaves_out_blobs_the_cache_lacks(setup, tmp_path):
     co = checkout(git_dir, inst.base_commit, tmp_path / "wt")
     assert co.missing == ["calc/__init__.py"]
     assert (co.path / "tests" / "test_calc.py").is_file() and not (co.path / "calc" / "__init__.py").exists()
+
+
+@pytest.mark.slow
+def test_environment_is_built_once_per_key_and_rebuilt_when_its_spec_changes(setup, tmp_path):
+    inst, cfg = setup
+    spec = EnvSpec(runner="pytest", install=["python -c \"open('installed.txt', 'w').write('1')\""],
+                   system_site_packages=True, test_env={"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"})
+    cfg = cfg.model_copy(update={"specs": register_spec(inst.repo, spec)})
+    first = score_prediction(inst, GoldSource()(inst, None), config=cfg, log_dir=tmp_path / "a")
+    assert first.resolved, first.error
+    root = cfg.env_cache / env_key(inst.repo, inst.version)
+    assert (root / "venv" / "bin" / "python").exists() and (root / "src" / "installed.txt").is_file()
+    assert f"{root}/venv/bin/python -m pytest" in (tmp_path / "a" / "test_output.txt").read_text()
+    marker = (root / "ready.json").read_text()
+    second = score_prediction(inst, EmptySource()(inst, None), config=cfg, log_dir=tmp_path / "b")
+    assert second.status == "unresolved" and (root / "ready.json").read_text() == marker  # reused
+    changed = spec.model_copy(update={"install": ["python -c \"print('other')\""]})
+    cfg = cfg.model_copy(update={"specs": register_spec(inst.repo, changed)})
+    assert score_prediction(inst, GoldSource()(inst, None), config=cfg, log_dir=tmp_path / "c").resolved
+    assert (root / "ready.json").read_text() != marker  # rebuilt for the new spec

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,7 +43,7 @@ class Environment(BaseModel):
     setup_time: float = 0.0
     built_now: bool = False
 
-    def env_vars(self, spec: EnvSpec, checkout_dir: Path) -> dict[str, str]:
+    def env_vars(self, spec: EnvSpec, checkout_dir: Path, *, ccache_dir: Path | None = None) -> dict[str, str]:
         """Process environment for commands in `checkout_dir`: venv first on PATH, code on PYTHONPATH."""
         env = dict(os.environ)
         for k in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTEST_ADDOPTS"):
@@ -52,6 +53,10 @@ class Environment(BaseModel):
             env["VIRTUAL_ENV"] = str(self.bin_dir.parent)
         env["PYTHONPATH"] = os.pathsep.join(str((checkout_dir / p).resolve()) for p in spec.pythonpath)
         env.update(spec.test_env)
+        if spec.ccache and ccache_dir is not None and shutil.which("ccache"):
+            # paths relative to the checkout, so the same sources hit the cache from any worktree
+            env.update(CC="ccache gcc", CXX="ccache g++", CCACHE_DIR=str(ccache_dir),
+                       CCACHE_BASEDIR=str(checkout_dir.resolve()), CCACHE_NOHASHDIR="1")
         return env
 
 
@@ -130,7 +135,8 @@ def ensure_env(spec: EnvSpec, key: str, *, cache_dir: Path, git_dir: Path, setup
         co = checkout(git_dir, setup_commit, root / "src")
         src = co.path
         venv = root / "venv"
-        if run_logged([sys.executable, "-m", "venv", "--clear", str(venv)], cwd=root,
+        flags = ["--system-site-packages"] if spec.system_site_packages else []
+        if run_logged([sys.executable, "-m", "venv", "--clear", *flags, str(venv)], cwd=root,
                       env=dict(os.environ), log=log):
             raise EnvError(f"{key}: python -m venv failed; see {log}")
         env = Environment(key=key, python=str(venv / "bin" / "python"), bin_dir=venv / "bin", root=root)

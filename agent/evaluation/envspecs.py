@@ -59,6 +59,12 @@ class EnvSpec(BaseModel):
         description="Commands that restore files whose blobs the repository cache lacks.",
     )
     test_env: dict[str, str] = Field(default_factory=lambda: dict(_TEST_ENV))
+    ccache: bool = Field(
+        default=False,
+        description="Compile C extensions through ccache when it is installed (per-task builds).",
+    )
+    system_site_packages: bool = Field(
+        default=False, description="Let the venv see this interpreter's packages (tests, quick trials).")
     use_current_interpreter: bool = Field(
         default=False,
         description="Run with this interpreter, no venv and no install (synthetic tasks, tests).",
@@ -68,6 +74,8 @@ class EnvSpec(BaseModel):
     def digest(self) -> str:
         """Stable hash of everything that shapes the built environment."""
         parts = [sys.version, *self.pins, "|", *self.install, "|", *self.requirements]
+        if self.system_site_packages:
+            parts.append("|system-site-packages")
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -113,7 +121,7 @@ def _astropy() -> EnvSpec:
     return EnvSpec(
         runner="pytest", pins=_ASTROPY_PINS, install=[],
         task_install=["python -m pip install --no-deps --no-build-isolation -e ."],
-        restore=_ASTROPY_RESTORE,
+        restore=_ASTROPY_RESTORE, ccache=True,
     )
 
 

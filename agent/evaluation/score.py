@@ -155,7 +155,7 @@ def _score_in(instance: EvalInstance, prediction: Prediction, spec: EnvSpec, env
               co: Checkout, *, log_dir: Path, config: ScoreConfig, t0: float) -> Score:
     log = log_dir / "setup.log"
     repo = co.path
-    vars_ = env.env_vars(spec, repo)
+    vars_ = env.env_vars(spec, repo, ccache_dir=config.env_cache / "ccache")
     if co.missing and spec.restore:
         for step in spec.restore:
             run_logged(step, cwd=repo, env=vars_, log=log)
