@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from agent.evaluation.logparse import match_tests, parse_django, parse_pytest, parse_sympy
+from agent.evaluation.logparse import (
+    match_tests,
+    parse_django,
+    parse_pytest,
+    parse_sympy,
+)
 from agent.records import TestStatus as S
 
 # pytest 8 -rA on a small file (coloured as astropy's runs print it: codes are stripped)
@@ -86,6 +91,7 @@ def test_django_verbose_runner():
         f"test_modelchoicefield_value_placeholder ({c})": S.FAILED,
         "test_booleanfield (forms_tests.tests.test_error_messages.FormsErrorMessagesTestCase)": S.PASSED,
         "test_parsing_rfc850 (utils_tests.test_http.HttpDateProcessingTests)": S.PASSED,
+        "RFC 850 dates two-digit years are interpreted relative to now.": S.PASSED,
         "test_sqlite_only (backends.tests.Tests)": S.SKIPPED,
         "test_known_bug (backends.tests.Tests)": S.XFAIL,
         "test_broken (utils_tests.test_http.HttpDateProcessingTests)": S.ERROR,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -44,6 +45,11 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--retry-errors", action="store_true", help="on a rerun, run errored tasks again")
     parser.add_argument("--env-specs", type=Path,
                         help='JSON {"owner/repo": {"version or *": {EnvSpec fields}}} added to the built-in specs')
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    # a plain `kill` ends the workers as Ctrl-C does, instead of orphaning them
+    raise KeyboardInterrupt
 
 
 def _run_id(args: argparse.Namespace, model: str) -> str:
@@ -95,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
                        task_timeout=args.task_timeout, ray_address=args.ray_address,
                        retry_errors=args.retry_errors)
     console = Console(stderr=True)
+    signal.signal(signal.SIGTERM, _interrupt)
     t0 = time.monotonic()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[tally]}"), TimeElapsedColumn(), console=console,

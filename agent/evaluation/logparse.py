@@ -74,7 +74,8 @@ def parse_django(log: str) -> dict[str, TestStatus]:
     """Statuses from `runtests.py --verbosity 2` lines `name (module.Class) ... ok|FAIL|ERROR|skipped`.
 
     A test with a docstring prints `name (module.Class)` then the docstring's first line, and the
-    verdict ends that second line; output a test prints may sit between id and verdict.
+    verdict ends that second line; such a test is reported under both (SWE-bench's ids use the
+    docstring line). Output a test prints may sit between id and verdict.
     """
     out: dict[str, TestStatus] = {}
     pending: str | None = None
@@ -89,8 +90,12 @@ def parse_django(log: str) -> dict[str, TestStatus]:
             pending = None
             continue
         for pattern, status in _DJANGO_WORD:
-            if pattern.search(line) and pending is not None:
+            verdict = pattern.search(line)
+            if verdict and pending is not None:
                 _put(out, pending, status)
+                doc = line[: verdict.start()].strip()
+                if not m and doc:  # datasets name tests with a docstring by its first line
+                    _put(out, doc, status)
                 pending = None
                 break
     return out

@@ -109,6 +109,16 @@ def _run_local(todo: list[EvalInstance], source: PatchSource, config: ScoreConfi
     ctx = multiprocessing.get_context("fork")  # sources need not be picklable; children only compute
     queue = list(reversed(todo))
     running: dict[int, tuple[multiprocessing.process.BaseProcess, EvalInstance, float]] = {}
+    try:
+        _drive(queue, running, source, config, run, on_done, ctx)
+    finally:  # interrupted: end the workers too, they are ours
+        for proc, _, _ in running.values():
+            _kill(proc)
+
+
+def _drive(queue: list[EvalInstance], running: dict[int, tuple[multiprocessing.process.BaseProcess, EvalInstance, float]],
+           source: PatchSource, config: ScoreConfig, run: RunConfig, on_done: OnDone,
+           ctx: multiprocessing.context.BaseContext) -> None:
     while queue or running:
         while queue and len(running) < run.workers:
             inst = queue.pop()
