@@ -36,9 +36,15 @@ class ChatSession:
     def __init__(self, run, *, print_: Callable[[str], None]) -> None:
         self.run = run
         self.print = print_
+        self.turn_checkpoints: list[str] = []
 
     def send(self, text: str) -> str:
         """Append the user's message and loop until the model answers in text or submits."""
+        from tools.git import checkpoint_if_repo
+
+        cp = checkpoint_if_repo(self.run.agent.toolbox.ctx.workspace, f"before chat turn: {text[:40]}")
+        if cp is not None:
+            self.turn_checkpoints.append(cp.id)
         self.run.agent.add_user_message(text)
         return self.run.agent.run().status
 
@@ -52,7 +58,7 @@ class ChatSession:
         if name in ("/quit", "/exit"):
             return False
         if name == "/diff":
-            patch = git_patch(self.run.repo, self.run.trajectory.started.base_commit)
+            patch = git_patch(agent.toolbox.ctx.workspace, self.run.trajectory.started.base_commit)
             self.print(patch or "(no changes)")
         elif name == "/undo":
             self.print(self._undo())
@@ -75,13 +81,12 @@ class ChatSession:
         return True
 
     def _undo(self) -> str:
-        ws = self.run.agent.toolbox.ctx.workspace
-        try:
-            from tools.git import restore_checkpoint
+        """Bring the files back to how they were before the last chat turn."""
+        from tools.git import restore_checkpoint
 
-            return restore_checkpoint(ws)
-        except ImportError:
-            return "undo is not available in this build"
+        if not self.turn_checkpoints:
+            return "nothing to undo"
+        return restore_checkpoint(self.run.agent.toolbox.ctx.workspace, self.turn_checkpoints.pop())
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:

@@ -62,19 +62,13 @@ def _base_commit(repo: Path) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 
-def git_patch(repo: Path, base: str | None) -> str:
-    """`git diff` of the working tree against `base`, untracked (not ignored) files included."""
-    if base is None:
+def git_patch(workspace, base: str | None) -> str:
+    """The patch from `base` to the working tree (untracked files included); "" outside git."""
+    from tools.git import is_repo, workspace_diff
+
+    if base is None or not is_repo(workspace):
         return ""
-    untracked = _git(repo, "ls-files", "--others", "--exclude-standard", "-z").split("\0")
-    untracked = [u for u in untracked if u]
-    if untracked:  # intent-to-add makes new files show in the diff, without staging content
-        _git(repo, "add", "--intent-to-add", "--", *untracked)
-    try:
-        return _git(repo, "diff", "--binary", base)
-    finally:
-        if untracked:
-            _git(repo, "reset", "-q", "--", *untracked)
+    return workspace_diff(workspace, base=base, binary=True)
 
 
 def make_worktree(repo: Path, run_id: str, state_dir: Path) -> Path:
@@ -284,7 +278,7 @@ def finish_run(run: Run, outcome: Outcome) -> Result:
         status="unchecked" if outcome.status == "turn" else outcome.status,
         exit_code=outcome.exit_code,
         reason=outcome.reason,
-        patch=git_patch(run.repo, started.base_commit),
+        patch=git_patch(run.agent.toolbox.ctx.workspace, started.base_commit),
         check=outcome.check or (checks[-1] if checks else None),
         plan=plans[-1] if plans else None,  # the latest re-plan wins
         summary=outcome.summary,

@@ -64,3 +64,16 @@ def model_for(sleeps: list[float]) -> Callable[..., Any]:
         return OpenAIModel(profile or get_profile(model), **settings)
 
     return make
+
+
+# --------------------------------------------------------------------------------------------
+# Loop: a real git repository with a failing test
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def repo(tmp_path):
+    """A small real git repo whose test_even fails until median() is fixed."""
+    from loop_helpers import make_repo
+
+    return make_repo(tmp_path)
