@@ -49,8 +49,18 @@ def make_ctx(tmp_path: Path, **safety: object) -> ToolContext:
 
 
 def tree_digest(root: Path) -> str:
+    """Hash of every file under `root`, and of the repository's HEAD, branches and index.
+
+    Inside `.git` only what a destructive command could lose counts: the Toolbox takes a
+    checkpoint (hidden refs and objects) before each shell call, which is no change of state.
+    """
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).parts
+        if rel[0] == ".git" and not (
+            rel[1:2] in (("HEAD",), ("index",)) or rel[1:3] == ("refs", "heads")
+        ):
+            continue
         h.update(str(p.relative_to(root)).encode())
         if p.is_file():
             h.update(p.read_bytes())
