@@ -16,31 +16,31 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
-from typing import Any, Literal, Protocol
+from collections.abc import Iterable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.errors import ConfigError
 from agent.profiles import ModelProfile
-from agent.records import Mode, Task
+from agent.records import Mode, Pack, Task
 
 __all__ = [
-    "ModeSpec",
-    "MODE_TABLE",
-    "MODE_CHOICES",
-    "LARGE_PACK_TOKENS",
-    "escalate",
-    "parse_mode",
-    "mode_allowed",
-    "DifficultyFeatures",
-    "difficulty_features",
-    "design_vector",
-    "DifficultyModel",
     "DIFFICULTY_MODEL",
-    "difficulty_score",
+    "LARGE_PACK_TOKENS",
+    "MODE_CHOICES",
+    "MODE_TABLE",
+    "DifficultyFeatures",
+    "DifficultyModel",
     "ModeChoice",
+    "ModeSpec",
     "choose_mode",
+    "design_vector",
+    "difficulty_features",
+    "difficulty_score",
+    "escalate",
+    "mode_allowed",
+    "parse_mode",
 ]
 
 
@@ -66,9 +66,19 @@ class ModeSpec(BaseModel):
 MODE_TABLE: dict[Mode, ModeSpec] = {
     s.mode: s
     for s in [
-        ModeSpec(mode=Mode.NON_THINK, max_output_tokens=16_384, max_steps=40, cost_share=0.2, next=Mode.HIGH),
-        ModeSpec(mode=Mode.HIGH, max_output_tokens=65_536, max_steps=80, cost_share=0.5, next=Mode.MAX),
-        ModeSpec(mode=Mode.MAX, max_output_tokens=131_072, max_steps=150, cost_share=1.0, next=None),
+        ModeSpec(
+            mode=Mode.NON_THINK,
+            max_output_tokens=16_384,
+            max_steps=40,
+            cost_share=0.2,
+            next=Mode.HIGH,
+        ),
+        ModeSpec(
+            mode=Mode.HIGH, max_output_tokens=65_536, max_steps=80, cost_share=0.5, next=Mode.MAX
+        ),
+        ModeSpec(
+            mode=Mode.MAX, max_output_tokens=131_072, max_steps=150, cost_share=1.0, next=None
+        ),
     ]
 }
 
@@ -108,11 +118,15 @@ def mode_allowed(mode: Mode, profile: ModelProfile | None, *, pack_tokens: int =
     wanted = profile.min_context_for.get(mode)
     available = profile.context_window - pack_tokens
     if wanted is not None and available < wanted:
-        return f"{mode.label} wants {wanted:,} tokens of context, only {max(available, 0):,} available"
+        return (
+            f"{mode.label} wants {wanted:,} tokens of context, only {max(available, 0):,} available"
+        )
     return None
 
 
-def escalate(mode: Mode, *, profile: ModelProfile | None = None, pack_tokens: int = 0) -> Mode | None:
+def escalate(
+    mode: Mode, *, profile: ModelProfile | None = None, pack_tokens: int = 0
+) -> Mode | None:
     """The next mode up the table that `profile` can run, or None at the top."""
     nxt = MODE_TABLE[mode].next
     while nxt is not None and mode_allowed(nxt, profile, pack_tokens=pack_tokens) is not None:
@@ -125,12 +139,6 @@ def escalate(mode: Mode, *, profile: ModelProfile | None = None, pack_tokens: in
 # --------------------------------------------------------------------------------------------
 
 
-class PackLike(Protocol):
-    """What this module reads from agent.records.Pack (duck-typed: the record may still change)."""
-
-    items: Any
-
-
 class DifficultyFeatures(BaseModel):
     """What a task statement (and its pack) say about how hard the task is; counts, not judgements."""
 
@@ -139,25 +147,37 @@ class DifficultyFeatures(BaseModel):
     chars: int = Field(description="Length of the statement in characters.")
     lines: int = Field(description="Non-empty lines.")
     words: int = Field(description="Words in the prose (code blocks excluded).")
-    code_blocks: int = Field(description="Fenced code blocks plus interactive (>>> / In [n]) sessions.")
+    code_blocks: int = Field(
+        description="Fenced code blocks plus interactive (>>> / In [n]) sessions."
+    )
     code_lines: int = Field(description="Lines that look like code (fenced, indented, or prompts).")
     list_items: int = Field(description="Bulleted or numbered list items.")
-    headings: int = Field(description="Markdown headings and section labels (Description:, Steps...).")
+    headings: int = Field(
+        description="Markdown headings and section labels (Description:, Steps...)."
+    )
     urls: int = Field(description="Links.")
     traceback_frames: int = Field(description='Stack-trace frames (File "...", line N).')
     exception_types: int = Field(description="Distinct exception or warning class names.")
     files_mentioned: int = Field(description="Distinct file paths with a source-like extension.")
     dotted_paths: int = Field(description="Distinct dotted names with three or more parts (a.b.c).")
-    identifiers: int = Field(description="Distinct code identifiers: `quoted`, CamelCase, snake_case, calls.")
-    has_reproducer: bool = Field(description="Code that imports or calls something, or a 'to reproduce' section.")
+    identifiers: int = Field(
+        description="Distinct code identifiers: `quoted`, CamelCase, snake_case, calls."
+    )
+    has_reproducer: bool = Field(
+        description="Code that imports or calls something, or a 'to reproduce' section."
+    )
     has_expected_actual: bool = Field(description="Talks about expected vs. actual behaviour.")
     version_talk: int = Field(description="Version numbers and platform names mentioned.")
     design_words: int = Field(description="Phrases that signal a design change or new feature.")
     narrow_words: int = Field(description="Phrases that signal a narrow, local fix.")
     questions: int = Field(description="Question marks in the prose.")
     repo: str | None = Field(default=None, description="owner/name of the repository, when known.")
-    repo_files: int | None = Field(default=None, description="Files in the repository at the task's commit.")
-    pack_tokens: int | None = Field(default=None, description="Tokens in the pack, when there is one.")
+    repo_files: int | None = Field(
+        default=None, description="Files in the repository at the task's commit."
+    )
+    pack_tokens: int | None = Field(
+        default=None, description="Tokens in the pack, when there is one."
+    )
     pack_top_share: float | None = Field(
         default=None, description="Share of the total rank score held by the top-ranked item."
     )
@@ -168,21 +188,22 @@ class DifficultyFeatures(BaseModel):
         default=None, description="Pack tokens over repository tokens, when the pack knows both."
     )
     pack_files_implicated: int | None = Field(
-        default=None, description="Pack items with a positive rank score (files the task points at)."
+        default=None,
+        description="Pack items with a positive rank score (files the task points at).",
     )
 
 
-_FENCE = re.compile(r"^\s*(```|~~~)", re.M)
-_PROMPT_LINE = re.compile(r"^\s*(>>>|\.\.\.\s|In \[\d+\]:|\$ )", re.M)
-_LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+\S", re.M)
+_FENCE = re.compile(r"^\s*(```|~~~)", re.MULTILINE)
+_PROMPT_LINE = re.compile(r"^\s*(>>>|\.\.\.\s|In \[\d+\]:|\$ )", re.MULTILINE)
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)])\s+\S", re.MULTILINE)
 _HEADING = re.compile(
     r"^\s*(?:#{1,6}\s+\S.*|\*\*[^*\n]{2,60}\*\*:?\s*|(?:description|steps to reproduce|to reproduce"
     r"|expected (?:behaviou?r|result|output)|actual (?:behaviou?r|result|output)|environment"
     r"|versions?|motivation|proposal|summary|problem|solution|additional context|reproducer)\s*:?\s*)$",
-    re.M | re.I,
+    re.MULTILINE | re.IGNORECASE,
 )
 _URL = re.compile(r"https?://\S+")
-_FRAME = re.compile(r'^\s*File "[^"]+", line \d+', re.M)
+_FRAME = re.compile(r'^\s*File "[^"]+", line \d+', re.MULTILINE)
 _EXC = re.compile(r"\b([A-Z][A-Za-z0-9]*(?:Error|Exception|Warning|Exit|Interrupt))\b")
 _FILE = re.compile(
     r"(?<![\w/.])((?:[\w.-]+/)*[\w.-]+\.(?:py|pyx|pxd|c|h|cpp|js|ts|html|css|rst|md|txt|cfg|ini|toml|yml|yaml|json|po))\b"
@@ -196,18 +217,18 @@ _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
 _VERSION = re.compile(
     r"\b(?:v?\d+\.\d+(?:\.\d+)*(?:rc\d+|a\d+|b\d+|dev\d*)?|python\s*[23]|windows|linux|mac ?os|os ?x|ubuntu"
     r"|debian|conda|pypy|cpython|64-bit|32-bit)\b",
-    re.I,
+    re.IGNORECASE,
 )
 _REPRO_TEXT = re.compile(
     r"\b(?:to reproduce|steps to reproduce|reproducer|minimal (?:working |reproducible )?example|mwe"
     r"|reproduc(?:e|ible|es|ing) (?:the|this|it)|code (?:for|to) reproduce)\b",
-    re.I,
+    re.IGNORECASE,
 )
-_REPRO_CODE = re.compile(r"^\s*(?:>>>|In \[\d+\]:|import \w|from [\w.]+ import)", re.M)
+_REPRO_CODE = re.compile(r"^\s*(?:>>>|In \[\d+\]:|import \w|from [\w.]+ import)", re.MULTILINE)
 _EXPECTED = re.compile(
     r"\b(?:expected (?:behaviou?r|result|output|outcome)|actual (?:behaviou?r|result|output|outcome)"
     r"|expected:|actual:|i (?:would )?expect(?:ed)?|should (?:return|be|raise|give|produce|print)|instead of)\b",
-    re.I,
+    re.IGNORECASE,
 )
 _DESIGN = re.compile(
     r"\b(?:should (?:support|allow|accept|also)|add (?:an? )?(?:new )?(?:option|support|parameter|argument|setting"
@@ -215,15 +236,15 @@ _DESIGN = re.compile(
     r"|feature request|it would be (?:nice|good|great|useful)|would be (?:nice|good|great|useful)|proposal"
     r"|propose|ability to|new feature|enhancement|support for|rework|redesign|rewrite|overhaul"
     r"|backwards?[- ]compat\w*|in the future|api change|generaliz\w+|consider (?:adding|making|using))\b",
-    re.I,
+    re.IGNORECASE,
 )
 _NARROW = re.compile(
     r"\b(?:typo\w*|error message|misleading|wrong (?:error|message|type|value|result|output)|off[- ]by[- ]one"
     r"|one[- ]line|one[- ]liner|simple fix|trivial|small fix|missing (?:import|comma|argument)|spelling"
     r"|docstring|just needs?|simply (?:needs?|missing))\b",
-    re.I,
+    re.IGNORECASE,
 )
-_FENCED_BLOCK = re.compile(r"(```|~~~).*?(?:\1|\Z)", re.S)
+_FENCED_BLOCK = re.compile(r"(```|~~~).*?(?:\1|\Z)", re.DOTALL)
 
 
 def _distinct(matches: Iterable[str]) -> int:
@@ -231,20 +252,21 @@ def _distinct(matches: Iterable[str]) -> int:
 
 
 def _pack_field(pack: object, *names: str) -> Any:
-    for name in names:
-        value = getattr(pack, name, None)
-        if value is not None:
-            return value
+    # agent.records.Pack keeps counts under `.totals`; accept them at the top level too.
+    for holder in (getattr(pack, "totals", None), pack):
+        for name in names:
+            value = getattr(holder, name, None) if holder is not None else None
+            if value is not None:
+                return value
     return None
 
 
 def _pack_features(pack: object, repo_files: int | None) -> dict[str, Any]:
-    items = list(_pack_field(pack, "items") or [])
+    items = list(getattr(pack, "items", None) or [])
     scores = [max(float(getattr(i, "score", 0.0) or 0.0), 0.0) for i in items]
     total_score = sum(scores)
-    top_share = max(scores) / total_score if total_score > 0 else None
-    entropy = None
     positive = [s / total_score for s in scores if s > 0] if total_score > 0 else []
+    entropy = None
     if len(positive) > 1:
         entropy = -sum(p * math.log(p) for p in positive) / math.log(len(positive))
     elif len(positive) == 1:
@@ -258,7 +280,7 @@ def _pack_features(pack: object, repo_files: int | None) -> dict[str, Any]:
         n_files = len(n_files)
     return {
         "pack_tokens": int(tokens) if tokens is not None else None,
-        "pack_top_share": top_share,
+        "pack_top_share": max(positive) if positive else None,
         "pack_entropy": entropy,
         "pack_fraction": (tokens / repo_tokens) if tokens is not None and repo_tokens else None,
         "pack_files_implicated": sum(1 for s in scores if s > 0) if items else None,
@@ -267,7 +289,7 @@ def _pack_features(pack: object, repo_files: int | None) -> dict[str, Any]:
 
 
 def difficulty_features(
-    task: Task | str, pack: object | None = None, *, repo_files: int | None = None
+    task: Task | str, pack: Pack | None = None, *, repo_files: int | None = None
 ) -> DifficultyFeatures:
     """Measure a task statement (and its pack, if given); deterministic, never reads a patch or tests."""
     text = task.statement if isinstance(task, Task) else task
@@ -275,9 +297,12 @@ def difficulty_features(
     prose = _FENCED_BLOCK.sub(" ", text)
     fenced = sum(max(len(m.group(0).splitlines()) - 2, 0) for m in _FENCED_BLOCK.finditer(text))
     indented = sum(1 for ln in prose.splitlines() if ln.startswith(("    ", "\t")) and ln.strip())
-    sessions = len(re.findall(r"^\s*(?:>>>|In \[1\]:)", prose, re.M))
+    sessions = len(re.findall(r"^\s*(?:>>>|In \[1\]:)", prose, re.MULTILINE))
     identifiers = (
-        set(_BACKTICK.findall(text)) | set(_CAMEL.findall(text)) | set(_SNAKE.findall(text)) | set(_CALL.findall(text))
+        set(_BACKTICK.findall(text))
+        | set(_CAMEL.findall(text))
+        | set(_SNAKE.findall(text))
+        | set(_CALL.findall(text))
     )
     values = {
         "chars": len(text),
@@ -353,15 +378,21 @@ class DifficultyModel(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     intercept: float = Field(default=0.75, description="Predicted label at all-zero inputs.")
-    weights: dict[str, float] = Field(default_factory=dict, description="Fitted, per design_vector input.")
-    prior_weights: dict[str, float] = Field(default_factory=dict, description="Hand-set, per input.")
+    weights: dict[str, float] = Field(
+        default_factory=dict, description="Fitted, per design_vector input."
+    )
+    prior_weights: dict[str, float] = Field(
+        default_factory=dict, description="Hand-set, per input."
+    )
     repo_files_weight: float = Field(default=0.0, description="Weight of log(repo files), centred.")
     repo_files_centre: float = Field(default=0.0, description="Mean log(repo files) in the fit.")
     repo_offsets: dict[str, float] = Field(
         default_factory=dict, description="Per-repository shift; unknown repositories get 0."
     )
     centre: float = Field(default=0.75, description="Predicted label that maps to a score of 0.5.")
-    scale: float = Field(default=4.0, description="Steepness of the map from label units to [0, 1].")
+    scale: float = Field(
+        default=4.0, description="Steepness of the map from label units to [0, 1]."
+    )
     fitted_on: str = Field(default="", description="Where the weights came from.")
 
     def predicted_label(self, f: DifficultyFeatures) -> float:
@@ -381,13 +412,20 @@ class DifficultyModel(BaseModel):
 # better than statement length: see the benchmark for the figures. The priors are hand-set.
 DIFFICULTY_MODEL = DifficultyModel(
     intercept=0.26791,
-    weights={"reproducer": 0.07348, "log_code_lines": 0.02575, "log_chars": 0.04296, "log_identifiers": 0.04052},
+    weights={
+        "reproducer": 0.07348,
+        "log_code_lines": 0.02575,
+        "log_chars": 0.04296,
+        "log_identifiers": 0.04052,
+    },
     prior_weights={"design": 0.06, "narrow": -0.05, "log_frames": -0.04, "pack_spread": 0.2},
     fitted_on="unit-weighted top-4 on 468 labelled SWE-bench statements (benchmarks/difficulty.py)",
 )
 
 
-def difficulty_score(features: DifficultyFeatures, *, model: DifficultyModel | None = None) -> float:
+def difficulty_score(
+    features: DifficultyFeatures, *, model: DifficultyModel | None = None
+) -> float:
     """A difficulty estimate in [0, 1]: higher means a longer fix for a human."""
     m = model or DIFFICULTY_MODEL
     z = m.scale * (m.predicted_label(features) - m.centre)
@@ -416,7 +454,7 @@ class ModeChoice(BaseModel):
 
 def choose_mode(
     task: Task | str,
-    pack: object | None = None,
+    pack: Pack | None = None,
     *,
     profile: ModelProfile | None = None,
     repo_files: int | None = None,
@@ -434,16 +472,22 @@ def choose_mode(
     pack_tokens = features.pack_tokens or 0
     if mode is Mode.NON_THINK and pack_tokens > LARGE_PACK_TOKENS:
         mode = Mode.HIGH
-        reasons.append(f"pack of {pack_tokens:,} tokens > {LARGE_PACK_TOKENS:,}: Non-think degrades at long context")
+        reasons.append(
+            f"pack of {pack_tokens:,} tokens > {LARGE_PACK_TOKENS:,}: Non-think degrades at long context"
+        )
     # Step down from a mode the profile cannot run, then up if Non-think is ruled out too.
     while (why := mode_allowed(mode, profile, pack_tokens=pack_tokens)) is not None:
         lower = {Mode.MAX: Mode.HIGH, Mode.HIGH: Mode.NON_THINK}.get(mode)
         if lower is None or (lower is Mode.NON_THINK and pack_tokens > LARGE_PACK_TOKENS):
-            supported = [m for m in Mode if mode_allowed(m, profile, pack_tokens=pack_tokens) is None]
+            supported = [
+                m for m in Mode if mode_allowed(m, profile, pack_tokens=pack_tokens) is None
+            ]
             if pack_tokens > LARGE_PACK_TOKENS:  # anything but Non-think first
                 supported.sort(key=lambda m: m is Mode.NON_THINK)
             if not supported:
-                raise ConfigError(f"no mode of {profile.name if profile else '?'} can run this task: {why}")
+                raise ConfigError(
+                    f"no mode of {profile.name if profile else '?'} can run this task: {why}"
+                )
             reasons.append(f"{why}; using {supported[0].label}, the only mode the profile allows")
             mode = supported[0]
             break

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from agent.errors import ConfigError
 from agent.modes import (
     LARGE_PACK_TOKENS,
-    DifficultyModel,
     MODE_CHOICES,
     MODE_TABLE,
+    DifficultyModel,
     ModeChoice,
     choose_mode,
     difficulty_features,
@@ -19,11 +21,11 @@ from agent.modes import (
     parse_mode,
 )
 from agent.profiles import get_profile
-from agent.records import Mode, Task
+from agent.records import Mode, Pack, PackItem, PackTotals, Task
 
 DEEPSEEK = get_profile("deepseek-v4-pro")
 
-NARROW_BUG = '''\
+NARROW_BUG = """\
 Typo in error message of Field.check()
 
 Running `manage.py check` raises:
@@ -38,7 +40,7 @@ Traceback (most recent call last):
 ValueError: max_lenght must be positive
 
 The wrong error message says "max_lenght"; it should be "max_length".
-'''
+"""
 
 DESIGN_CHANGE = """\
 Support pluggable storage backends for the cache
@@ -52,25 +54,22 @@ consider adding a proposal for how to generalize the interface in the future.
 """
 
 
-class FakeItem(BaseModel):
-    """A pack item as the packing helper's record will expose it (path, tokens, score)."""
-
-    path: str
-    tokens: int
-    score: float
-
-
-class FakePack(BaseModel):
-    """Stands in for agent.records.Pack until it lands: only the fields modes.py reads."""
-
-    total_tokens: int
-    items: list[FakeItem]
-
-
-def pack_of(tokens: int, scores: list[float]) -> FakePack:
+def pack_of(tokens: int, scores: list[float], *, files: int = 100) -> Pack:
+    """A real Pack record of `tokens` tokens whose items carry `scores`."""
     per = tokens // max(len(scores), 1)
-    return FakePack(
-        total_tokens=tokens, items=[FakeItem(path=f"f{i}.py", tokens=per, score=s) for i, s in enumerate(scores)]
+    items = [
+        PackItem(path=f"f{i}.py", level="full", tokens=per, score=s) for i, s in enumerate(scores)
+    ]
+    totals = PackTotals(files=files, full=len(items), tokens=tokens, repo_tokens=tokens * 4)
+    return Pack(
+        document="",
+        repo="demo",
+        root="/tmp/demo",
+        model="deepseek-v4-pro",
+        tokenizer="deepseek-v4",
+        budget=1_000_000,
+        totals=totals,
+        items=items,
     )
 
 
@@ -96,12 +95,12 @@ def test_escalation_skips_modes_the_profile_cannot_run() -> None:
 
 def test_the_table_grows_budgets_as_it_climbs() -> None:
     specs = [MODE_TABLE[m] for m in (Mode.NON_THINK, Mode.HIGH, Mode.MAX)]
-    for lower, upper in zip(specs, specs[1:]):
+    for lower, upper in itertools.pairwise(specs):
         assert lower.max_output_tokens < upper.max_output_tokens
         assert lower.max_steps < upper.max_steps
         assert lower.cost_share < upper.cost_share
     assert all(0 < s.cost_share <= 1 for s in specs)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         specs[0].max_steps = 1  # frozen: the table is data, not state
 
 
@@ -155,11 +154,32 @@ def test_pack_concentration_features() -> None:
     assert peaked.pack_top_share > 0.9 and flat.pack_top_share == pytest.approx(0.25)
     assert flat.pack_entropy == pytest.approx(1.0) and peaked.pack_entropy < 0.2
     assert peaked.pack_files_implicated == 3 and peaked.pack_tokens == 10_000
+    assert peaked.pack_fraction == pytest.approx(0.25) and peaked.repo_files == 100
+
+
+class _Item(BaseModel):
+    score: float
+
+
+class _LooseRecord(BaseModel):
+    """A pack-like record with its counts at the top level: only what modes.py reads."""
+
+    total_tokens: int
+    items: list[_Item]
+
+
+def test_pack_features_are_read_duck_typed() -> None:
+    loose = _LooseRecord(total_tokens=200_000, items=[_Item(score=2.0), _Item(score=2.0)])
+    f = difficulty_features("x", loose)  # type: ignore[arg-type]
+    assert f.pack_tokens == 200_000 and f.pack_top_share == pytest.approx(0.5)
+    assert f.pack_entropy == pytest.approx(1.0) and f.pack_fraction is None
 
 
 def test_narrow_stack_trace_bug_scores_below_vague_design_change() -> None:
     narrow = difficulty_score(difficulty_features(Task(statement=NARROW_BUG, repo="django/django")))
-    design = difficulty_score(difficulty_features(Task(statement=DESIGN_CHANGE, repo="django/django")))
+    design = difficulty_score(
+        difficulty_features(Task(statement=DESIGN_CHANGE, repo="django/django"))
+    )
     assert 0.0 <= narrow < design <= 1.0
 
 
@@ -170,12 +190,13 @@ ALWAYS_EASY = DifficultyModel(intercept=-10.0)
 ALWAYS_HARD = DifficultyModel(intercept=10.0)
 
 
-
 def test_never_non_think_with_a_large_pack() -> None:
     task = Task(statement=NARROW_BUG)
     small = choose_mode(task, pack_of(20_000, [3.0, 1.0]), profile=DEEPSEEK, model=ALWAYS_EASY)
     assert small.mode is Mode.NON_THINK, small.reasons  # the easy task starts cheap...
-    large = choose_mode(task, pack_of(LARGE_PACK_TOKENS + 1, [3.0, 1.0]), profile=DEEPSEEK, model=ALWAYS_EASY)
+    large = choose_mode(
+        task, pack_of(LARGE_PACK_TOKENS + 1, [3.0, 1.0]), profile=DEEPSEEK, model=ALWAYS_EASY
+    )
     assert large.mode is not Mode.NON_THINK  # ...until the pack is long
     assert any("Non-think" in r for r in large.reasons)
 
@@ -191,6 +212,8 @@ def test_think_max_refused_where_the_window_is_too_small() -> None:
 
 
 def test_a_profile_with_only_non_think_gets_non_think_with_a_reason() -> None:
-    choice = choose_mode(Task(statement=DESIGN_CHANGE), profile=get_profile("gpt-4.1"), model=ALWAYS_HARD)
+    choice = choose_mode(
+        Task(statement=DESIGN_CHANGE), profile=get_profile("gpt-4.1"), model=ALWAYS_HARD
+    )
     assert choice.mode is Mode.NON_THINK and len(choice.reasons) >= 2
     assert isinstance(choice, ModeChoice)
