@@ -322,6 +322,8 @@ def test_sandbox_confines_writes(tmp_path: Path) -> None:
         assert "y" in out and not Path(private).exists()  # /tmp inside is private
         assert "blocked-remount" in out
         assert "unsandboxed" not in out and "background processes" not in out
+        assert "runs in a sandbox (no network;" in out  # told once per run
+        assert "sandbox" not in bash(ctx, command="echo again")
     finally:
         shutil.rmtree(outside)
 

@@ -62,7 +62,12 @@ def plan_sandbox(mode: Literal["require", "auto", "off"], *, network: bool) -> S
         else bwrap_problem(path)
     )
     if why is None:
-        return SandboxPlan(bwrap=path, network=network)
+        reach = "network allowed" if network else "no network"
+        note = (
+            f"note: the shell runs in a sandbox ({reach}; only the workspace and a private /tmp "
+            "are writable; .git is read-only)"
+        )
+        return SandboxPlan(bwrap=path, network=network, note=note)
     if mode == "require":
         return SandboxPlan(
             error=f"the shell is disabled: settings.safety.sandbox is 'require' but {why}"
