@@ -94,10 +94,12 @@ def extract(git_dir: Path, commit: str, paths: set[str], dest: Path) -> None:
 
 
 def snapshot(root: Path) -> dict[str, tuple[bytes, bool]]:
-    """path -> (bytes, executable) for every file under root except .git."""
+    """path -> (bytes, executable) for every file (and empty directory) under root, .git aside."""
     out = {}
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d != ".git"]
+        if not dirnames and not filenames and Path(dirpath) != root:
+            out[Path(dirpath).relative_to(root).as_posix() + "/"] = (b"(empty directory)", False)
         for f in filenames:
             p = Path(dirpath) / f
             out[p.relative_to(root).as_posix()] = (

@@ -351,3 +351,32 @@ def test_view_mentions_encoding_and_line_endings(box: Toolbox):
     (box.ctx.workspace.root / "w.txt").write_bytes(b"\xef\xbb\xbfa\r\n")
     out = ok(box, "view", path="w.txt")
     assert "utf-8 with BOM" in out and "'\\r\\n'" in out
+
+
+@pytest.mark.parametrize(
+    "arguments, kind",
+    [
+        ('{"path": "notes.txt", "old_str": "line 1"', "invalid_json"),
+        ('{"path": "notes.txt", "new_str": "x"}', "invalid_arguments"),
+        ('{"path": "notes.txt", "old_str": 12, "new_str": "x"}', "invalid_arguments"),
+        (
+            '{"path": "notes.txt", "old_str": "line 1", "new_str": "x", "count": 2}',
+            "invalid_arguments",
+        ),
+        ('["notes.txt", "line 1", "x"]', "invalid_json"),
+    ],
+)
+def test_malformed_calls_change_nothing(box: Toolbox, arguments: str, kind: str):
+    top = box.ctx.workspace.root.parent
+    before = tree_digest(top)
+    r = box.run("c", "str_replace", arguments)
+    assert not r.ok and r.error_kind == kind and "str_replace" in r.content
+    assert tree_digest(top) == before
+
+
+def test_unknown_tool_changes_nothing(box: Toolbox):
+    top = box.ctx.workspace.root.parent
+    before = tree_digest(top)
+    r = box.run("c", "write_file", '{"path": "x.txt", "content": "evil"}')
+    assert not r.ok and r.error_kind == "unknown_tool" and "str_replace" in r.content
+    assert tree_digest(top) == before

@@ -331,3 +331,15 @@ def test_parse_patch_records():
         and h.old[3] == "line 12\n"
         and h.new[3] == "LINE TWELVE\n"
     )
+
+
+def test_deleting_the_last_file_of_a_directory_removes_it_like_git(box: Toolbox):
+    root = box.ctx.workspace.root
+    (root / "gone" / "sub").mkdir(parents=True)
+    (root / "gone" / "sub" / "only.txt").write_text("bye\n")
+    ok(
+        box,
+        "diff --git a/gone/sub/only.txt b/gone/sub/only.txt\ndeleted file mode 100644\n"
+        "--- a/gone/sub/only.txt\n+++ /dev/null\n@@ -1 +0,0 @@\n-bye\n",
+    )
+    assert not (root / "gone").exists()

@@ -168,3 +168,13 @@ def test_binary_refused(ws: Workspace):
 def test_workspace_root_must_exist(tmp_path: Path):
     with pytest.raises(FileNotFoundError):
         Workspace(tmp_path / "missing")
+
+
+def test_delete_prunes_empty_directories_and_undo_restores(ws: Workspace):
+    p = ws.resolve("deep/er/f.txt", write=True)
+    ws.write_bytes(p, b"x")
+    (ws.root / "deep" / "keep.txt").write_text("k")
+    ws.delete(p)
+    assert not (ws.root / "deep" / "er").exists() and (ws.root / "deep" / "keep.txt").exists()
+    ws.undo(p)
+    assert p.read_bytes() == b"x"

@@ -243,6 +243,14 @@ class Workspace:
         if record:
             self._history.setdefault(path, []).append((data, mode))
         self._seen.pop(path, None)
+        # Like git, leave no empty directories behind (undo recreates them).
+        parent = path.parent
+        while parent != self.root and _is_within(parent, self.root):
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
 
     def undo(self, path: Path) -> str:
         """Restore the bytes `path` had before our last write to it; says what it did."""
