@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -160,6 +161,15 @@ def test_unittest_detected_when_pytest_is_missing(
     out = run_tests(ctx)
     assert out.startswith("$ python -m unittest discover -s tests -v")
     assert "FAILED: 1 passed, 2 failed, 1 errors, 1 skipped" in out
+    # The same pytest-less environment inside the project is preferred to the one on PATH.
+    monkeypatch.setenv("PATH", os.environ["PATH"].split(":", 1)[1])
+    venv.rename(ctx.workspace.root / ".venv")
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(ctx.workspace.root / ".venv")],
+        check=True,
+    )
+    out = run_tests(ctx)
+    assert out.startswith("$ .venv/bin/python -m unittest discover -s tests -v"), out
 
 
 def test_django_runner_detected(tmp_path: Path) -> None:

@@ -320,8 +320,9 @@ def _configures_pytest(root: Path) -> bool:
 def _has_pytest(python: str, root: Path, env: dict[str, str]) -> bool:
     # Not from the repository: `python -c` would put a repo's own pytest.py first on sys.path and
     # run it outside the sandbox.
+    exe = str(root / python) if "/" in python and not python.startswith("/") else python
     r = run_process(
-        [python, "-c", "import pytest"], cwd=Path("/"), env=env, timeout=60, max_output=4000
+        [exe, "-c", "import pytest"], cwd=Path("/"), env=env, timeout=60, max_output=4000
     )
     return r.exit_code == 0
 
@@ -330,6 +331,10 @@ def detect_test_command(root: Path, *, env: dict[str, str]) -> tuple[str, Framew
     """The shell command that runs this project's tests, and which framework it is."""
     path = env.get("PATH")
     python = "python" if shutil.which("python", path=path) else "python3"
+    for venv in (".venv", "venv"):  # a virtual environment inside the project wins
+        if (root / venv / "bin" / "python").is_file():
+            python = f"{venv}/bin/python"
+            break
     if (root / "tests" / "runtests.py").is_file():
         return f"{python} tests/runtests.py --parallel 1", "django"
     if _configures_pytest(root):
