@@ -343,3 +343,21 @@ def test_deleting_the_last_file_of_a_directory_removes_it_like_git(box: Toolbox)
         "--- a/gone/sub/only.txt\n+++ /dev/null\n@@ -1 +0,0 @@\n-bye\n",
     )
     assert not (root / "gone").exists()
+
+
+def test_hunk_headers_without_numbers(box: Toolbox):
+    out = ok(
+        box,
+        "--- a/a.txt\n+++ b/a.txt\n@@\n line 20\n-line 21\n+LINE 21\n line 22\n@@ @@\n line 30\n-line 31\n+LINE 31\n",
+    )
+    assert "applied at line 20" in out
+    text = read(box, "a.txt")
+    assert "LINE 21\n" in text and "LINE 31\n" in text and "line 21\n" not in text
+
+
+def test_paths_without_prefixes(box: Toolbox):
+    ok(
+        box,
+        "--- pkg/b.py\n+++ pkg/b.py\n@@ -1,2 +1,2 @@\n def f():\n-    return 1\n+    return 3\n",
+    )
+    assert read(box, "pkg/b.py") == "def f():\n    return 3\n"

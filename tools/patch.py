@@ -114,6 +114,8 @@ class FileChange:
 
 _FENCE = re.compile(r"^```[\w+-]*\s*\n(.*?)^```\s*$", re.DOTALL | re.MULTILINE)
 _HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)$")
+# A header without numbers ("@@", "@@ @@", "@@ def f():"): the hunk is searched for everywhere.
+_BARE_HEADER = re.compile(r"^@@(?:\s*@@)?(?:\s(.*))?$")
 
 
 def _unquote(name: str) -> str:
@@ -142,7 +144,8 @@ def _recount(text: str) -> str:
     i = 0
     while i < len(lines):
         m = _HUNK_HEADER.match(lines[i].rstrip("\r\n"))
-        if not m:
+        bare = None if m else _BARE_HEADER.match(lines[i].rstrip("\r\n"))
+        if not m and not bare:
             out.append(lines[i])
             i += 1
             continue
@@ -171,8 +174,12 @@ def _recount(text: str) -> str:
             body.pop()
             src -= 1
             tgt -= 1
-        s_start, t_start = int(m.group(1)), int(m.group(3))
-        out.append(f"@@ -{s_start},{src} +{t_start},{tgt} @@{m.group(5)}\n")
+        if m:
+            s_start, t_start, section = int(m.group(1)), int(m.group(3)), m.group(5)
+        else:
+            s_start = t_start = 1 if src else 0
+            section = f" {bare.group(1)}" if bare and bare.group(1) else ""
+        out.append(f"@@ -{s_start},{src} +{t_start},{tgt} @@{section}\n")
         out.extend(body)
         out.extend(lines[i + 1 + len(body) : j])
         i = j
@@ -219,6 +226,10 @@ def parse_patch(text: str) -> list[FilePatch]:
     if not text.endswith("\n"):
         text += "\n"
     try:
+        if any(
+            _BARE_HEADER.match(line) and not _HUNK_HEADER.match(line) for line in text.splitlines()
+        ):
+            raise UnidiffParseError("hunk headers without line numbers")
         files = _to_file_patches(PatchSet(text))
     except UnidiffParseError as first:
         try:
