@@ -265,6 +265,7 @@ class RunStarted(_Event):
     run_id: str
     task: Task
     model: str
+    base_url: str | None = None
     mode: Mode
     mode_reason: str = ""
     repo: str

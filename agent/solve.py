@@ -193,7 +193,8 @@ def start_run(
         traj.subscribe(on_event)
     limits = _limits(settings)
     traj.append(RunStarted(
-        t=time.time(), run_id=run_id, task=task, model=profile.name, mode=mode, mode_reason=reason,
+        t=time.time(), run_id=run_id, task=task, model=profile.name, base_url=settings.base_url,
+        mode=mode, mode_reason=reason,
         repo=str(repo), base_commit=base, check_command=task.test_command,
         prefix_sha256=prefix.sha256(), pack_tokens=pack.totals.tokens,
         limits={"max_steps": limits.max_steps, "max_cost": limits.max_cost,
@@ -237,10 +238,16 @@ def resume_run(
     on_delta: Callable[[Delta], None] | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> Run:
-    """Rebuild a run from its directory; interrupted tool calls are marked as such."""
+    """Rebuild a run from its directory; interrupted tool calls are marked as such.
+
+    The run keeps its model and endpoint unless `settings` names others."""
     traj = Trajectory.load(run_dir / "trajectory.jsonl")
     prefix = PromptPrefix.load(run_dir / "prefix.json")
     started = traj.started
+    if "model" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"model": started.model})
+    if settings.base_url is None:
+        settings = settings.model_copy(update={"base_url": started.base_url})
     if prefix.sha256() != started.prefix_sha256:
         raise ConfigError(f"{run_dir}/prefix.json does not match the trajectory (edited by hand?)")
     if on_event:
