@@ -64,7 +64,8 @@ def test_public_addresses_pass(address: str) -> None:
      ("http://0177.0.0.1/", "loopback"), ("http://[::ffff:127.0.0.1]/", "IPv6 form of 127.0.0.1"),
      ("http://[64:ff9b::a9fe:a9fe]/", "metadata"), ("http://169.254.169.254/latest/meta-data/", "metadata"),
      ("http://metadata.google.internal/computeMetadata/v1/", "metadata"), ("http://[fd00:ec2::254]/", "metadata"),
-     ("http://0/", "unspecified"), ("http://[2002:7f00:1::]/", "6to4")],
+     ("http://0/", "unspecified"), ("http://[2002:7f00:1::]/", "6to4"),
+     ("docs.python.org/3/", "e.g. 'https://docs.python.org/3/'"), ("localhost:8000/x", "not an absolute URL")],
 )  # fmt: skip
 def test_refused_urls(url: str, message: str) -> None:
     guard = NetGuard(resolver=fixed({"example.com": ["93.184.216.34"]}))

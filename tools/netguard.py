@@ -182,10 +182,16 @@ class NetGuard:
         except ValueError as e:
             raise URLRefused(f"not a valid URL: {e}") from None
         scheme = parts.scheme.lower()
-        if scheme not in ("http", "https"):
+        if not scheme or (
+            scheme not in ("http", "https") and not parts.netloc and parts.path[:1].isdigit()
+        ):
+            hint = "" if url.lstrip().startswith("/") else f", e.g. 'https://{url.strip()}'"
             raise URLRefused(
-                f"only http and https URLs can be fetched, not {scheme or 'a relative URL'!r}"
+                f"{url!r} is not an absolute URL: only http and https URLs can be fetched; "
+                f"write it with its scheme and host{hint}"
             )
+        if scheme not in ("http", "https"):
+            raise URLRefused(f"only http and https URLs can be fetched, not {scheme!r}")
         if parts.username is not None or parts.password is not None or "@" in parts.netloc:
             raise URLRefused("URLs with credentials (user:password@host) are refused")
         host = (parts.hostname or "").rstrip(".")
