@@ -22,10 +22,11 @@ __all__ = ["build_pack", "build_packs", "count_repo", "default_budget", "Progres
 
 Progress = Callable[[str, int, int], None]
 RELEVANT_FILES = 25
-_TREE_SHARE = 0.25  # the tree may take this share of a budget that cannot hold the whole repo
+_TREE_SHARE = 0.1  # the tree may take this share of a budget that cannot hold the whole repo
 _BYTES_PER_TOKEN_MIN = 16  # a file under budget*16 bytes may fit; larger ones are not counted
 _OUTLINE_TRIES = 192
-_RANK_VERSION = b"rank-2"
+_RANK_VERSION = b"rank-4"
+_LEADERS = 3  # top-ranked files that may use the outline share to fit in full
 
 
 def default_budget(context_window: int, max_output: int) -> int:
@@ -49,6 +50,20 @@ class _File:
     outline_tokens: int | None = None
 
 
+def _chunks(texts: list[str], limit: int = 4_000_000) -> list[list[str]]:
+    """Batches of about `limit` characters: token ids of a whole repository at once would
+    cost hundreds of MB before they are counted."""
+    out: list[list[str]] = [[]]
+    size = 0
+    for t in texts:
+        if size + len(t) > limit and out[-1]:
+            out.append([])
+            size = 0
+        out[-1].append(t)
+        size += len(t)
+    return out
+
+
 class _Counter:
     """Exact counts through the persistent cache; misses are counted in parallel."""
 
@@ -62,10 +77,12 @@ class _Counter:
         known = self.cache.lookup(hs)
         missing = [i for i, h in enumerate(hs) if h not in known]
         if missing:
-            if len(missing) == 1:  # a thread pool costs more than one small text
-                counts = [self.tokenizer.count(texts[missing[0]])]  # type: ignore[attr-defined]
-            else:
-                counts = self.tokenizer.count_batch([texts[i] for i in missing])  # type: ignore[attr-defined]
+            counts = []
+            for part in _chunks([texts[i] for i in missing]):
+                if len(part) == 1:  # a thread pool costs more than one small text
+                    counts.append(self.tokenizer.count(part[0]))  # type: ignore[attr-defined]
+                else:
+                    counts.extend(self.tokenizer.count_batch(part))  # type: ignore[attr-defined]
             self.cache.store((hs[i], n) for i, n in zip(missing, counts))
             known.update((hs[i], n) for i, n in zip(missing, counts))
             self.counted_tokens += sum(counts)
@@ -186,7 +203,8 @@ def build_packs(
     # Secrets: denylisted paths were skipped by the scan; redact values in the rest.
     scanner = SecretScanner(environ)
     findings: list[SecretFinding] = []
-    skipped = [Skipped(path=p, reason=r, size=s) for p, r, s in scan.skipped]
+    # Records built from our own typed values: construct without re-validating thousands.
+    skipped = [Skipped.model_construct(path=p, reason=r, size=s) for p, r, s in scan.skipped]
     for s in skipped:
         if s.reason.startswith("secret:"):
             findings.append(SecretFinding(rule=s.reason.split("matches ", 1)[-1], path=s.path, action="excluded"))
@@ -269,15 +287,16 @@ def build_packs(
             # repository cannot fit, a tenth is kept for outlines of the next-ranked files.
             outline_reserve = 0 if might_fit_all or task_text is None else min(remaining // 10, 50_000)
             remaining -= outline_reserve
+            leaders = {id(f) for f in order[:_LEADERS]} if task_text is not None else set()
             pos = 0
             done_files = 0
-            while pos < len(order) and remaining > 8:
+            while pos < len(order) and (remaining > 8 or (pos < _LEADERS and outline_reserve > 8)):
                 batch: list[_File] = []
                 estimate = 0.0
                 while pos < len(order) and (estimate < 1.1 * remaining and len(batch) < 512):
                     f = order[pos]
                     pos += 1
-                    if f.size / _BYTES_PER_TOKEN_MIN <= remaining:
+                    if f.size / _BYTES_PER_TOKEN_MIN <= remaining + (outline_reserve if id(f) in leaders else 0):
                         batch.append(f)
                         estimate += f.size / 4
                 if not batch:
@@ -288,6 +307,11 @@ def build_packs(
                     if f.tokens <= remaining:
                         f.level = "full"
                         remaining -= f.tokens
+                    elif id(f) in leaders and f.tokens <= remaining + outline_reserve:
+                        # The top-ranked files may dip into the outline share.
+                        f.level = "full"
+                        outline_reserve -= f.tokens - remaining
+                        remaining = 0
                 done_files += len(batch)
                 tick("count", pos, len(order))
             tick("count", len(order), len(order))
@@ -350,7 +374,7 @@ def build_packs(
             lap("render")
 
             items = [
-                PackItem(
+                PackItem.model_construct(
                     path=f.path,
                     level=f.level,  # type: ignore[arg-type]
                     tokens=(f.tokens if f.level == "full" else f.outline_tokens if f.level == "outline" else 0) or 0,

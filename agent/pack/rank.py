@@ -162,6 +162,16 @@ def _bm25(terms: list[str], paths: Sequence[str], lowered: Sequence[bytes]) -> n
     return np.asarray(scores, dtype=np.float64)
 
 
+def _document_frequency(words: list[str], lowered: Sequence[bytes]) -> dict[str, int]:
+    """In how many files each (lowercase) word occurs, as a substring."""
+    automaton = ahocorasick_rs.BytesAhoCorasick([w.encode() for w in words])
+    df = [0] * len(words)
+    for data in lowered:
+        for k in {k for k, _, _ in automaton.find_matches_as_indexes(data, overlapping=True)}:
+            df[k] += 1
+    return dict(zip(words, df))
+
+
 def _definitions(names: list[str], paths: Sequence[str], datas: Sequence[bytes]) -> dict[str, list[int]]:
     """Which files define each name (def/class/function/struct/... name)."""
     needles: list[bytes] = []
@@ -259,16 +269,20 @@ def rank_files(
         by_name[p.rsplit("/", 1)[-1]].append(p)
 
     # 1. Stack-trace frames (later frames are nearer the error).
-    frames = list(_FRAME.finditer(task))
     frame_spans = set()
-    for k, m in enumerate(frames):
+    matched: list[tuple[str, str, list[str]]] = []
+    for m in _FRAME.finditer(task):
         frag = m.group(1) or m.group(3) or m.group(5)
         line = m.group(2) or m.group(4) or m.group(6)
         frame_spans.add(frag)
         hits, sure = _match_path(frag, by_name)
         if sure and len(hits) <= 3:
-            for h in hits:
-                ranked[index[h]].add("stack trace", 100.0 + k, f"frame {frag}:{line}")
+            matched.append((frag, line, hits))
+    for k, (frag, line, hits) in enumerate(matched):
+        # Python prints the innermost frame last: the nearer the error, the more it weighs.
+        weight = 80.0 + 40.0 * (k + 1) / len(matched)
+        for h in hits:
+            ranked[index[h]].add("stack trace", weight, f"frame {frag}:{line}")
 
     # 2. Paths and file names the task names.
     for m in _PATH.finditer(task):
@@ -277,7 +291,7 @@ def rank_files(
             continue
         hits, sure = _match_path(frag, by_name)
         if hits and (sure or len(hits) <= 4):
-            w = 80.0 if sure and "/" in frag else 60.0 / len(hits)
+            w = 80.0 if sure and "/" in frag else 30.0 / len(hits)
             for h in hits:
                 ranked[index[h]].add("path named", w, frag)
 
@@ -289,13 +303,19 @@ def rank_files(
         stem = name.rsplit(".", 1)[0].lower()
         if stem in words and stem not in STOPWORDS and stem not in ("__init__", "models", "utils", "views", "tests"):
             by_stem[stem].append(p)
-    for stem, hits in by_stem.items():
-        if len(hits) <= 3:
-            for h in hits:
-                ranked[index[h]].add("file named", 40.0 / len(hits), stem)
+    lowered = [d.lower() for d in datas]
+    if by_stem:
+        df = _document_frequency(list(by_stem), lowered)
+        for stem, hits in by_stem.items():
+            share = df.get(stem, 0) / max(len(paths), 1)
+            weight = 40.0 if df.get(stem, 0) <= 5 or share <= 0.02 else 15.0 if share <= 0.1 else 0.0
+            if weight and len(hits) <= 3:
+                for h in hits:
+                    ranked[index[h]].add("file named", weight / len(hits), stem)
 
     # 3. Dotted module paths (`django.db.models.query.QuerySet` -> that module).
     modules = _module_names(paths)
+    imported = {m.group(1) or m.group(3) for m in _IMPORT.finditer(task)}
     for m in _DOTTED.finditer(task):
         dotted = m.group(1)
         parts = dotted.split(".")
@@ -303,7 +323,8 @@ def rank_files(
             mod = ".".join(parts[:cut])
             hit = modules.get(mod)
             if hit and len(hit) <= 2:
-                w = 60.0 if cut == len(parts) else 45.0
+                # An import line in example code names a module, but weakly.
+                w = 15.0 if dotted in imported else 60.0 if cut == len(parts) else 45.0
                 for h in hit:
                     ranked[index[h]].add("module named", w, dotted)
                 break
@@ -311,16 +332,22 @@ def rank_files(
     # 4. Identifiers named in the task that the repository defines.
     identifiers = _task_identifiers(task)
     defs = _definitions(identifiers, paths, datas)
+    found: dict[int, list[tuple[float, str]]] = defaultdict(list)
     for name, files in defs.items():
-        if len(files) > 8:
+        shaped = "_" in name.strip("_") or any(c.isupper() for c in name[1:])
+        if len(files) > (8 if shaped else 2):
             continue
-        w = 50.0 / len(files) ** 0.5
+        w = (50.0 if shaped else 20.0) / len(files) ** 0.5
         for i in files:
-            ranked[i].add("defines", w, f"{name} (named in the task)")
+            found[i].append((w, name))
+    for i, named in found.items():
+        named.sort(key=lambda x: (-x[0], x[1]))
+        # Each further name the file defines adds less; three names are worth at most 2x one.
+        total = sum(w * 0.5**k for k, (w, _) in enumerate(named[:3]))
+        ranked[i].add("defines", total, ", ".join(n for _, n in named[:4]) + " (named in the task)")
 
     # 5. BM25 over path and content, tilted towards code.
     terms = task_terms(task)
-    lowered = [d.lower() for d in datas]
     bm = _bm25(terms, paths, lowered)
     if bm.size and bm.max() > 0:
         top = float(bm.max())
