@@ -120,12 +120,29 @@ def main() -> None:
                 rows.append((repo.name, name, "cold", _summary(colds)))
                 rows.append((repo.name, name, "warm", _summary(warms)))
         shutil.rmtree(work, ignore_errors=True)
+    print("\nSecrets scanner throughput (this process, all packable text of the repository):")
+    for repo in args.repo:
+        print(f"  {repo.name}: {_scanner_speed(repo)}")
     print(f"\n{os.cpu_count()} CPUs; median of {args.repeat} runs; load average shown per cell (1-min, at start)\n")
     print("| repo | tool | cache | wall s | (build_pack s) | CPU s | peak MB | load | tokens / result |")
     print("|---|---|---|---|---|---|---|---|---|")
     for repo, tool, cache, s in rows:
         print(f"| {repo} | {tool} | {cache} | {s['wall']:.2f} | {s.get('build', '')} | {s['cpu']:.2f} | "
               f"{s['rss_mb']:.0f} | {s['load']:.1f} | {s.get('result', '')} |")
+
+
+def _scanner_speed(repo: Path) -> str:
+    sys.path.insert(0, str(HERE))
+    from agent.pack.scan import scan_repo
+    from agent.secrets import SecretScanner
+
+    files = scan_repo(repo).files
+    scanner = SecretScanner({})
+    t, c = time.perf_counter(), time.process_time()
+    found = sum(len(scanner.scan(f.text, path=f.path, data=f.data)) for f in files)
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    mb = sum(f.size for f in files) / 1e6
+    return f"{mb:.1f} MB in {wall:.2f} s wall / {cpu:.2f} s CPU = {mb / cpu:.0f} MB per CPU-second; {found} findings"
 
 
 def _summary(runs: list[dict]) -> dict:

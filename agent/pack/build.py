@@ -227,6 +227,9 @@ def build_packs(
                 by_path[r.path].rank = r
         else:
             order = list(files)
+        for f in files:
+            f.data = b""  # ranking was the last use of the raw bytes
+        scan.files.clear()
         lap("rank")
 
         def _select(budget: int) -> Pack:
