@@ -6,7 +6,7 @@ copy with `git apply` and in another with tome's apply_patch tool (through a Too
 model calls it), then compare the two trees byte for byte (contents and the executable bit).
 Prints a table per repository and lists every difference and failure.
 
-    python benchmarks/apply_patch_vs_git.py [--swe DIR] [--mirrors DIR] [--scratch DIR] [--json OUT]
+    python benchmarks/apply_patch_vs_git.py [--perturb] [--swe DIR] [--mirrors DIR] [--scratch DIR] [--json OUT]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -145,7 +146,30 @@ def load_instances(swe: Path) -> list[dict]:
     return list(seen.values())
 
 
-def run_one(row: dict, git_dir: Path, work: Path) -> tuple[str, str]:
+_HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@(.*)$")
+
+
+def perturb(patch: str) -> str:
+    """A hand-written-looking copy: hunk headers shifted with wrong counts, and trailing
+    whitespace dropped from the lines the patch expects (context and removed lines)."""
+    out, k = [], 0
+    for line in patch.splitlines(keepends=True):
+        m = _HEADER.match(line.rstrip("\n"))
+        if m and int(m.group(1)) > 0:
+            k += 1
+            shift = 7 if k % 2 else -5
+            a, c = max(1, int(m.group(1)) + shift), max(1, int(m.group(3)) + shift)
+            out.append(
+                f"@@ -{a},{int(m.group(2) or 1) + 1} +{c},{int(m.group(4) or 1) + 2} @@{m.group(5)}\n"
+            )
+        elif line[:1] in (" ", "-") and not line.startswith("--- "):
+            out.append(line.rstrip() + "\n" if line.strip() else line)
+        else:
+            out.append(line)
+    return "".join(out)
+
+
+def run_one(row: dict, git_dir: Path, work: Path, *, perturbed: bool = False) -> tuple[str, str]:
     """(outcome, detail) for one instance: identical, differing, failed, git_failed, both_failed."""
     patch: str = row["patch"]
     files = parse_patch(patch)
@@ -161,7 +185,8 @@ def run_one(row: dict, git_dir: Path, work: Path) -> tuple[str, str]:
     gres = git("apply", "--whitespace=nowarn", str(work / "gold.patch"), cwd=g)
     ctx = ToolContext(workspace=Workspace(ours), state_dir=work / "state")
     box = Toolbox([apply_patch], ctx)
-    result = box.run("gold", "apply_patch", json.dumps({"patch": patch}))
+    ours_patch = perturb(patch) if perturbed else patch
+    result = box.run("gold", "apply_patch", json.dumps({"patch": ours_patch}))
     git_ok = gres.returncode == 0
     if not git_ok and not result.ok:
         return "both_failed", gres.stderr.decode(errors="replace").strip()[:300]
@@ -184,6 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scratch", type=Path, default=Path("/work/scratch/tools/applybench"))
     ap.add_argument("--json", type=Path, help="write per-instance outcomes here")
     ap.add_argument("--limit", type=int, help="only the first N instances")
+    ap.add_argument(
+        "--perturb",
+        action="store_true",
+        help="give apply_patch a hand-written-looking copy (shifted headers, wrong counts, "
+        "trailing whitespace dropped); git apply still gets the gold patch",
+    )
     args = ap.parse_args(argv)
 
     rows = load_instances(args.swe)[: args.limit]
@@ -199,7 +230,9 @@ def main(argv: list[str] | None = None) -> int:
             table[repo]["not_available"] += 1
             outcomes[row["instance_id"]] = "not_available"
             continue
-        outcome, detail = run_one(row, git_dir, args.scratch / row["instance_id"])
+        outcome, detail = run_one(
+            row, git_dir, args.scratch / row["instance_id"], perturbed=args.perturb
+        )
         shutil.rmtree(args.scratch / row["instance_id"], ignore_errors=True)
         table[repo][outcome] += 1
         outcomes[row["instance_id"]] = outcome
