@@ -380,3 +380,14 @@ def test_unknown_tool_changes_nothing(box: Toolbox):
     r = box.run("c", "write_file", '{"path": "x.txt", "content": "evil"}')
     assert not r.ok and r.error_kind == "unknown_tool" and "str_replace" in r.content
     assert tree_digest(top) == before
+
+
+def test_form_feeds_and_unicode_separators_are_not_line_breaks(box: Toolbox):
+    p = box.ctx.workspace.root / "ff.py"
+    p.write_text("a = 1\n\x0c\nb = '\u2028'\nc = 3\n")
+    out = ok(box, "view", path="ff.py")
+    assert out.split("\n")[3] == "     4\tc = 3"
+    out = ok(box, "insert", path="ff.py", insert_line=3, new_str="x = 0")
+    assert p.read_text() == "a = 1\n\x0c\nb = '\u2028'\nx = 0\nc = 3\n"
+    out = ok(box, "str_replace", path="ff.py", old_str="c = 3", new_str="c = 4")
+    assert "     5\tc = 4" in out

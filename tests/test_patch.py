@@ -361,3 +361,18 @@ def test_paths_without_prefixes(box: Toolbox):
         "--- pkg/b.py\n+++ pkg/b.py\n@@ -1,2 +1,2 @@\n def f():\n-    return 1\n+    return 3\n",
     )
     assert read(box, "pkg/b.py") == "def f():\n    return 3\n"
+
+
+def test_form_feed_lines_match_git(box: Toolbox, tmp_path: Path):
+    root = box.ctx.workspace.root
+    before, after = "a\n\x0c\nb\x0cc\nd\n", "a\n\x0c\nb\x0cc\nD\n"
+    (tmp_path / "x").mkdir()
+    (tmp_path / "y").mkdir()
+    (tmp_path / "x" / "f.txt").write_text(before)
+    (tmp_path / "y" / "f.txt").write_text(after)
+    diff = _git(tmp_path, "diff", "--no-index", "x/f.txt", "y/f.txt").stdout.decode()
+    diff = diff.replace("a/x/f.txt", "a/f.txt").replace("b/y/f.txt", "b/f.txt")
+    (root / "f.txt").write_text(before)
+    out = ok(box, diff)
+    assert "applied" not in out.split("M f.txt")[1].split("\n")[1]  # no shift, no looser match
+    assert (root / "f.txt").read_text() == after

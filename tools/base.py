@@ -485,7 +485,7 @@ class Toolbox:
         if total_tokens <= budget and (exact or self.counter.count(text) <= budget):
             return text, False, None
         path = self._spill(text, call_id=call_id, name=name)
-        lines = text.splitlines(keepends=True)
+        lines = re.findall(r"[^\n]*\n|[^\n]+\Z", text)
         n = len(lines)
 
         def line_note(first_cut: int, last_cut: int) -> str:

@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 
 from tools.base import ToolContext, ToolError, tool
-from tools.workspace import PathError, TextFile, Workspace
+from tools.workspace import PathError, TextFile, Workspace, plain_lines, split_lines
 
 __all__ = [
     "EDIT_TOOLS",
@@ -45,7 +45,7 @@ def numbered(lines: list[str], start: int = 1) -> str:
 
 
 def _plain_lines(text: str) -> list[str]:
-    return text.splitlines()
+    return plain_lines(text)
 
 
 def _snippet(text: str, first: int, last: int) -> str:
@@ -82,7 +82,7 @@ def _syntax_note(path: Path, before: str | None, after: str) -> str:
 def nearest_lines(text: str, needle: str, *, limit: int = 2) -> list[tuple[int, int, float]]:
     """The spans of `text` (1-based first, last line, similarity) most like `needle`."""
     lines = _plain_lines(text)
-    want = [l for l in needle.splitlines()] or [needle]
+    want = plain_lines(needle) or [needle]
     n = max(1, len(want))
     anchors = [(j, w.strip()) for j, w in enumerate(want) if w.strip()][:6]
     if not lines or not anchors:
@@ -137,9 +137,7 @@ def _no_match_message(ws: Workspace, tf: TextFile, old: str) -> str:
 
 
 def _line_of(text: str, index: int) -> int:
-    return (
-        text.count("\n", 0, index) + (text.count("\r", 0, index) - text.count("\r\n", 0, index)) + 1
-    )
+    return text.count("\n", 0, index) + 1
 
 
 def _open_for_edit(ctx: ToolContext, path: str) -> TextFile:
@@ -330,7 +328,7 @@ def insert(ctx: ToolContext, path: str, insert_line: int, new_str: str) -> str:
     """
     ws = ctx.workspace
     tf = _open_for_edit(ctx, path)
-    lines = tf.text.splitlines(keepends=True)
+    lines = split_lines(tf.text)
     if not 0 <= insert_line <= len(lines):
         raise ToolError(
             f"insert_line {insert_line} is out of range: {path} has {len(lines)} lines; "

@@ -24,7 +24,15 @@ from unidiff.errors import UnidiffParseError
 
 from tools.base import ToolContext, ToolError, tool
 from tools.edit import nearest_lines, numbered
-from tools.workspace import PathError, Workspace, decode, new_file_mode, sha256
+from tools.workspace import (
+    PathError,
+    Workspace,
+    decode,
+    new_file_mode,
+    plain_lines,
+    sha256,
+    split_lines,
+)
 
 __all__ = [
     "PATCH_TOOLS",
@@ -387,7 +395,7 @@ def _failure_message(path: str, text: str, exc: _HunkFailed, total: int) -> str:
         near = nearest_lines(text, old, limit=1)
         if near:
             first, last, ratio = near[0]
-            plain = text.splitlines()
+            plain = plain_lines(text)
             msg.append(f"Closest lines {first}-{last} ({ratio:.0%} similar):")
             msg.append(numbered(plain[first - 1 : last], first).rstrip("\n"))
     msg.append(
@@ -452,7 +460,7 @@ def plan_patch(
         if encoding == "utf-8" and data.startswith(b"\xef\xbb\xbf"):
             text = "\ufeff" + text
         try:
-            new_lines, notes = apply_hunks(text.splitlines(keepends=True), fp.hunks, fuzzy=fuzzy)
+            new_lines, notes = apply_hunks(split_lines(text), fp.hunks, fuzzy=fuzzy)
         except _HunkFailed as e:
             raise PatchError(_failure_message(src, text, e, len(fp.hunks))) from None
         new_text = "".join(new_lines)

@@ -22,6 +22,7 @@ from typing import Literal
 import pathspec
 
 from tools.base import ToolContext, ToolError, tool
+from tools.workspace import plain_lines
 
 __all__ = [
     "SEARCH_TOOLS",
@@ -239,7 +240,7 @@ def _search_py(root, pattern, start, glob, ignore_case, context, max_results) ->
             continue
         if b"\x00" in data[:_BINARY_PROBE]:
             continue
-        lines = data.decode("utf-8", errors="replace").splitlines()
+        lines = plain_lines(data.decode("utf-8", errors="replace"))
         found = [i for i, line in enumerate(lines) if rx.search(line)]
         if not found:
             continue
@@ -455,7 +456,7 @@ def _python_defs(rel: str, text: str, name: str) -> list[Definition]:
         tree = ast.parse(text)
     except (SyntaxError, ValueError):
         return []
-    lines = text.splitlines()
+    lines = plain_lines(text)
     want = name.split(".")
     out: list[Definition] = []
 
@@ -553,7 +554,7 @@ def _pattern_defs(rel: str, text: str, name: str, suffix: str) -> list[Definitio
         return []
     word = re.compile(rf"(?<![\w$]){re.escape(short)}(?![\w$])")
     out = []
-    for i, line in enumerate(text.splitlines(), 1):
+    for i, line in enumerate(plain_lines(text), 1):
         if short not in line or not word.search(line):
             continue
         for kind, rx in compiled:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import stat
 import tempfile
 from dataclasses import dataclass
@@ -31,7 +32,9 @@ __all__ = [
     "Workspace",
     "decode",
     "new_file_mode",
+    "plain_lines",
     "sha256",
+    "split_lines",
 ]
 
 _UNDO_DEPTH = 50
@@ -47,6 +50,22 @@ class StaleFileError(ToolError):
     """The file changed on disk since the model last saw it."""
 
     kind = "stale_file"
+
+
+_LINE = re.compile(r"[^\n]*\n|[^\n]+\Z")
+
+
+def split_lines(text: str) -> list[str]:
+    """Lines with their endings, split at "\n" only, as git and ripgrep count them.
+
+    (str.splitlines also splits at form feeds, "\x1c" and "\u2028", shifting line numbers.)
+    """
+    return _LINE.findall(text)
+
+
+def plain_lines(text: str) -> list[str]:
+    """Lines without their endings ("\n" or "\r\n"), split like `split_lines`."""
+    return [line.removesuffix("\n").removesuffix("\r") for line in _LINE.findall(text)]
 
 
 def sha256(data: bytes) -> str:
