@@ -293,3 +293,20 @@ def test_cli_writes_the_pack_and_prints_a_json_manifest(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "agent.cli", "pack", str(root), "--budget", "lots"],
                          capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode == 2 and "budget" in bad.stderr
+
+
+def test_build_packs_matches_single_builds_and_count_repo_is_exact(tmp_path: Path, tok) -> None:
+    from agent.pack import build_packs, count_repo
+
+    body = "".join(f"def f{i}(x):\n    return x * {i}\n" for i in range(60))
+    root = make_repo(tmp_path / "repo", {**SMALL, **{f"lib/m{i}.py": body for i in range(6)}})
+    task = "f7 in lib/m3.py multiplies wrong"
+    packs = build_packs(root, budgets=[1_500, 4_000, 100_000], task=task, tokenizer=tok,
+                        cache_dir=tmp_path / "cache", environ={})
+    for p in packs:
+        single = build_pack(root, task=task, budget=p.budget, tokenizer=tok, cache_dir=tmp_path / "c2", environ={})
+        assert single.document == p.document and single.relevant == p.relevant
+    assert [p.totals.full for p in packs] == sorted(p.totals.full for p in packs)
+    counts = count_repo(root, tokenizer=tok, cache_dir=tmp_path / "cache", environ={})
+    assert counts["lib/m3.py"] == tok.count(f'<file path="lib/m3.py" lines="120">\n{body}</file>\n')
+    assert sum(counts.values()) == packs[-1].totals.repo_tokens
