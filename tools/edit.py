@@ -297,7 +297,7 @@ def str_replace(ctx: ToolContext, path: str, old_str: str, new_str: str = "") ->
         at, start = [], 0
         while (i := tf.text.find(old, start)) != -1:
             at.append(_line_of(tf.text, i))
-            start = i + 1
+            start = i + len(old)
         raise ToolError(
             f"old_str occurs {count} times in {path}, starting at lines "
             f"{', '.join(map(str, at))}; nothing was changed. Add surrounding lines to old_str "
