@@ -209,10 +209,13 @@ def restore(ws: Workspace, cp: Checkpoint) -> tuple[Checkpoint, list[str]]:
     fields = [f.decode("utf-8", "surrogateescape") for f in diff.split(b"\0") if f]
     changes = list(zip(fields[::2], fields[1::2]))
     wanted = _tree_entries(ws, cp.tree, [p for s, p in changes if s != "D"])
-    blobs = _blobs(ws, sorted({sha for mode, sha in wanted.values()}))
+    blobs = _blobs(ws, sorted({sha for mode, sha in wanted.values() if mode != "160000"}))
     done = []
     for status, path in changes:
         target = ws.root / path
+        if (target.is_dir() and not target.is_symlink()) or wanted.get(path, ("",))[0] == "160000":
+            done.append(f"left submodule {path} as it is")  # checkpoints do not cover submodules
+            continue
         if status == "D":
             if target.is_symlink():
                 target.unlink()
