@@ -281,6 +281,12 @@ class SecretScanner:
         self._automaton = ahocorasick_rs.BytesAhoCorasick([n.encode("utf-8", "surrogatepass") for n in needles])
         self._always = [i for i, r in enumerate(rules) if not r.needles]
 
+    def may_contain(self, data: bytes, *, path: str | None = None) -> bool:
+        """False when `data` (UTF-8) certainly holds no secret: no needle, no config rule."""
+        if self._always and any(not self.rules[i].config_only or _is_config(path) for i in self._always):
+            return True
+        return self._automaton.find_matches_as_indexes(data, overlapping=False) != []
+
     def _spans(self, text: str, path: str | None, data: bytes | None = None) -> list[tuple[int, int, str]]:
         if data is None:
             data = text.encode("utf-8", "surrogatepass")

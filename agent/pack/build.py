@@ -37,7 +37,7 @@ def default_budget(context_window: int, max_output: int) -> int:
 @dataclass(slots=True)
 class _File:
     path: str
-    text: str
+    redacted: str | None  # the text when secrets were redacted from it, else None
     data: bytes
     size: int
     mtime_ns: int
@@ -48,6 +48,10 @@ class _File:
     level: str = "path"
     outline_block: str | None = None
     outline_tokens: int | None = None
+
+    @property
+    def text(self) -> str:
+        return self.redacted if self.redacted is not None else self.data.decode("utf-8")
 
 
 def _chunks(texts: list[str], limit: int = 4_000_000) -> list[list[str]]:
@@ -210,9 +214,13 @@ def build_packs(
             findings.append(SecretFinding(rule=s.reason.split("matches ", 1)[-1], path=s.path, action="excluded"))
     files: list[_File] = []
     for sf in scan.files:
-        text, found = scanner.redact(sf.text, path=sf.path, data=sf.data)
-        findings.extend(found)
-        files.append(_File(sf.path, text, sf.data, sf.size, sf.mtime_ns, clean=not found))
+        redacted = None
+        if scanner.may_contain(sf.data, path=sf.path):
+            text, found = scanner.redact(sf.text, path=sf.path, data=sf.data)
+            if found:
+                findings.extend(found)
+                redacted = text
+        files.append(_File(sf.path, redacted, sf.data, sf.size, sf.mtime_ns, clean=redacted is None))
     lap("secrets")
 
     task_text = _task_text(task)
@@ -227,8 +235,6 @@ def build_packs(
                 by_path[r.path].rank = r
         else:
             order = list(files)
-        for f in files:
-            f.data = b""  # ranking was the last use of the raw bytes
         scan.files.clear()
         lap("rank")
 
@@ -331,7 +337,7 @@ def build_packs(
                     break
                 tries += len(chunk)
                 todo = [f for f in chunk if f.outline_block is None]
-                hashes = [digest(f.text) for f in todo]
+                hashes = [digest(f.redacted if f.redacted is not None else f.data) for f in todo]
                 cached = cache.outlines(hashes)
                 for f, h in zip(todo, hashes):
                     text = cached.get(h)
@@ -504,7 +510,11 @@ def count_repo(
         counter = _Counter(tokenizer, cache)
         texts, hashes = [], []
         for sf in scan.files:
-            text, found = scanner.redact(sf.text, path=sf.path, data=sf.data)
+            found = []
+            if scanner.may_contain(sf.data, path=sf.path):
+                text, found = scanner.redact(sf.text, path=sf.path, data=sf.data)
+            else:
+                text = sf.text
             block = file_block(sf.path, text, format)
             row = stats.get(sf.path)
             if not found and row is not None and row[0] == sf.size and row[1] == sf.mtime_ns:

@@ -138,7 +138,7 @@ def _match_path(fragment: str, by_name: dict[str, list[str]]) -> tuple[list[str]
     return candidates, False
 
 
-def _bm25(terms: list[str], paths: Sequence[str], lowered: Sequence[bytes]) -> np.ndarray:
+def _bm25(terms: list[str], paths: Sequence[str], datas: Sequence[bytes]) -> np.ndarray:
     n = len(paths)
     if not terms or n == 0:
         return np.zeros(n)
@@ -146,14 +146,14 @@ def _bm25(terms: list[str], paths: Sequence[str], lowered: Sequence[bytes]) -> n
     automaton = ahocorasick_rs.BytesAhoCorasick(needles)
     tf = np.zeros((n, len(terms)), dtype=np.float32)
     width = len(terms)
-    for i, data in enumerate(lowered):
-        hits = [t for t, _, _ in automaton.find_matches_as_indexes(data, overlapping=True)]
+    for i, data in enumerate(datas):
+        hits = [t for t, _, _ in automaton.find_matches_as_indexes(data.lower(), overlapping=True)]
         if hits:
             tf[i] = np.bincount(hits, minlength=width)
         in_path = [t for t, _, _ in automaton.find_matches_as_indexes(paths[i].lower().encode(), overlapping=True)]
         if in_path:
             tf[i] += 5.0 * np.bincount(in_path, minlength=width)  # a path term weighs like several
-    lengths = np.array([len(d) / 6.0 + 10.0 for d in lowered], dtype=np.float32)
+    lengths = np.array([len(d) / 6.0 + 10.0 for d in datas], dtype=np.float32)
     df = (tf > 0).sum(axis=0)
     idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5))
     k1, b = 1.2, 0.75
@@ -162,12 +162,12 @@ def _bm25(terms: list[str], paths: Sequence[str], lowered: Sequence[bytes]) -> n
     return np.asarray(scores, dtype=np.float64)
 
 
-def _document_frequency(words: list[str], lowered: Sequence[bytes]) -> dict[str, int]:
-    """In how many files each (lowercase) word occurs, as a substring."""
+def _document_frequency(words: list[str], datas: Sequence[bytes]) -> dict[str, int]:
+    """In how many files each (lowercase) word occurs, as a substring, in any case."""
     automaton = ahocorasick_rs.BytesAhoCorasick([w.encode() for w in words])
     df = [0] * len(words)
-    for data in lowered:
-        for k in {k for k, _, _ in automaton.find_matches_as_indexes(data, overlapping=True)}:
+    for data in datas:
+        for k in {k for k, _, _ in automaton.find_matches_as_indexes(data.lower(), overlapping=True)}:
             df[k] += 1
     return dict(zip(words, df))
 
@@ -303,9 +303,8 @@ def rank_files(
         stem = name.rsplit(".", 1)[0].lower()
         if stem in words and stem not in STOPWORDS and stem not in ("__init__", "models", "utils", "views", "tests"):
             by_stem[stem].append(p)
-    lowered = [d.lower() for d in datas]
     if by_stem:
-        df = _document_frequency(list(by_stem), lowered)
+        df = _document_frequency(list(by_stem), datas)
         for stem, hits in by_stem.items():
             share = df.get(stem, 0) / max(len(paths), 1)
             weight = 40.0 if df.get(stem, 0) <= 5 or share <= 0.02 else 15.0 if share <= 0.1 else 0.0
@@ -348,7 +347,7 @@ def rank_files(
 
     # 5. BM25 over path and content, tilted towards code.
     terms = task_terms(task)
-    bm = _bm25(terms, paths, lowered)
+    bm = _bm25(terms, paths, datas)
     if bm.size and bm.max() > 0:
         top = float(bm.max())
         for i, s in enumerate(bm):

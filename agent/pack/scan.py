@@ -52,13 +52,17 @@ _BUNDLE_SUFFIXES = (".js", ".mjs", ".cjs", ".css", ".json", ".svg")
 
 @dataclass(slots=True)
 class SourceFile:
-    """A text file that can go into a pack: its relative posix path, bytes and text."""
+    """A text file that can go into a pack: its relative posix path and UTF-8 bytes."""
 
     path: str
     data: bytes
-    text: str
     size: int
     mtime_ns: int
+
+    @property
+    def text(self) -> str:
+        """The file's text (decoded on each access: a whole tree of both costs memory)."""
+        return self.data.decode("utf-8")
 
 
 @dataclass(slots=True)
@@ -241,10 +245,11 @@ def scan_repo(root: Path, *, max_bytes: int = MAX_FILE_BYTES) -> ScanResult:
         if reason is not None:
             result.skipped.append((rel, reason, len(data)))
             continue
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            result.skipped.append((rel, "binary: not UTF-8 text", len(data)))
-            continue
-        result.files.append(SourceFile(rel, data, text, len(data), st.st_mtime_ns))
+        if not data.isascii():
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                result.skipped.append((rel, "binary: not UTF-8 text", len(data)))
+                continue
+        result.files.append(SourceFile(rel, data, len(data), st.st_mtime_ns))
     return result
