@@ -344,7 +344,7 @@ class Toolbox:
         *,
         result_token_budget: int = DEFAULT_RESULT_TOKENS,
         tokenizer: Counter | None = None,
-        checkpoint_before: Collection[str] = ("bash",),
+        checkpoint_before: Collection[str] = ("bash", "run_tests"),
     ) -> None:
         self.tools: dict[str, Tool] = {}
         for t in tools:
@@ -354,8 +354,8 @@ class Toolbox:
         self.ctx = ctx
         self.result_token_budget = result_token_budget
         self.counter: Counter = tokenizer if tokenizer is not None else _default_counter()
-        # Tools whose changes only a checkpoint can undo (the shell): the working tree is saved
-        # in a hidden git ref before each of their calls.
+        # Tools whose changes only a checkpoint can undo (the shell, test runs): the working
+        # tree is saved in a hidden git ref before each of their calls.
         self.checkpoint_before = frozenset(checkpoint_before)
         self._spills = 0
 
@@ -385,7 +385,7 @@ class Toolbox:
             error_kind=kind,
         )
 
-    def run(self, call_id: str, name: str, arguments: str) -> ToolResult:
+    def run(self, call_id: str, name: str, arguments: str | None) -> ToolResult:
         """Parse, validate and run one call; model mistakes come back as `ok=False` results."""
         t, repaired = self._lookup(name)
         if t is None:
@@ -397,7 +397,7 @@ class Toolbox:
                 "unknown_tool",
             )
         try:
-            args = json.loads(arguments) if arguments.strip() else {}
+            args = json.loads(arguments) if arguments and arguments.strip() else {}
             if isinstance(args, str):  # double-encoded JSON object
                 args = json.loads(args)
         except json.JSONDecodeError as e:
