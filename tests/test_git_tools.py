@@ -261,3 +261,14 @@ def test_library_restore_for_the_chat_undo(box: Toolbox, repo: Path):
     shell(repo, "echo changed > a.py")
     out = restore_checkpoint(box.ctx.workspace)
     assert "restored a.py" in out and (repo / "a.py").read_text() == "x = 1\n"
+
+
+def test_old_checkpoints_are_pruned(box: Toolbox, repo: Path):
+    from tools.git import make_checkpoint
+
+    for i in range(5):
+        shell(repo, f"echo {i} > counter.txt")
+        make_checkpoint(box.ctx.workspace, f"step {i}", keep=3)
+    cps = list_checkpoints(box.ctx.workspace)
+    assert [c.label for c in cps] == ["step 2", "step 3", "step 4"]
+    assert [c.id for c in cps] == ["0003", "0004", "0005"]

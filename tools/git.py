@@ -38,6 +38,7 @@ __all__ = [
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 REF_PREFIX = "refs/tome/checkpoints/"
 STATUS_LINES = 200
+MAX_CHECKPOINTS = 200
 
 
 class NotARepo(ToolError):
@@ -153,8 +154,11 @@ def list_checkpoints(ws: Workspace) -> list[Checkpoint]:
     return cps
 
 
-def make_checkpoint(ws: Workspace, label: str) -> Checkpoint:
-    """Save the working tree under a new hidden ref (or return the latest if nothing changed)."""
+def make_checkpoint(ws: Workspace, label: str, *, keep: int = MAX_CHECKPOINTS) -> Checkpoint:
+    """Save the working tree under a new hidden ref (or return the latest if nothing changed).
+
+    Only the newest `keep` checkpoints are kept; older refs are deleted.
+    """
     _require_repo(ws)
     tree = snapshot_tree(ws)
     existing = list_checkpoints(ws)
@@ -168,6 +172,8 @@ def make_checkpoint(ws: Workspace, label: str) -> Checkpoint:
     number = max((int(c.id) for c in existing if c.id.isdigit()), default=0) + 1
     cid = f"{number:04d}"
     _git(ws, "update-ref", REF_PREFIX + cid, commit)
+    for old in existing[: max(0, len(existing) + 1 - keep)]:
+        _git(ws, "update-ref", "-d", REF_PREFIX + old.id)
     return Checkpoint(cid, commit, tree, label)
 
 
