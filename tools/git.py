@@ -151,7 +151,7 @@ def list_checkpoints(ws: Workspace) -> list[Checkpoint]:
     for line in out.splitlines():
         ref, commit, tree, label = line.split("\0", 3)
         cps.append(Checkpoint(ref[len(REF_PREFIX) :], commit, tree, label))
-    return cps
+    return sorted(cps, key=lambda c: (not c.id.isdigit(), int(c.id) if c.id.isdigit() else 0, c.id))
 
 
 def make_checkpoint(ws: Workspace, label: str, *, keep: int = MAX_CHECKPOINTS) -> Checkpoint:
