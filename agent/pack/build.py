@@ -25,7 +25,7 @@ RELEVANT_FILES = 25
 _TREE_SHARE = 0.1  # the tree may take this share of a budget that cannot hold the whole repo
 _BYTES_PER_TOKEN_MIN = 16  # a file under budget*16 bytes may fit; larger ones are not counted
 _OUTLINE_TRIES = 192
-_RANK_VERSION = b"rank-4"
+_RANK_VERSION = b"rank-5"
 _LEADERS = 3  # top-ranked files that may use the outline share to fit in full
 
 

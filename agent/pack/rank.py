@@ -18,6 +18,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import builtins
+
 import ahocorasick_rs
 import numpy as np
 
@@ -48,6 +50,7 @@ _DOTTED = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)")
 _CODE_SPAN = re.compile(r"`([^`\n]+)`|```.*?```", re.S)
 _IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]+\(?([\w, \t*]+)|import[ \t]+([\w., \t]+))", re.M)
 _TEST_NAME = re.compile(r"(?:^|/)(?:tests?/|test_[^/]*$|[^/]*_tests?\.[a-z]+$|[^/]*\.test\.[a-z]+$|conftest\.py$)")
+_BUILTINS = frozenset(dir(builtins))
 _CODE_SUFFIXES = frozenset(
     ".py .pyi .pyx .js .mjs .cjs .jsx .ts .tsx .go .rs .java .c .h .cc .cpp .hpp .cs .rb .php .kt "
     ".swift .scala .lua .sh .pl .m .r .jl .ex .exs .erl .clj .dart .vue .svelte".split()
@@ -204,7 +207,9 @@ def _task_identifiers(text: str) -> list[str]:
             names.setdefault(w, None)
     for m in re.finditer(r"\b([A-Za-z_]\w{2,})\(", text):
         names.setdefault(m.group(1), None)
-    return [n for n in names if n.lower() not in STOPWORDS]
+    # Builtins, and names the task's own example code defines, say nothing about the repo.
+    own = set(re.findall(r"\b(?:def|class)\s+([A-Za-z_]\w*)", text))
+    return [n for n in names if n.lower() not in STOPWORDS and n not in _BUILTINS and n not in own]
 
 
 def _resolve_imports(path: str, text: str, modules: dict[str, list[str]]) -> set[str]:
@@ -338,7 +343,7 @@ def rank_files(
             continue
         w = (50.0 if shaped else 20.0) / len(files) ** 0.5
         for i in files:
-            found[i].append((w, name))
+            found[i].append((w * (0.5 if _TEST_NAME.search(paths[i]) else 1.0), name))
     for i, named in found.items():
         named.sort(key=lambda x: (-x[0], x[1]))
         # Each further name the file defines adds less; three names are worth at most 2x one.
@@ -349,10 +354,11 @@ def rank_files(
     terms = task_terms(task)
     bm = _bm25(terms, paths, datas)
     if bm.size and bm.max() > 0:
-        top = float(bm.max())
-        for i, s in enumerate(bm):
+        tilted = bm * np.array([_kind_factor(p) for p in paths])
+        top = float(tilted.max())
+        for i, s in enumerate(tilted):
             if s > 0:
-                ranked[i].add("bm25", 30.0 * float(s) / top * _kind_factor(paths[i]), f"{s:.1f}")
+                ranked[i].add("bm25", 40.0 * float(s) / top, f"{bm[i]:.1f}")
     for r in ranked:
         r.score = sum(r.signals.values())
 
