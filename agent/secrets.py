@@ -25,14 +25,14 @@ import ahocorasick_rs
 from agent.records import SecretFinding
 
 __all__ = [
-    "SecretRule",
-    "SecretScanner",
     "RULES",
     "SECRET_PATHS",
-    "scan",
-    "redact",
+    "SecretRule",
+    "SecretScanner",
     "is_secret_path",
+    "redact",
     "redaction",
+    "scan",
 ]
 
 
@@ -178,9 +178,7 @@ _CONFIG_SUFFIXES = frozenset(
     {".env", ".ini", ".cfg", ".conf", ".toml", ".yaml", ".yml", ".properties", ".json", ".envrc"}
 )
 _PLACEHOLDERS = frozenset(
-    "password passwd pass pwd secret token changeme change_me example sample test testing "
-    "dummy fake foo bar baz xxx none null true false user username admin root guest your "
-    "placeholder redacted".split()
+    ["password", "passwd", "pass", "pwd", "secret", "token", "changeme", "change_me", "example", "sample", "test", "testing", "dummy", "fake", "foo", "bar", "baz", "xxx", "none", "null", "true", "false", "user", "username", "admin", "root", "guest", "your", "placeholder", "redacted"]
 )
 _ENV_NAME = re.compile(r"(?i)key|token|secret|passw|pwd|credential|auth|cookie|session")
 _ENV_MIN_LEN = 8

@@ -50,11 +50,11 @@ def mirror(repo: str) -> Path:
 def gold_files(patch: str) -> tuple[list[str], list[str]]:
     """(files the patch changes that exist at base, files it creates)."""
     changed, created = [], []
-    for block in re.split(r"^diff --git ", patch, flags=re.M)[1:]:
+    for block in re.split(r"^diff --git ", patch, flags=re.MULTILINE)[1:]:
         m = re.match(r"a/(\S+) b/(\S+)", block)
         if not m:
             continue
-        (created if re.search(r"^--- /dev/null", block, re.M) else changed).append(m.group(2))
+        (created if re.search(r"^--- /dev/null", block, re.MULTILINE) else changed).append(m.group(2))
     return changed, created
 
 
@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> None:
         with CountCache(cache_dir, tok.name) as cache:
             counter = _Counter(tok, cache)
 
-            def count(batch):
+            def count(batch, counter=counter):
                 blocks = [file_block(f.path, f.text, "xml") for f in batch]
                 return counter.count(blocks, [digest(b) for b in blocks])
 

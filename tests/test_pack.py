@@ -282,7 +282,7 @@ def test_cli_writes_the_pack_and_prints_a_json_manifest(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "agent.cli", "pack", str(root), "--task", "twice is wrong",
          "--budget", "50k", "-o", str(out), "--json"],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True, text=True, env=env, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads(proc.stdout)
@@ -291,7 +291,7 @@ def test_cli_writes_the_pack_and_prints_a_json_manifest(tmp_path: Path) -> None:
     text = out.read_text()
     assert text.startswith("<repository") and "<relevant_files>" in text
     bad = subprocess.run([sys.executable, "-m", "agent.cli", "pack", str(root), "--budget", "lots"],
-                         capture_output=True, text=True, env=env, timeout=60)
+                         capture_output=True, text=True, env=env, timeout=60, check=False)
     assert bad.returncode == 2 and "budget" in bad.stderr
 
 

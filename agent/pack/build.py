@@ -8,17 +8,30 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.errors import ConfigError
 from agent.pack.cache import CountCache, digest
 from agent.pack.outline import outline
 from agent.pack.rank import Ranked, rank_files
-from agent.pack.render import TREE_LEVELS, Format, file_block, footer, header, relevant_block, tree
+from agent.pack.render import (
+    TREE_LEVELS,
+    Format,
+    file_block,
+    footer,
+    header,
+    relevant_block,
+    tree,
+)
 from agent.pack.scan import MAX_FILE_BYTES, scan_repo
 from agent.records import Pack, PackItem, PackTotals, SecretFinding, Skipped, Task
 from agent.secrets import SecretScanner
 
-__all__ = ["build_pack", "build_packs", "count_repo", "default_budget", "Progress", "RELEVANT_FILES"]
+if TYPE_CHECKING:
+    from agent.settings import Settings
+    from agent.tokens import Tokenizer
+
+__all__ = ["RELEVANT_FILES", "Progress", "build_pack", "build_packs", "count_repo", "default_budget"]
 
 Progress = Callable[[str, int, int], None]
 RELEVANT_FILES = 25
@@ -71,7 +84,7 @@ def _chunks(texts: list[str], limit: int = 4_000_000) -> list[list[str]]:
 class _Counter:
     """Exact counts through the persistent cache; misses are counted in parallel."""
 
-    def __init__(self, tokenizer: object, cache: CountCache) -> None:
+    def __init__(self, tokenizer: Tokenizer, cache: CountCache) -> None:
         self.tokenizer = tokenizer
         self.cache = cache
         self.counted_tokens = 0
@@ -84,9 +97,9 @@ class _Counter:
             counts = []
             for part in _chunks([texts[i] for i in missing]):
                 if len(part) == 1:  # a thread pool costs more than one small text
-                    counts.append(self.tokenizer.count(part[0]))  # type: ignore[attr-defined]
+                    counts.append(self.tokenizer.count(part[0]))
                 else:
-                    counts.extend(self.tokenizer.count_batch(part))  # type: ignore[attr-defined]
+                    counts.extend(self.tokenizer.count_batch(part))
             self.cache.store((hs[i], n) for i, n in zip(missing, counts))
             known.update((hs[i], n) for i, n in zip(missing, counts))
             self.counted_tokens += sum(counts)
@@ -111,17 +124,17 @@ class _Counter:
                 current, size = [], 0
         if current:
             chunks.append("".join(current))
-        n = sum(self.tokenizer.count_batch(chunks))  # type: ignore[attr-defined]
+        n = sum(self.tokenizer.count_batch(chunks))
         self.cache.store([(doc_hash, n)])
         return n
 
 
-def _resolve_model(model: str | None, settings: object | None) -> tuple[str, str, int]:
+def _resolve_model(model: str | None, settings: Settings | None) -> tuple[str, str, int]:
     from agent.profiles import get_profile
 
     name = model or (getattr(settings, "model", None) if settings is not None else None) or "deepseek-v4-pro"
     if settings is not None and getattr(settings, "model", None) == name:
-        profile = settings.profile()  # type: ignore[attr-defined]
+        profile = settings.profile()
     else:
         profile = get_profile(name)
     return name, profile.tokenizer, default_budget(profile.context_window, profile.max_output)
@@ -158,8 +171,8 @@ def build_packs(
     task: str | Task | None = None,
     model: str | None = None,
     format: Format = "xml",
-    settings: object | None = None,
-    tokenizer: object | None = None,
+    settings: Settings | None = None,
+    tokenizer: Tokenizer | None = None,
     cache_dir: Path | None = None,
     max_file_bytes: int = MAX_FILE_BYTES,
     environ: dict[str, str] | None = None,
@@ -459,8 +472,8 @@ def build_pack(
     budget: int | None = None,
     model: str | None = None,
     format: Format = "xml",
-    settings: object | None = None,
-    tokenizer: object | None = None,
+    settings: Settings | None = None,
+    tokenizer: Tokenizer | None = None,
     cache_dir: Path | None = None,
     max_file_bytes: int = MAX_FILE_BYTES,
     environ: dict[str, str] | None = None,
@@ -484,8 +497,8 @@ def count_repo(
     *,
     model: str | None = None,
     format: Format = "xml",
-    settings: object | None = None,
-    tokenizer: object | None = None,
+    settings: Settings | None = None,
+    tokenizer: Tokenizer | None = None,
     cache_dir: Path | None = None,
     max_file_bytes: int = MAX_FILE_BYTES,
     environ: dict[str, str] | None = None,

@@ -59,7 +59,7 @@ class CountCache:
         self.flush()
         self._db.close()
 
-    def __enter__(self) -> CountCache:
+    def __enter__(self) -> CountCache:  # noqa: PYI034 - Python 3.10 has no typing.Self
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from agent.errors import ConfigError
 from agent.records import Pack
 
-__all__ = ["configure", "run", "parse_budget", "manifest"]
+__all__ = ["configure", "manifest", "parse_budget", "run"]
 
 _BUDGET = re.compile(r"^\s*(\d+(?:[._]\d+)*(?:\.\d+)?)\s*([kKmM]?)\s*$")
 

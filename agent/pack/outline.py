@@ -10,7 +10,7 @@ from __future__ import annotations
 import ast
 import re
 
-__all__ = ["outline", "LANGUAGES"]
+__all__ = ["LANGUAGES", "outline"]
 
 # file suffix -> tree-sitter-language-pack language name
 LANGUAGES: dict[str, str] = {
@@ -41,10 +41,10 @@ _DECLARATION = re.compile(
     r"(?:(?:public|private|protected|internal|static|abstract|final|override|virtual)[ \t]+)*"
     r"(?:function\*?|class|interface|type|enum|struct|impl|trait|fn|func|def|module|namespace|object)"
     r"[ \t]+[A-Za-z_$][^\n]{0,200}$",
-    re.M,
+    re.MULTILINE,
 )
-_HEADING = re.compile(r"^(#{1,6} .+)$", re.M)
-_RST_UNDERLINE = re.compile(r"^([^\n]+)\n([=\-~^\"'`#*+])\2{2,}[ \t]*$", re.M)
+_HEADING = re.compile(r"^(#{1,6} .+)$", re.MULTILINE)
+_RST_UNDERLINE = re.compile(r"^([^\n]+)\n([=\-~^\"'`#*+])\2{2,}[ \t]*$", re.MULTILINE)
 
 
 def _first_doc_line(node: ast.AST) -> str | None:
@@ -97,7 +97,7 @@ def _tree_sitter(text: str, language: str) -> str | None:
         from tree_sitter_language_pack import get_parser
 
         parser = get_parser(language)  # type: ignore[arg-type]
-    except Exception:  # grammar not installed (the pack downloads them): use the line rule
+    except Exception:  # noqa: BLE001 - any grammar failure (not installed, download refused) degrades
         return _declarations(text)
     data = text.encode("utf-8")
     tree = parser.parse(data)

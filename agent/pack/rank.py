@@ -12,32 +12,19 @@ length; a token-level index over 36 MB costs seconds, this costs a fraction of o
 
 from __future__ import annotations
 
-import math
+import builtins
 import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import builtins
-
 import ahocorasick_rs
 import numpy as np
 
-__all__ = ["Ranked", "rank_files", "task_terms", "STOPWORDS"]
+__all__ = ["STOPWORDS", "Ranked", "rank_files", "task_terms"]
 
 STOPWORDS = frozenset(
-    """a about above after again against all also am an and any are aren as at be because been
-    before being below between both but by can cannot could did do does doing don down during each
-    few for from further get got had has have having he her here hers herself him himself his how i
-    if in into is isn it its itself just let me more most my myself no nor not now of off on once
-    only or other ought our ours ourselves out over own same shall she should so some such than
-    that the their theirs them themselves then there these they this those through to too under
-    until up use used using very want was we were what when where which while who whom why will
-    with would you your yours yourself yourselves self none true false def class return import
-    from pass raise elif else try except finally lambda yield assert del global nonlocal print
-    one two new like way make see seems seem work works thing things still even however
-    though example following currently issue problem bug expected actual behavior behaviour
-    case cases instead since already might must need needs think thanks hi hello""".split()
+    ["a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are", "aren", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "cannot", "could", "did", "do", "does", "doing", "don", "down", "during", "each", "few", "for", "from", "further", "get", "got", "had", "has", "have", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "isn", "it", "its", "itself", "just", "let", "me", "more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "ought", "our", "ours", "ourselves", "out", "over", "own", "same", "shall", "she", "should", "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "use", "used", "using", "very", "want", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "yourself", "yourselves", "self", "none", "true", "false", "def", "class", "return", "import", "from", "pass", "raise", "elif", "else", "try", "except", "finally", "lambda", "yield", "assert", "del", "global", "nonlocal", "print", "one", "two", "new", "like", "way", "make", "see", "seems", "seem", "work", "works", "thing", "things", "still", "even", "however", "though", "example", "following", "currently", "issue", "problem", "bug", "expected", "actual", "behavior", "behaviour", "case", "cases", "instead", "since", "already", "might", "must", "need", "needs", "think", "thanks", "hi", "hello"]
 )
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 _FRAME = re.compile(
@@ -47,13 +34,12 @@ _FRAME = re.compile(
 )
 _PATH = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-][\w.-]*\.[A-Za-z][A-Za-z0-9]{0,4})(?![\w/-])")
 _DOTTED = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)")
-_CODE_SPAN = re.compile(r"`([^`\n]+)`|```.*?```", re.S)
-_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]+\(?([\w, \t*]+)|import[ \t]+([\w., \t]+))", re.M)
+_CODE_SPAN = re.compile(r"`([^`\n]+)`|```.*?```", re.DOTALL)
+_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]+\(?([\w, \t*]+)|import[ \t]+([\w., \t]+))", re.MULTILINE)
 _TEST_NAME = re.compile(r"(?:^|/)(?:tests?/|test_[^/]*$|[^/]*_tests?\.[a-z]+$|[^/]*\.test\.[a-z]+$|conftest\.py$)")
 _BUILTINS = frozenset(dir(builtins))
 _CODE_SUFFIXES = frozenset(
-    ".py .pyi .pyx .js .mjs .cjs .jsx .ts .tsx .go .rs .java .c .h .cc .cpp .hpp .cs .rb .php .kt "
-    ".swift .scala .lua .sh .pl .m .r .jl .ex .exs .erl .clj .dart .vue .svelte".split()
+    [".py", ".pyi", ".pyx", ".js", ".mjs", ".cjs", ".jsx", ".ts", ".tsx", ".go", ".rs", ".java", ".c", ".h", ".cc", ".cpp", ".hpp", ".cs", ".rb", ".php", ".kt", ".swift", ".scala", ".lua", ".sh", ".pl", ".m", ".r", ".jl", ".ex", ".exs", ".erl", ".clj", ".dart", ".vue", ".svelte"]
 )
 
 

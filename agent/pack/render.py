@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 from xml.sax.saxutils import quoteattr
 
-__all__ = ["Format", "file_block", "header", "footer", "tree", "TREE_LEVELS", "relevant_block", "fence_language"]
+__all__ = ["TREE_LEVELS", "Format", "fence_language", "file_block", "footer", "header", "relevant_block", "tree"]
 
 Format = Literal["xml", "markdown"]
 TREE_LEVELS: tuple[str, ...] = ("files", "dirs", "dirs:3", "dirs:2", "dirs:1")

@@ -20,7 +20,7 @@ import pathspec
 from agent.errors import ConfigError
 from agent.secrets import is_secret_path
 
-__all__ = ["SourceFile", "ScanResult", "scan_repo", "MAX_FILE_BYTES", "classify"]
+__all__ = ["MAX_FILE_BYTES", "ScanResult", "SourceFile", "classify", "scan_repo"]
 
 MAX_FILE_BYTES = 1_000_000
 _SNIFF = 8192
@@ -192,9 +192,8 @@ def _by_content(path: str, data: bytes) -> str | None:
     top = data[:600].lower()
     if (b"generated" in top or b"do not edit" in top) and _GENERATED_MARK.search(data[:600]):
         return "generated: marked in header"
-    if path.endswith(_BUNDLE_SUFFIXES) and len(data) > 5000:
-        if len(data) / (data.count(b"\n") + 1) > 400:
-            return "minified bundle"
+    if path.endswith(_BUNDLE_SUFFIXES) and len(data) > 5000 and len(data) / (data.count(b"\n") + 1) > 400:
+        return "minified bundle"
     return None
 
 
