@@ -81,5 +81,5 @@ def fixing_turns() -> list[Turn]:
 def run_once(server: Any, repo: Path, tmp_path: Path, model_for: Any, *, task: Task | None = None, **over: Any):
     settings = settings_for(server, tmp_path, **over)
     run = start_run(task or Task(statement="median is wrong for even counts", test_command=TEST_CMD),
-                    settings, repo=repo, model=model_for(server))
+                    settings, repo=repo, model=model_for(server, idle_timeout=10.0, timeout=60.0))
     return run, finish_run(run, run.agent.run())

