@@ -270,3 +270,16 @@ def test_environment_is_built_once_per_key_and_rebuilt_when_its_spec_changes(set
     cfg = cfg.model_copy(update={"specs": register_spec(inst.repo, changed)})
     assert score_prediction(inst, GoldSource()(inst, None), config=cfg, log_dir=tmp_path / "c").resolved
     assert (root / "ready.json").read_text() != marker  # rebuilt for the new spec
+
+
+def test_rescore_judges_finished_tasks_again_from_their_kept_logs(setup, tmp_path):
+    inst, cfg = setup
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    [first] = _run([inst], CountingSource(calls_dir=calls), cfg, tmp_path / "run")
+    stale = first.model_copy(update={"status": "unresolved", "fail_to_pass": {}})  # an older parser's verdict
+    (tmp_path / "run" / inst.instance_id / "score.json").write_text(stale.model_dump_json())
+    assert _run([inst], CountingSource(calls_dir=calls), cfg, tmp_path / "run")[0].status == "unresolved"
+    [again] = _run([inst], CountingSource(calls_dir=calls), cfg, tmp_path / "run", rescore=True)
+    assert again.status == "resolved" and again.fail_to_pass == first.fail_to_pass
+    assert len(list(calls.iterdir())) == 1  # judged from the log, nothing ran again

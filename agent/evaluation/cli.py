@@ -43,6 +43,8 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--task-timeout", type=float, help="seconds for a whole task (solve + score)")
     parser.add_argument("--keep-checkouts", action="store_true", help="keep per-task worktrees")
     parser.add_argument("--retry-errors", action="store_true", help="on a rerun, run errored tasks again")
+    parser.add_argument("--rescore", action="store_true",
+                        help="on a rerun, judge finished tasks again from their kept test logs")
     parser.add_argument("--env-specs", type=Path,
                         help='JSON {"owner/repo": {"version or *": {EnvSpec fields}}} added to the built-in specs')
 
@@ -99,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
                          specs=load_spec_file(args.env_specs) if args.env_specs else None)
     runcfg = RunConfig(run_dir=run_dir, workers=args.workers, executor=args.executor,
                        task_timeout=args.task_timeout, ray_address=args.ray_address,
-                       retry_errors=args.retry_errors)
+                       retry_errors=args.retry_errors, rescore=args.rescore)
     console = Console(stderr=True)
     signal.signal(signal.SIGTERM, _interrupt)
     t0 = time.monotonic()

@@ -25,8 +25,9 @@ _PYTEST_WORD = {
     "PASSED": TestStatus.PASSED, "FAILED": TestStatus.FAILED, "ERROR": TestStatus.ERROR,
     "SKIPPED": TestStatus.SKIPPED, "XFAIL": TestStatus.XFAIL, "XPASS": TestStatus.XPASS,
 }
-# worse outcomes win when an id is reported twice (e.g. PASSED, then ERROR at teardown)
-_RANK = [TestStatus.PASSED, TestStatus.XFAIL, TestStatus.SKIPPED, TestStatus.XPASS,
+# When an id is reported twice the worse outcome wins (PASSED, then ERROR at teardown), except
+# that a skip never hides a pass: django's shared docstrings name a test of every cache backend.
+_RANK = [TestStatus.SKIPPED, TestStatus.PASSED, TestStatus.XFAIL, TestStatus.XPASS,
          TestStatus.FAILED, TestStatus.ERROR]
 
 
@@ -63,11 +64,13 @@ _DJANGO_ID = re.compile(r"^(\w+) \(([\w.]+)\)")
 _DJANGO_SUMMARY = re.compile(r"^(FAIL|ERROR): (\w+) \(([\w.]+)\)")
 
 
-def _django_id(name: str, where: str) -> str:
-    # Python 3.11 prints `name (module.Class.name)`; datasets use `name (module.Class)`.
+def _django_ids(name: str, where: str) -> list[str]:
+    # Python 3.11 prints `name (module.Class.name)`; datasets made on older Pythons use
+    # `name (module.Class)`, those made on 3.11 (django 5.0) the long form: keep both.
+    ids = [f"{name} ({where})"]
     if where.endswith("." + name):
-        where = where[: -len(name) - 1]
-    return f"{name} ({where})"
+        ids.append(f"{name} ({where[: -len(name) - 1]})")
+    return ids
 
 
 def parse_django(log: str) -> dict[str, TestStatus]:
@@ -78,21 +81,23 @@ def parse_django(log: str) -> dict[str, TestStatus]:
     docstring line). Output a test prints may sit between id and verdict.
     """
     out: dict[str, TestStatus] = {}
-    pending: str | None = None
+    pending: list[str] | None = None
     for line in strip_ansi(log).splitlines():
         m = _DJANGO_ID.match(line)
         if m:
-            pending = _django_id(m.group(1), m.group(2))
+            pending = _django_ids(m.group(1), m.group(2))
         summary = _DJANGO_SUMMARY.match(line)
         if summary:  # the failure sections at the end are authoritative
             status = TestStatus.FAILED if summary.group(1) == "FAIL" else TestStatus.ERROR
-            _put(out, _django_id(summary.group(2), summary.group(3)), status)
+            for test in _django_ids(summary.group(2), summary.group(3)):
+                _put(out, test, status)
             pending = None
             continue
         for pattern, status in _DJANGO_WORD:
             verdict = pattern.search(line)
             if verdict and pending is not None:
-                _put(out, pending, status)
+                for test in pending:
+                    _put(out, test, status)
                 doc = line[: verdict.start()].strip()
                 if not m and doc:  # datasets name tests with a docstring by its first line
                     _put(out, doc, status)

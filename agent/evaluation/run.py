@@ -20,7 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agent.errors import ConfigError, TomeError
 from agent.evaluation.logparse import strip_ansi
-from agent.evaluation.score import ScoreConfig, prepare_checkout, score_prediction
+from agent.evaluation.score import (
+    ScoreConfig,
+    prepare_checkout,
+    rescore,
+    score_prediction,
+)
 from agent.evaluation.sources import PatchSource
 from agent.evaluation.workspace import find_repo, remove_checkout
 from agent.records import EvalInstance, Prediction, Score
@@ -41,6 +46,7 @@ class RunConfig(BaseModel):
     task_timeout: float | None = Field(default=None, description="Seconds for a whole task (solve + score).")
     ray_address: str | None = Field(default=None, description="Ray cluster address; None starts a local one.")
     retry_errors: bool = Field(default=False, description="Run tasks again whose earlier score is an error.")
+    rescore: bool = Field(default=False, description="Judge finished tasks again from their kept test logs.")
 
 
 def load_finished(run_dir: Path, instances: Sequence[EvalInstance]) -> dict[str, Score]:
@@ -207,6 +213,13 @@ def run_tasks(instances: Sequence[EvalInstance], source: PatchSource, *, config:
     """Score every instance not already finished in `run.run_dir`; return all scores in input order."""
     run.run_dir.mkdir(parents=True, exist_ok=True)
     finished = load_finished(run.run_dir, instances)
+    if run.rescore:
+        by_id = {i.instance_id: i for i in instances}
+        for iid, old in finished.items():
+            new = rescore(by_id[iid], old, config=config)
+            if new != old:
+                _write(new, run.run_dir / iid)
+        finished = load_finished(run.run_dir, instances)
     if run.retry_errors:
         finished = {k: v for k, v in finished.items() if v.status != "error"}
     todo = [i for i in instances if i.instance_id not in finished]

@@ -182,14 +182,27 @@ def _score_in(instance: EvalInstance, prediction: Prediction, spec: EnvSpec, env
     if code == 124:
         return _error(instance, prediction, log_dir, f"tests timed out after {timeout:.0f}s; see {out}",
                       setup_time=setup_time, test_time=test_time)
-    parsed = PARSERS[spec.runner](out.read_text(encoding="utf-8", errors="replace"))
+    score = _base_score(instance, prediction, log_dir).model_copy(
+        update={"setup_time": setup_time, "test_time": test_time})
+    return judge(instance, score, runner=spec.runner, log_dir=log_dir)
+
+
+def judge(instance: EvalInstance, score: Score, *, runner: str, log_dir: Path) -> Score:
+    """Parse the task's test log and decide: resolved iff every FAIL_TO_PASS and PASS_TO_PASS passes."""
+    log = (log_dir / "test_output.txt").read_text(encoding="utf-8", errors="replace")
+    parsed = PARSERS[runner](log)
+    (log_dir / "tests.json").write_text(json.dumps({k: v.value for k, v in parsed.items()}, indent=1))
     f2p = match_tests(instance.fail_to_pass, parsed)
     p2p = match_tests(instance.pass_to_pass, parsed)
     resolved = all(s.ok for s in f2p.values()) and all(s.ok for s in p2p.values())
-    score = _base_score(instance, prediction, log_dir).model_copy(update={
-        "status": "resolved" if resolved else "unresolved", "fail_to_pass": f2p,
-        "pass_to_pass": p2p, "setup_time": setup_time, "test_time": test_time,
-    })
-    (log_dir / "tests.json").write_text(json.dumps({k: v.value for k, v in parsed.items()}, indent=1))
-    return score
+    return score.model_copy(update={"status": "resolved" if resolved else "unresolved",
+                                    "fail_to_pass": f2p, "pass_to_pass": p2p})
+
+
+def rescore(instance: EvalInstance, score: Score, *, config: ScoreConfig) -> Score:
+    """Judge a finished task again from its kept test log (after a parser fix); errors stay errors."""
+    if score.status == "error" or not score.log_dir or not (Path(score.log_dir) / "test_output.txt").is_file():
+        return score
+    spec = env_spec(instance.repo, instance.version, table=config.specs)
+    return judge(instance, score, runner=spec.runner, log_dir=Path(score.log_dir))
 
