@@ -46,7 +46,7 @@ def run_eval(model: str, tasks: Path, args: argparse.Namespace) -> tuple[dict, f
     cmd = [sys.executable, "-m", "agent.cli", "eval", str(tasks), "--model", model,
            "--repos-dir", str(args.repos_dir), "--env-cache", str(args.work / "envs"),
            "--output-dir", str(args.work / "runs"), "--workers", str(args.workers),
-           "--run-id", f"selfcheck-{model}", "--timeout", str(args.timeout)]
+           "--run-id", f"selfcheck-{model}", "--timeout", str(args.timeout), "--rescore"]
     if args.instance_ids:
         cmd += ["--instance-ids", *args.instance_ids]
     subprocess.run(cmd, check=False, cwd=Path(__file__).resolve().parents[1])
