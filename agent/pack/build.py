@@ -67,7 +67,7 @@ class _File:
         return self.redacted if self.redacted is not None else self.data.decode("utf-8")
 
 
-def _chunks(texts: list[str], limit: int = 4_000_000) -> list[list[str]]:
+def _chunks(texts: list[str], limit: int = 2_000_000) -> list[list[str]]:
     """Batches of about `limit` characters: token ids of a whole repository at once would
     cost hundreds of MB before they are counted."""
     out: list[list[str]] = [[]]
@@ -518,25 +518,35 @@ def count_repo(
     root = str(scan.root)
     kind = f"full:{format}"
     cache_root = cache_dir if cache_dir is not None else getattr(settings, "cache_dir", None)
+    counts: dict[str, int] = {}
     with CountCache(cache_root, getattr(tokenizer, "name", tokenizer_name)) as cache:
         stats = cache.stats(root, kind)
         counter = _Counter(tokenizer, cache)
-        texts, hashes = [], []
-        for sf in scan.files:
-            found = []
-            if scanner.may_contain(sf.data, path=sf.path):
-                text, found = scanner.redact(sf.text, path=sf.path, data=sf.data)
-            else:
-                text = sf.text
-            block = file_block(sf.path, text, format)
-            row = stats.get(sf.path)
-            if not found and row is not None and row[0] == sf.size and row[1] == sf.mtime_ns:
-                h = row[2]
-            else:
-                h = digest(block)
-                if not found:
-                    cache.remember_stat(root, sf.path, kind, sf.size, sf.mtime_ns, h)
-            texts.append(block)
-            hashes.append(h)
-        counts = counter.count(texts, hashes)
-    return {sf.path: n for sf, n in zip(scan.files, counts)}
+        # Blocks are built a few MB at a time: a whole tree of them at once costs memory.
+        start = 0
+        while start < len(scan.files):
+            end, size = start, 0
+            while end < len(scan.files) and (size < 2_000_000 or end == start):
+                size += scan.files[end].size
+                end += 1
+            part = scan.files[start:end]
+            texts, hashes = [], []
+            for sf in part:
+                found = []
+                if scanner.may_contain(sf.data, path=sf.path):
+                    text, found = scanner.redact(sf.text, path=sf.path, data=sf.data)
+                else:
+                    text = sf.text
+                block = file_block(sf.path, text, format)
+                row = stats.get(sf.path)
+                if not found and row is not None and row[0] == sf.size and row[1] == sf.mtime_ns:
+                    h = row[2]
+                else:
+                    h = digest(block)
+                    if not found:
+                        cache.remember_stat(root, sf.path, kind, sf.size, sf.mtime_ns, h)
+                texts.append(block)
+                hashes.append(h)
+            counts.update(zip((sf.path for sf in part), counter.count(texts, hashes)))
+            start = end
+    return counts
