@@ -51,6 +51,9 @@ TRICKY = [
     "\ufeffimport os\n\ufeff#x",
     "soft\u00adhyphen and zero\u200bwidth and \u200d\u200d! and \x00\x01\x02b\x7f",
     "\ue000\ue001 private use \U000f0000",
+    # From django's xregexp.min.js: runs of control and unassigned code points are ONE piece
+    # in HF's Split; a fold that emits them char by char was off by 2 tokens on that file.
+    'bmp:"\\0-\x1f\x7f-\x9f\xad\u0378\u0379\u0380-\u0383\u038b\u038d\u03a2\u0530\u0557',
     "\U0001d400\U0001d401 math bold, 𝔘𝔫𝔦𝔠𝔬𝔡𝔢",
     "don't won't I'm we'll they've you're",
     "!!!abc ...def ?!?\n",
@@ -72,10 +75,12 @@ def test_fast_equals_reference_on_tricky_text(fast: Tokenizer, ref: Tokenizer, t
     assert fast.count(text) == ref.count(text)
 
 
+@pytest.mark.slow
 def test_fast_equals_reference_on_every_short_code_point_context(fast: Tokenizer, ref: Tokenizer) -> None:
     # One text per context holding every assigned BMP code point, each in that context.
     cps = [chr(c) for c in range(0x20, 0x10000) if unicodedata.category(chr(c)) not in ("Cs", "Cn")]
-    for ctx in ("{}", "a{}", "{}a", " {}", "{} ", "1{}", "{}1", "一{}", "{}\n", "!{}"):
+    # (benchmark-time probes ran all 1.1M code points in 18 contexts; these are the telling ones)
+    for ctx in ("{}", "a{}", " {}1", "一{}!"):
         text = "".join(ctx.format(c) + "\n" for c in cps)
         assert _ids(fast, text) == _ids(ref, text), ctx
 
@@ -83,7 +88,7 @@ def test_fast_equals_reference_on_every_short_code_point_context(fast: Tokenizer
 def _stdlib_sources() -> list[Path]:
     lib = Path(sysconfig.get_paths()["stdlib"])
     names = ["typing.py", "argparse.py", "json/decoder.py", "email/_header_value_parser.py", "unicodedata.py",
-             "locale.py", "difflib.py", "html/entities.py", "pydoc_data/topics.py"]
+             "locale.py", "difflib.py", "html/entities.py"]
     return [lib / n for n in names if (lib / n).is_file()]
 
 
