@@ -41,10 +41,10 @@ from typing import Any, Protocol, runtime_checkable
 from agent.errors import ConfigError
 
 __all__ = [
-    "Tokenizer",
-    "get_tokenizer",
-    "available_tokenizers",
     "DEEPSEEK_V4_PATTERN",
+    "Tokenizer",
+    "available_tokenizers",
+    "get_tokenizer",
 ]
 
 

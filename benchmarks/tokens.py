@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         table.add_column(col, justify="left" if col == "counter" else "right")
     for label, name, batch in runs:
         tok = get_tokenizer(name)  # loaded before the clock starts
-        run = (lambda: tok.count_batch(texts)) if batch else (lambda: [tok.count(t) for t in texts])
+        run = (lambda tok=tok: tok.count_batch(texts)) if batch else (lambda tok=tok: [tok.count(t) for t in texts])
         seconds, tokens = _time(run, args.repeat)
         table.add_row(
             label, f"{len(texts):,}", f"{size:,}", f"{tokens:,}", f"{seconds:.2f}",

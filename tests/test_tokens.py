@@ -10,7 +10,12 @@ from pathlib import Path
 import pytest
 
 from agent.errors import ConfigError
-from agent.tokens import DEEPSEEK_V4_PATTERN, Tokenizer, available_tokenizers, get_tokenizer
+from agent.tokens import (
+    DEEPSEEK_V4_PATTERN,
+    Tokenizer,
+    available_tokenizers,
+    get_tokenizer,
+)
 
 
 @pytest.fixture(scope="module")
