@@ -283,3 +283,14 @@ def test_rescore_judges_finished_tasks_again_from_their_kept_logs(setup, tmp_pat
     [again] = _run([inst], CountingSource(calls_dir=calls), cfg, tmp_path / "run", rescore=True)
     assert again.status == "resolved" and again.fail_to_pass == first.fail_to_pass
     assert len(list(calls.iterdir())) == 1  # judged from the log, nothing ran again
+
+
+def test_two_runs_in_one_run_dir_are_refused(setup, tmp_path):
+    import fcntl
+
+    inst, cfg = setup
+    (tmp_path / "run").mkdir()
+    with (tmp_path / "run" / "run.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # what a live run holds
+        with pytest.raises(ConfigError, match="another tome eval is running"):
+            _run([inst], GoldSource(), cfg, tmp_path / "run")

@@ -6,6 +6,7 @@ that have one. A worker that dies without writing its score marks only that task
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import os
 import signal
@@ -212,6 +213,17 @@ def run_tasks(instances: Sequence[EvalInstance], source: PatchSource, *, config:
               run: RunConfig, on_done: OnDone | None = None) -> list[Score]:
     """Score every instance not already finished in `run.run_dir`; return all scores in input order."""
     run.run_dir.mkdir(parents=True, exist_ok=True)
+    with (run.run_dir / "run.lock").open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another tome eval is running in {run.run_dir}; wait for it "
+                              "or give another --run-id") from None
+        return _run_tasks(instances, source, config=config, run=run, on_done=on_done)
+
+
+def _run_tasks(instances: Sequence[EvalInstance], source: PatchSource, *, config: ScoreConfig,
+               run: RunConfig, on_done: OnDone | None) -> list[Score]:
     finished = load_finished(run.run_dir, instances)
     if run.rescore:
         by_id = {i.instance_id: i for i in instances}
