@@ -88,30 +88,36 @@ def main() -> int:
     total_wall = time.monotonic() - t0
     builds = env_build_times(args.work / "envs")
     table = Table(title=f"tome eval self-check on {n} runnable SWE-bench instances")
-    for col in ["repository", "instances", "gold resolved", "empty resolved", "errors",
-                "env build s", "task setup s", "test s"]:
+    for col in ["repository", "instances", "gold resolved", "empty resolved", "empty: F2P fail, P2P pass",
+                "errors", "env build s", "task setup s", "test s"]:
         table.add_column(col, justify="left" if col == "repository" else "right")
     rows: dict[str, dict[str, float]] = {}
     for model, report in reports.items():
         for s in report["scores"]:
-            r = rows.setdefault(s["repo"], {"n": 0, "gold": 0, "empty": 0, "err": 0, "setup": 0.0, "test": 0.0})
+            r = rows.setdefault(s["repo"], {"n": 0, "gold": 0, "empty": 0, "why": 0, "err": 0,
+                                            "setup": 0.0, "test": 0.0})
             r["n"] += model == next(iter(reports))
             r[model] += s["status"] == "resolved"
+            # unresolved for the right reason: a FAIL_TO_PASS test really fails, PASS_TO_PASS all pass
+            r["why"] += model == "empty" and s["status"] == "unresolved" and all(
+                v in ("PASSED", "XFAIL") for v in s["pass_to_pass"].values()) and any(
+                v in ("FAILED", "ERROR") for v in s["fail_to_pass"].values())
             r["err"] += s["status"] == "error"
             r["setup"] += s["setup_time"]
             r["test"] += s["test_time"]
-    total = {"n": 0, "gold": 0, "empty": 0, "err": 0, "setup": 0.0, "test": 0.0}
+    total = {"n": 0, "gold": 0, "empty": 0, "why": 0, "err": 0, "setup": 0.0, "test": 0.0}
     for repo in sorted(rows):
         r = rows[repo]
         for k in total:
             total[k] += r[k]
         table.add_row(repo, str(r["n"]), str(r["gold"]) if "gold" in reports else "-",
-                      str(r["empty"]) if "empty" in reports else "-", str(r["err"]),
+                      str(r["empty"]) if "empty" in reports else "-", str(r["why"]), str(r["err"]),
                       f"{builds.get(repo, 0):.0f}", f"{r['setup']:.0f}", f"{r['test']:.0f}")
     table.add_section()
-    table.add_row("all", str(total["n"]), str(total["gold"]), str(total["empty"]), str(total["err"]),
+    table.add_row("all", str(total["n"]), str(total["gold"]), str(total["empty"]), str(total["why"]),
+                  str(total["err"]),
                   f"{sum(builds.values()):.0f}", f"{total['setup']:.0f}", f"{total['test']:.0f}")
-    console = Console(width=120)
+    console = Console(width=150)
     console.print(table)
     for model, report in reports.items():
         bad = report["unresolved_ids"] + report["error_ids"] if model == "gold" else report["resolved_ids"]
