@@ -291,6 +291,7 @@ def build_packs(
 
             def full_counts(batch: list[_File]) -> None:
                 texts, hashes = [], []
+                batch = [f for f in batch if f.tokens is None]  # another budget counted the rest
                 for f in batch:
                     f.block = file_block(f.path, f.text, format)
                     row = stats.get(f.path)
