@@ -1,24 +1,39 @@
 """How well does tome's difficulty score track human difficulty labels? (issue 5, point 5)
 
-Reads SWE-bench task statements and OpenAI's human difficulty labels (../shared/swe), computes
-agent.modes.difficulty_features for each (statement only: never the gold patch or the tests; repo
-size from `git ls-tree` on bare mirrors when present), and prints:
+Reads SWE-bench task statements and OpenAI's human difficulty labels (../shared/swe) and computes
+agent.modes.difficulty_features for each, from run-time inputs only (never the gold patch, the
+tests or hints_text):
 
-  1. Spearman between score and label: the shipped model (in-sample), the same model refitted
-     under 10-fold cross-validation (folds by instance) and leave-one-repository-out, with and
-     without repository features, next to the statement-length baseline.
+  * statement features (no checkout needed);
+  * repository size (`git ls-tree` on the bare mirrors under --mirrors);
+  * pack ranking features (NEED THE REPOSITORY AT base_commit): the packer's own ranking stage,
+    agent.pack.rank.rank_files, over the files agent.pack.scan.classify keeps, read straight from
+    the bare mirror with `git cat-file --batch` (no checkout; .gitignore/.tomeignore filtering and
+    secret redaction are skipped, which barely moves a ranking). The head of each ranking is
+    cached in --cache (JSON); without it the ranking is recomputed (~2 s per instance on an idle
+    core, ~25 min for all 468 on a loaded machine) with a progress bar.
+
+It prints:
+
+  1. Spearman between score and label: statement length (baseline); the shipped model in-sample;
+     the model refitted under 10-fold cross-validation (folds by instance) and leave-one-
+     repository-out, statement only / + pack features / + repo terms; a TF-IDF nearest-neighbour
+     predictor under the same folds; and each pack feature on its own.
   2. The starting mode choose_mode picks, per difficulty label.
 
 `--fit` prints the refitted weights as a DifficultyModel literal for agent/modes.py.
 
     python benchmarks/difficulty.py [--swe ../shared/swe] [--mirrors /work/.mirror] [--fit]
+        [--cache /work/scratch/modes/ranking.json] [--no-pack]
 
-Needs numpy and scipy (benchmark only; agent.modes itself is pure Python). Runs in ~30 s.
+Needs numpy and scipy (benchmark only; agent.modes itself is pure Python). ~1 min with the cache.
 
-Measured 2026-11-28 (468 labelled = 330 Verified + 138 annotated Lite; all / Verified-only):
-length baseline 0.141 / 0.183; shipped model in-sample 0.173 / 0.211; 10-fold CV 0.153 / 0.191;
-leave-one-repo-out 0.084 / 0.158; with repo terms 10-fold 0.159 / 0.188, LORO 0.082 / 0.160.
-The issue's target (0.35) is NOT met: statement features carry little of the label here.
+Measured 2026-11-28, 468 labelled (330 Verified + 138 annotated Lite), all / Verified-only,
+per-fold mean in brackets: length 0.141 / 0.183; shipped in-sample 0.171 / 0.210;
+statement 10-fold 0.153 (0.163), LORO 0.084 (0.137); + pack features 10-fold 0.107 (0.124),
+LORO 0.027 (0.097); TF-IDF 20-NN 10-fold 0.117, LORO 0.100. Every pack feature alone |rho| <= 0.12.
+The issue's target (0.35) is NOT met: neither the statement nor the ranking of the repository
+at the base commit carries much of the human label.
 """
 
 from __future__ import annotations
@@ -26,11 +41,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import subprocess
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from rich.progress import Progress
+from scipy.sparse import csr_matrix
 from scipy.stats import spearmanr
 
 from agent.modes import (
@@ -43,8 +61,11 @@ from agent.modes import (
     design_vector,
     difficulty_features,
     difficulty_score,
+    pack_vector,
 )
-from agent.records import Mode, Task
+from agent.pack.rank import rank_files
+from agent.pack.scan import classify
+from agent.records import Mode, Pack, PackItem, Task
 
 LABELS = ["<15 min fix", "15 min - 1 hour", "1-4 hours", ">4 hours"]
 # Mirrors whose directory name is not owner+name (too big to fetch, or a fork holds the history).
@@ -54,6 +75,7 @@ MIRROR_NAMES = {
     "scikit-learn/scikit-learn": "thomasjpfan+scikit-learn",
 }
 TOP_K = 4  # inputs the fit keeps; 2, 3, 4, 6 tried under 10-fold CV, 4 held out best
+PACK_K = 2  # pack inputs added with --pack (1, 2, 4 tried: none helped held out)
 REPO_SHRINK = 20.0  # pseudo-count pulling a repository's offset towards 0
 
 
@@ -95,11 +117,129 @@ def repo_file_count(mirrors: Path, repo: str, commit: str) -> int | None:
     return len(p.stdout.splitlines()) if p.returncode == 0 else None
 
 
+HEAD = 40  # ranked files kept per instance (the features read no further)
+
+
+def _git_dir(mirrors: Path, repo: str) -> Path:
+    return mirrors / MIRROR_NAMES.get(repo, repo.replace("/", "+")) / "repo"
+
+
+class _Blobs:
+    """`git cat-file --batch` on a bare mirror, blobs cached by id across commits."""
+
+    def __init__(self, git_dir: Path) -> None:
+        self.proc = subprocess.Popen(
+            ["git", "--git-dir", str(git_dir), "cat-file", "--batch"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        self.cache: dict[str, bytes] = {}
+
+    def get(self, sha: str) -> bytes:
+        if sha not in self.cache:
+            if len(self.cache) > 60_000:
+                self.cache.clear()
+            self.proc.stdin.write(sha.encode() + b"\n")  # type: ignore[union-attr]
+            self.proc.stdin.flush()  # type: ignore[union-attr]
+            head = self.proc.stdout.readline().split()  # type: ignore[union-attr]
+            data = b""
+            if len(head) == 3:
+                data = self.proc.stdout.read(int(head[2]))  # type: ignore[union-attr]
+                self.proc.stdout.read(1)  # type: ignore[union-attr]
+            self.cache[sha] = data
+        return self.cache[sha]
+
+    def close(self) -> None:
+        self.proc.stdin.close()  # type: ignore[union-attr]
+        self.proc.wait()
+
+
+def rank_instance(
+    blobs: _Blobs, git_dir: Path, commit: str, statement: str
+) -> dict | None:
+    """The head of the packer's ranking for one task at `commit`, or None without the commit."""
+    ls = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "ls-tree", "-r", "-l", commit],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if ls.returncode != 0:
+        return None
+    paths, datas = [], []
+    for line in ls.stdout.splitlines():
+        meta, path = line.split("\t", 1)
+        mode, kind, sha, size = meta.split()
+        if kind != "blob" or mode == "120000" or not size.isdigit():
+            continue
+        if classify(path, None, int(size)) is not None:
+            continue
+        data = blobs.get(sha)
+        if classify(path, data, len(data)) is None:
+            paths.append(path)
+            datas.append(data)
+    ranked = rank_files(statement, paths, datas)
+    return {
+        "files": len(paths),
+        "top": [
+            {"path": r.path, "score": r.score, "signals": sorted(r.signals)}
+            for r in ranked[:HEAD]
+            if r.score > 0
+        ],
+    }
+
+
+def rankings(data: list[dict], mirrors: Path, cache: Path | None) -> dict[str, dict]:
+    """Ranking heads by instance id, from `cache` where present, else computed (and cached)."""
+    known: dict[str, dict] = (
+        json.loads(cache.read_text()) if cache and cache.exists() else {}
+    )
+    todo = [d for d in data if d["id"] not in known]
+    if todo:
+        print(
+            f"ranking {len(todo)} instances at their base commits (needs the mirrors)..."
+        )
+        blobs: dict[Path, _Blobs] = {}
+        with Progress() as bar:
+            job = bar.add_task("rank_files", total=len(todo))
+            for k, d in enumerate(sorted(todo, key=lambda d: (d["repo"], d["id"]))):
+                gd = _git_dir(mirrors, d["repo"])
+                if gd.exists():
+                    b = blobs.setdefault(gd, _Blobs(gd))
+                    got = rank_instance(b, gd, d["commit"], d["statement"])
+                    if got is not None:
+                        known[d["id"]] = got
+                bar.advance(job)
+                if cache and (k % 20 == 19 or k == len(todo) - 1):
+                    cache.parent.mkdir(parents=True, exist_ok=True)
+                    cache.write_text(json.dumps(known))
+        for b in blobs.values():
+            b.close()
+    return known
+
+
+def pack_of(ranking: dict, repo: str) -> Pack:
+    """A Pack record carrying the ranking head, as choose_mode would see it after packing."""
+    items = [
+        PackItem(
+            path=t["path"],
+            level="path",
+            score=t["score"],
+            reasons=[f"{s}: -" for s in t["signals"]],
+        )
+        for t in ranking["top"]
+    ]
+    return Pack(
+        document="", repo=repo, root="", model="", tokenizer="", budget=0, items=items
+    )
+
+
 def fit(
     feats: list[DifficultyFeatures],
     y: np.ndarray,
     *,
     repo_terms: bool,
+    pack: bool = False,
     priors: dict[str, float] | None = None,
 ) -> DifficultyModel:
     """Unit-weighted regression: the TOP_K inputs most rank-correlated with the label (on these rows
@@ -110,14 +250,22 @@ def fit(
     residual, and a per-repository mean residual shrunk towards 0 (n / (n + REPO_SHRINK)).
     """
     priors = dict(DIFFICULTY_MODEL.prior_weights if priors is None else priors)
-    vectors = [design_vector(f) for f in feats]
+    vectors = [design_vector(f) | (pack_vector(f) if pack else {}) for f in feats]
     keys = [k for k in vectors[0] if k not in priors]
     X = np.array([[v[k] for k in keys] for v in vectors])
     target = y - np.array([sum(w * v[k] for k, w in priors.items()) for v in vectors])
     r = np.nan_to_num(
-        [spearmanr(X[:, j], y).statistic if X[:, j].std() > 0 else 0.0 for j in range(len(keys))]
+        [
+            spearmanr(X[:, j], y).statistic if X[:, j].std() > 0 else 0.0
+            for j in range(len(keys))
+        ]
     )
-    top = np.argsort(-np.abs(r), kind="stable")[:TOP_K]
+    order = np.argsort(-np.abs(r), kind="stable")
+    is_pack = np.array([k.startswith("pack_") for k in keys])
+    # Pack inputs compete among themselves, so the statement inputs stay as without a pack.
+    top = np.concatenate(
+        [order[~is_pack[order]][:TOP_K], order[is_pack[order]][:PACK_K]]
+    )
     sd = X[:, top].std(0)
     sd[sd == 0] = 1.0
     unit = np.sign(r[top]) / sd
@@ -127,7 +275,9 @@ def fit(
     resid = target - intercept - slope * composite
     files_w, centre, offsets = 0.0, 0.0, {}
     if repo_terms:
-        logn = np.array([math.log1p(f.repo_files) if f.repo_files else np.nan for f in feats])
+        logn = np.array(
+            [math.log1p(f.repo_files) if f.repo_files else np.nan for f in feats]
+        )
         known = ~np.isnan(logn)
         if known.sum() > 2 and logn[known].std() > 0:
             centre = float(logn[known].mean())
@@ -135,10 +285,18 @@ def fit(
             resid = resid - np.nan_to_num(files_w * (logn - centre))
         for repo in sorted({f.repo for f in feats if f.repo}):
             mask = np.array([f.repo == repo for f in feats])
-            offsets[repo] = round(float(resid[mask].sum() / (mask.sum() + REPO_SHRINK)), 5)
+            offsets[repo] = round(
+                float(resid[mask].sum() / (mask.sum() + REPO_SHRINK)), 5
+            )
+    chosen = {keys[j]: round(float(slope * u), 5) for j, u in zip(top, unit)}
+    pack_keys = [k for k in chosen if k.startswith("pack_")]
+    centres = {k: round(float(X[:, keys.index(k)].mean()), 5) for k in pack_keys}
     return DifficultyModel(
-        intercept=round(intercept, 5),
-        weights={keys[j]: round(float(slope * u), 5) for j, u in zip(top, unit)},
+        # Pack terms are centred so the score without a pack stays on the statement's scale.
+        intercept=round(intercept + sum(chosen[k] * centres[k] for k in pack_keys), 5),
+        weights={k: w for k, w in chosen.items() if k not in pack_keys},
+        pack_weights={k: chosen[k] for k in pack_keys},
+        pack_centres=centres,
         prior_weights=priors,
         repo_files_weight=round(files_w, 5),
         repo_files_centre=round(centre, 5),
@@ -149,26 +307,84 @@ def fit(
     )
 
 
-def held_out(feats, y, folds, *, repo_terms: bool, fitter=None) -> tuple[np.ndarray, float]:
+def held_out(
+    feats, y, folds, *, repo_terms: bool, pack: bool = False, fitter=None
+) -> tuple[np.ndarray, float]:
     """Scores for each instance from a model fitted without its fold, and the size-weighted
     mean of the per-fold Spearman (free of the fold-to-fold intercept shifts that pooling adds)."""
     pred = np.zeros(len(y))
-    per_fold = []
     for fold in sorted(set(folds)):
         test = np.array([f == fold for f in folds])
         model = (fitter or fit)(
-            [f for f, t in zip(feats, test) if not t], y[~test], repo_terms=repo_terms
+            [f for f, t in zip(feats, test) if not t],
+            y[~test],
+            repo_terms=repo_terms,
+            pack=pack,
         )
-        pred[test] = [difficulty_score(f, model=model) for f, t in zip(feats, test) if t]
+        pred[test] = [
+            difficulty_score(f, model=model) for f, t in zip(feats, test) if t
+        ]
+    return pred, per_fold_rho(pred, y, folds)
+
+
+def per_fold_rho(pred: np.ndarray, y: np.ndarray, folds) -> float:
+    """Size-weighted mean of the per-fold Spearman (folds with one label or one score skipped)."""
+    per_fold = []
+    for fold in sorted(set(folds)):
+        test = np.array([f == fold for f in folds])
         if len(set(y[test])) > 1 and len(set(pred[test])) > 1:
             per_fold.append((test.sum(), rho(pred[test], y[test])))
-    weight = sum(n for n, _ in per_fold)
-    return pred, sum(n * r for n, r in per_fold) / weight
+    return sum(n * r for n, r in per_fold) / sum(n for n, _ in per_fold)
+
+
+_TOKEN = re.compile(r"[A-Za-z_][A-Za-z0-9_]+")
+
+
+def _tfidf(train: list[str], test: list[str]) -> tuple[csr_matrix, csr_matrix]:
+    """Unit-length sublinear TF-IDF rows of word unigrams (min df 2), vocabulary from `train`."""
+    docs = [Counter(w.lower() for w in _TOKEN.findall(t)) for t in train + test]
+    df = Counter(w for d in docs[: len(train)] for w in d)
+    vocab = {w: i for i, w in enumerate(w for w, c in df.items() if c >= 2)}
+    idf = {w: math.log((1 + len(train)) / (1 + df[w])) + 1 for w in vocab}
+    rows, cols, vals = [], [], []
+    for k, d in enumerate(docs):
+        cells = [
+            (vocab[w], (1 + math.log(c)) * idf[w]) for w, c in d.items() if w in vocab
+        ]
+        norm = math.sqrt(sum(v * v for _, v in cells)) or 1.0
+        for j, v in cells:
+            rows.append(k)
+            cols.append(j)
+            vals.append(v / norm)
+    m = csr_matrix((vals, (rows, cols)), shape=(len(docs), len(vocab)))
+    return m[: len(train)], m[len(train) :]
+
+
+def knn_held_out(texts: list[str], y: np.ndarray, folds, *, k: int = 20) -> np.ndarray:
+    """Similarity-weighted mean label of the k most similar training statements, per fold."""
+    pred = np.zeros(len(y))
+    for fold in sorted(set(folds)):
+        test = np.array([f == fold for f in folds])
+        a, b = _tfidf(
+            [t for t, m in zip(texts, test) if not m],
+            [t for t, m in zip(texts, test) if m],
+        )
+        sim = (b @ a.T).toarray()
+        idx = np.argsort(-sim, 1)[:, :k]
+        w = np.take_along_axis(sim, idx, 1) + 1e-9
+        pred[test] = (y[~test][idx] * w).sum(1) / w.sum(1)
+    return pred
 
 
 def mode_for_score(score: float) -> Mode:
     """The mode choose_mode starts in for `score` when neither pack nor profile constrains it."""
-    return Mode.MAX if score >= MAX_FROM else Mode.HIGH if score >= HIGH_FROM else Mode.NON_THINK
+    return (
+        Mode.MAX
+        if score >= MAX_FROM
+        else Mode.HIGH
+        if score >= HIGH_FROM
+        else Mode.NON_THINK
+    )
 
 
 def rho(x, y) -> float:
@@ -178,25 +394,42 @@ def rho(x, y) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
-        "--swe", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "swe"
+        "--swe",
+        type=Path,
+        default=Path(__file__).resolve().parents[2] / "shared" / "swe",
     )
     ap.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
+    ap.add_argument(
+        "--cache",
+        type=Path,
+        default=Path("/work/scratch/modes/ranking.json"),
+        help="JSON cache of the ranking heads (computed from the mirrors when missing)",
+    )
+    ap.add_argument(
+        "--no-pack", action="store_true", help="statement and repo-size rows only"
+    )
     ap.add_argument("--folds", type=int, default=10)
-    ap.add_argument("--fit", action="store_true", help="print the refitted DifficultyModel")
+    ap.add_argument(
+        "--fit", action="store_true", help="print the refitted DifficultyModel"
+    )
     args = ap.parse_args()
 
     data = load(args.swe)
-    feats = []
+    ranks = {} if args.no_pack else rankings(data, args.mirrors, args.cache)
+    feats, packed = [], []
     for d in data:
         n_files = repo_file_count(args.mirrors, d["repo"], d["commit"])
-        feats.append(
-            difficulty_features(Task(statement=d["statement"], repo=d["repo"]), repo_files=n_files)
-        )
+        task = Task(statement=d["statement"], repo=d["repo"])
+        feats.append(difficulty_features(task, repo_files=n_files))
+        r = ranks.get(d["id"])
+        pack = pack_of(r, d["repo"]) if r is not None else None
+        packed.append(difficulty_features(task, pack, repo_files=n_files))
     y = np.array([d["label"] for d in data], float)
     ver = np.array([d["verified"] for d in data])
     missing = sum(f.repo_files is None for f in feats)
     print(
-        f"{len(data)} labelled instances ({ver.sum()} in Verified); repo size unknown for {missing}"
+        f"{len(data)} labelled instances ({ver.sum()} in Verified); repo size unknown for {missing};"
+        f" ranked at base commit: {len(ranks)}"
     )
 
     rng = np.random.default_rng(0)
@@ -204,44 +437,82 @@ def main() -> None:
     loro = [d["repo"] for d in data]
     length = np.array([f.chars for f in feats], float)
     shipped = np.array([difficulty_score(f) for f in feats])
+    shipped_packed = np.array([difficulty_score(f) for f in packed])
 
-    print("\nSpearman(score, human label)        all labelled  Verified only  per-fold mean (all)")
+    print(
+        "\nSpearman(score, human label)              all labelled  Verified only"
+        "  per-fold mean (all)"
+    )
     table = [
         ("statement length (baseline)", length, None),
         ("shipped model, in-sample", shipped, None),
     ]
-    for repo_terms in (False, True):
-        tag = "+ repo terms" if repo_terms else "statement"
-        refit = fit(feats, y, repo_terms=repo_terms)
+    if ranks:
+        table.append(("shipped model with its pack, in-sample", shipped_packed, None))
+    variants = [
+        ("statement", feats, False, False),
+        ("+ repo terms", feats, True, False),
+    ]
+    if ranks:
+        variants.insert(1, ("+ pack features", packed, False, True))
+    for tag, fs, repo_terms, pack in variants:
+        refit = fit(fs, y, repo_terms=repo_terms, pack=pack)
         table.append(
             (
                 f"{tag}: refit in-sample",
-                np.array([difficulty_score(f, model=refit) for f in feats]),
+                np.array([difficulty_score(f, model=refit) for f in fs]),
                 None,
             )
         )
-        table.append(
-            (f"{tag}: {args.folds}-fold CV", *held_out(feats, y, kfold, repo_terms=repo_terms))
-        )
-        table.append(
-            (f"{tag}: leave-one-repo-out", *held_out(feats, y, loro, repo_terms=repo_terms))
-        )
-    no_priors = lambda fs, yy, *, repo_terms: fit(fs, yy, repo_terms=repo_terms, priors={})
+        for name, folds in (
+            (f"{args.folds}-fold CV", kfold),
+            ("leave-one-repo-out", loro),
+        ):
+            table.append(
+                (
+                    f"{tag}: {name}",
+                    *held_out(fs, y, folds, repo_terms=repo_terms, pack=pack),
+                )
+            )
+    no_priors = lambda fs, yy, *, repo_terms, pack: fit(
+        fs, yy, repo_terms=repo_terms, pack=pack, priors={}
+    )
     table.append(
         (
-            "statement, no priors: 10-fold CV",
+            f"statement, no priors: {args.folds}-fold CV",
             *held_out(feats, y, kfold, repo_terms=False, fitter=no_priors),
         )
     )
+    texts = [d["statement"] for d in data]
+    for name, folds in ((f"{args.folds}-fold CV", kfold), ("leave-one-repo-out", loro)):
+        pred = knn_held_out(texts, y, folds)
+        table.append(
+            (f"TF-IDF 20-NN label: {name}", pred, per_fold_rho(pred, y, folds))
+        )
     for name, s, per_fold in table:
         extra = f"{per_fold:+.3f}" if per_fold is not None else ""
-        print(f"  {name:34s} {rho(s, y):+.3f}        {rho(s[ver], y[ver]):+.3f}         {extra}")
+        print(
+            f"  {name:40s} {rho(s, y):+.3f}        {rho(s[ver], y[ver]):+.3f}         {extra}"
+        )
+
+    if ranks:
+        print(
+            "\nEach pack feature alone (needs the repository at base_commit), all labelled:"
+        )
+        vectors = [pack_vector(f) for f in packed]
+        for key in vectors[0]:
+            x = np.array([v[key] for v in vectors])
+            print(f"  {key:24s} {rho(x, y):+.3f}")
 
     shipped_modes = [
-        choose_mode(Task(statement=d["statement"], repo=d["repo"]), repo_files=f.repo_files).mode
+        choose_mode(
+            Task(statement=d["statement"], repo=d["repo"]), repo_files=f.repo_files
+        ).mode
         for d, f in zip(data, feats)
     ]
-    cv_scores = next(s for name, s, _ in table if name == f"statement: {args.folds}-fold CV")
+    cv_scores = next(
+        s for name, s, _ in table if name == f"statement: {args.folds}-fold CV"
+    )
     cv_modes = [mode_for_score(float(s)) for s in cv_scores]
     for title, modes in [
         ("shipped model, in-sample", shipped_modes),
@@ -252,7 +523,10 @@ def main() -> None:
         print(f"  {'label':18s} {'n':>4s} " + " ".join(f"{m.label:>11s}" for m in Mode))
         for i, label in enumerate(LABELS):
             n = sum(v for (lab, _), v in counts.items() if lab == i)
-            print(f"  {label:18s} {n:4d} " + " ".join(f"{counts[(i, m)]:11d}" for m in Mode))
+            print(
+                f"  {label:18s} {n:4d} "
+                + " ".join(f"{counts[(i, m)]:11d}" for m in Mode)
+            )
     if args.fit:
         model = fit(feats, y, repo_terms=False)
         print("\nDIFFICULTY_MODEL =", model.model_dump(exclude_defaults=True))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, ValidationError
@@ -20,8 +23,10 @@ from agent.modes import (
     escalate,
     parse_mode,
 )
+from agent.pack import build_pack
 from agent.profiles import get_profile
 from agent.records import Mode, Pack, PackItem, PackTotals, Task
+from agent.tokens import get_tokenizer
 
 DEEPSEEK = get_profile("deepseek-v4-pro")
 
@@ -58,9 +63,12 @@ def pack_of(tokens: int, scores: list[float], *, files: int = 100) -> Pack:
     """A real Pack record of `tokens` tokens whose items carry `scores`."""
     per = tokens // max(len(scores), 1)
     items = [
-        PackItem(path=f"f{i}.py", level="full", tokens=per, score=s) for i, s in enumerate(scores)
+        PackItem(path=f"f{i}.py", level="full", tokens=per, score=s)
+        for i, s in enumerate(scores)
     ]
-    totals = PackTotals(files=files, full=len(items), tokens=tokens, repo_tokens=tokens * 4)
+    totals = PackTotals(
+        files=files, full=len(items), tokens=tokens, repo_tokens=tokens * 4
+    )
     return Pack(
         document="",
         repo="demo",
@@ -133,7 +141,9 @@ def test_features_read_the_statement() -> None:
     f = difficulty_features(Task(statement=NARROW_BUG, repo="django/django"))
     assert f.traceback_frames == 3
     assert f.exception_types == 1
-    assert f.files_mentioned == 3  # manage.py and two __init__.py paths, each counted once
+    assert (
+        f.files_mentioned == 3
+    )  # manage.py and two __init__.py paths, each counted once
     assert f.narrow_words >= 2 and f.design_words == 0
     assert f.repo == "django/django"
     g = difficulty_features(DESIGN_CHANGE)
@@ -143,7 +153,9 @@ def test_features_read_the_statement() -> None:
 def test_features_are_deterministic() -> None:
     pack = pack_of(50_000, [5.0, 1.0, 0.5, 0.0])
     a = difficulty_features(Task(statement=NARROW_BUG), pack, repo_files=1200)
-    b = difficulty_features(Task(statement=NARROW_BUG), pack.model_copy(deep=True), repo_files=1200)
+    b = difficulty_features(
+        Task(statement=NARROW_BUG), pack.model_copy(deep=True), repo_files=1200
+    )
     assert a == b and a.model_dump_json() == b.model_dump_json()
     assert difficulty_score(a) == difficulty_score(b)
 
@@ -169,14 +181,18 @@ class _LooseRecord(BaseModel):
 
 
 def test_pack_features_are_read_duck_typed() -> None:
-    loose = _LooseRecord(total_tokens=200_000, items=[_Item(score=2.0), _Item(score=2.0)])
+    loose = _LooseRecord(
+        total_tokens=200_000, items=[_Item(score=2.0), _Item(score=2.0)]
+    )
     f = difficulty_features("x", loose)  # type: ignore[arg-type]
     assert f.pack_tokens == 200_000 and f.pack_top_share == pytest.approx(0.5)
     assert f.pack_entropy == pytest.approx(1.0) and f.pack_fraction is None
 
 
 def test_narrow_stack_trace_bug_scores_below_vague_design_change() -> None:
-    narrow = difficulty_score(difficulty_features(Task(statement=NARROW_BUG, repo="django/django")))
+    narrow = difficulty_score(
+        difficulty_features(Task(statement=NARROW_BUG, repo="django/django"))
+    )
     design = difficulty_score(
         difficulty_features(Task(statement=DESIGN_CHANGE, repo="django/django"))
     )
@@ -192,10 +208,15 @@ ALWAYS_HARD = DifficultyModel(intercept=10.0)
 
 def test_never_non_think_with_a_large_pack() -> None:
     task = Task(statement=NARROW_BUG)
-    small = choose_mode(task, pack_of(20_000, [3.0, 1.0]), profile=DEEPSEEK, model=ALWAYS_EASY)
+    small = choose_mode(
+        task, pack_of(20_000, [3.0, 1.0]), profile=DEEPSEEK, model=ALWAYS_EASY
+    )
     assert small.mode is Mode.NON_THINK, small.reasons  # the easy task starts cheap...
     large = choose_mode(
-        task, pack_of(LARGE_PACK_TOKENS + 1, [3.0, 1.0]), profile=DEEPSEEK, model=ALWAYS_EASY
+        task,
+        pack_of(LARGE_PACK_TOKENS + 1, [3.0, 1.0]),
+        profile=DEEPSEEK,
+        model=ALWAYS_EASY,
     )
     assert large.mode is not Mode.NON_THINK  # ...until the pack is long
     assert any("Non-think" in r for r in large.reasons)
@@ -207,7 +228,9 @@ def test_think_max_refused_where_the_window_is_too_small() -> None:
     small = get_profile("deepseek-v4-pro", context_window=256_000)
     choice = choose_mode(hard, profile=small, model=ALWAYS_HARD)
     assert choice.mode is Mode.HIGH and any("384,000" in r for r in choice.reasons)
-    crowded = choose_mode(hard, pack_of(800_000, [1.0]), profile=DEEPSEEK, model=ALWAYS_HARD)
+    crowded = choose_mode(
+        hard, pack_of(800_000, [1.0]), profile=DEEPSEEK, model=ALWAYS_HARD
+    )
     assert crowded.mode is Mode.HIGH  # 1M window minus an 800K pack leaves too little
 
 
@@ -217,3 +240,122 @@ def test_a_profile_with_only_non_think_gets_non_think_with_a_reason() -> None:
     )
     assert choice.mode is Mode.NON_THINK and len(choice.reasons) >= 2
     assert isinstance(choice, ModeChoice)
+
+
+# ---------------------------------------------------------------------------- ranking features
+
+
+def ranked_pack(rows: list[tuple[str, float, list[str]]]) -> Pack:
+    """A real Pack record whose items carry paths, scores and the ranker's reason strings."""
+    items = [
+        PackItem(
+            path=p,
+            level="full",
+            tokens=100,
+            score=s,
+            reasons=[f"{r}: why" for r in reasons],
+        )
+        for p, s, reasons in rows
+    ]
+    return Pack(
+        document="",
+        repo="demo",
+        root="/tmp/demo",
+        model="m",
+        tokenizer="t",
+        budget=10_000,
+        items=items,
+    )
+
+
+def test_ranking_features_read_scores_reasons_and_paths() -> None:
+    pack = ranked_pack(
+        [
+            ("pkg/core.py", 160.0, ["stack trace", "defines", "bm25"]),
+            ("pkg/tests/test_core.py", 32.0, ["test beside"]),
+            ("pkg/util.py", 90.0, ["path named"]),
+            ("docs/index.rst", 3.0, ["bm25"]),
+            ("pkg/other.py", 0.0, []),
+        ]
+    )
+    f = difficulty_features("x", pack)
+    assert f.pack_top_score == 160.0 and f.pack_strong_files == 2
+    assert f.pack_defining_files == 1 and f.pack_named_files == 1
+    assert f.pack_stack_trace is True and f.pack_top_is_test is False
+    assert f.pack_top_dirs == 3  # pkg, pkg/tests, docs among the four positive files
+    assert 0.0 < f.pack_top_entropy < 1.0
+    test_first = difficulty_features(
+        "x", ranked_pack([("tests/test_a.py", 5.0, ["bm25"])])
+    )
+    assert test_first.pack_top_is_test is True and test_first.pack_stack_trace is False
+    assert test_first.pack_top_entropy == 0.0
+    assert (
+        difficulty_features("x").pack_top_score is None
+    )  # no pack, no ranking features
+
+
+def test_pack_weights_apply_only_with_a_pack_and_are_centred() -> None:
+    model = DifficultyModel(
+        intercept=0.5,
+        pack_weights={"pack_log_strong": 0.3},
+        pack_centres={"pack_log_strong": 1.0},
+    )
+    plain = DifficultyModel(intercept=0.5)
+    bare = difficulty_features(NARROW_BUG)
+    assert difficulty_score(bare, model=model) == difficulty_score(bare, model=plain)
+    many = ranked_pack([(f"m{i}.py", 100.0, ["defines"]) for i in range(10)])
+    one = ranked_pack([("m.py", 100.0, ["defines"])])
+    high = difficulty_score(difficulty_features(NARROW_BUG, many), model=model)
+    low = difficulty_score(difficulty_features(NARROW_BUG, one), model=model)
+    assert (
+        low < difficulty_score(bare, model=plain) < high
+    )  # log1p(1) < centre 1.0 < log1p(10)
+
+
+def test_ranking_features_from_a_real_pack(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    files = {
+        "shop/cart.py": "def total(items):\n    return sum(i.price for i in items)\n",
+        "shop/tax.py": "RATE = 0.2\n\ndef with_tax(x):\n    return x * (1 + RATE)\n",
+        "README.md": "# shop\n",
+    }
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@e",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@e",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "GIT_CONFIG_NOSYSTEM": "1",
+    }
+    for cmd in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        ["commit", "-q", "-m", "init"],
+    ):
+        subprocess.run(
+            ["git", *cmd], cwd=root, check=True, capture_output=True, env=env
+        )
+    statement = (
+        "total() crashes on an empty cart:\n\nTraceback (most recent call last):\n"
+        '  File "shop/cart.py", line 2, in total\n    return sum(i.price for i in items)\n'
+        "TypeError: bad\n"
+    )
+    pack = build_pack(
+        root,
+        task=statement,
+        budget=50_000,
+        tokenizer=get_tokenizer("cl100k_base"),
+        cache_dir=tmp_path / "cache",
+        environ={},
+    )
+    f = difficulty_features(Task(statement=statement), pack)
+    assert f.pack_stack_trace is True and f.pack_top_is_test is False
+    assert f.pack_top_score is not None and f.pack_top_score >= 80.0
+    assert f.pack_strong_files >= 1 and f.pack_defining_files >= 1
+    choose_mode(
+        Task(statement=statement), pack, profile=DEEPSEEK
+    )  # runs on a real pack
