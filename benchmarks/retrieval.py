@@ -58,8 +58,9 @@ def gold_files(patch: str) -> tuple[list[str], list[str]]:
     return changed, created
 
 
-def checkout(repo: str, commit: str, work: Path) -> Path:
-    target = work / repo.replace("/", "__") / commit[:12]
+def checkout(repo: str, commit: str, work: Path, name: str = "") -> Path:
+    # One directory per instance: instances share base commits and runs may overlap.
+    target = work / repo.replace("/", "__") / (name or commit[:12])
     if target.exists():
         return target
     tmp = target.with_suffix(".part")
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace) -> None:
         gold, created = gold_files(r["patch"])
         if not gold:
             continue
-        root = checkout(r["repo"], r["base_commit"], work)
+        root = checkout(r["repo"], r["base_commit"], work, r["instance_id"])
         t1 = time.perf_counter()
         packs = build_packs(root, budgets=BUDGETS, task=r["problem_statement"], tokenizer=tok,
                             cache_dir=cache_dir, environ={})
