@@ -64,12 +64,25 @@ def checkout(repo: str, commit: str, work: Path, name: str = "") -> Path:
     if target.exists():
         return target
     tmp = target.with_suffix(".part")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    archive = subprocess.Popen(["git", f"--git-dir={mirror(repo)}", "archive", commit], stdout=subprocess.PIPE)
-    subprocess.run(["tar", "-x", "--no-same-owner", "-C", str(tmp)], stdin=archive.stdout, check=True)
-    if archive.wait() != 0:
-        raise RuntimeError(f"git archive {repo}@{commit} failed")
+    excluded: list[str] = []
+    for _ in range(5):
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        spec = ["--", ".", *(f":(exclude){p}" for p in excluded)] if excluded else []
+        archive = subprocess.Popen(["git", f"--git-dir={mirror(repo)}", "archive", commit, *spec],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        tar = subprocess.run(["tar", "-x", "--no-same-owner", "-C", str(tmp)], stdin=archive.stdout,
+                             capture_output=True, check=False)
+        err = archive.stderr.read().decode(errors="replace") if archive.stderr else ""
+        if archive.wait() == 0 and tar.returncode == 0:
+            break
+        # Snapshots lack blobs of 4 MiB and more: export the tree without them.
+        missing = re.findall(r"invalid object \S+ \S+ for '([^']+)'", err)
+        if not missing:
+            raise RuntimeError(f"git archive {repo}@{commit} failed: {err[-300:]}")
+        excluded += missing
+    else:
+        raise RuntimeError(f"git archive {repo}@{commit} kept failing")
     tmp.rename(target)
     return target
 
@@ -154,7 +167,11 @@ def run(args: argparse.Namespace) -> None:
         gold, created = gold_files(r["patch"])
         if not gold:
             continue
-        root = checkout(r["repo"], r["base_commit"], work, r["instance_id"])
+        try:
+            root = checkout(r["repo"], r["base_commit"], work, r["instance_id"])
+        except RuntimeError as e:
+            print(f"{r['instance_id']}: skipped: {e}", flush=True)
+            continue
         t1 = time.perf_counter()
         packs = build_packs(root, budgets=BUDGETS, task=r["problem_statement"], tokenizer=tok,
                             cache_dir=cache_dir, environ={})
