@@ -100,10 +100,11 @@ def _make_checker(ctx) -> Callable[[str], CheckRecord]:
 
     def check(command: str) -> CheckRecord:
         run = execute_tests(ctx, command)
+        summary = run.render()
         return CheckRecord(
             command=command,
             passed=run.ok,
-            summary=run.render(),
+            summary=ctx.redact(summary) if ctx.redact else summary,
             passed_count=run.passed,
             failed_count=run.failed + run.errors,
         )

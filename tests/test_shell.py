@@ -261,11 +261,18 @@ def test_bad_arguments_are_clear_errors(
     assert tree_digest(ctx.workspace.root) == before
 
 
-def test_redact_hook_sees_output(tmp_path: Path) -> None:
+def test_redact_hook_sees_every_result(tmp_path: Path) -> None:
+    from tools.edit import view
+
     ctx = make_ctx(tmp_path)
     ctx.redact = lambda text: text.replace("hunter2", "[REDACTED]")
-    out = bash(ctx, command="echo password=hunter2")
-    assert "hunter2" not in out and "password=[REDACTED]" in out
+    (ctx.workspace.root / "config.ini").write_text("password=hunter2\n")
+    box = Toolbox([bash, view], ctx, tokenizer=_Chars())
+    for name, args in [("bash", {"command": "echo password=hunter2"}), ("view", {"path": "config.ini"}),
+                       ("view", {"path": "config.ini", "view_range": [5, 1]})]:
+        res = box.run("c1", name, json.dumps(args))
+        assert "hunter2" not in res.content, (name, res.content)
+    assert "[REDACTED]" in box.run("c2", "bash", json.dumps({"command": "echo password=hunter2"})).content
 
 
 def test_no_bwrap_require_errors_and_auto_notes(

@@ -476,7 +476,9 @@ class Toolbox:
     def bound(
         self, text: str, *, call_id: str = "", name: str = ""
     ) -> tuple[str, bool, str | None]:
-        """Fit `text` in the result budget: (content, truncated, spilled_to)."""
+        """Redact secrets, then fit `text` in the result budget: (content, truncated, spilled_to)."""
+        if self.ctx.redact is not None:  # one place for every tool, so no result can skip it
+            text = self.ctx.redact(text)
         budget = self.result_token_budget
         # Every token covers at least one byte, so a short text needs no counting.
         if len(text) <= budget and len(text.encode("utf-8")) <= budget:

@@ -220,9 +220,6 @@ def render_url(ctx: ToolContext, url: str) -> str:
     text = render_untrusted(
         header, doc.text or "(the rendered page has no readable text)", info="markdown"
     )
-    if ctx.redact is not None:
-        out = ctx.redact(text)
-        text = out[0] if isinstance(out, tuple) else out
     return text
 
 

@@ -21,7 +21,6 @@ from tools.runner import run_process
 from tools.shell import (
     MAX_TIMEOUT,
     destructive_reason,
-    redact,
     require_permission,
     run_command,
     shell_environment,
@@ -423,7 +422,7 @@ def run_tests(
         command: the shell command that runs the tests; detected when omitted.
         timeout: seconds before the run is killed (at most 900).
     """
-    return redact(ctx, execute_tests(ctx, command, timeout=timeout).render())
+    return execute_tests(ctx, command, timeout=timeout).render()
 
 
 TEST_TOOLS = (run_tests,)

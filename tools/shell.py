@@ -32,7 +32,6 @@ __all__ = [
     "bash",
     "destructive_reason",
     "format_result",
-    "redact",
     "require_permission",
     "run_command",
     "shell_environment",
@@ -192,16 +191,6 @@ def _workspace_root(ctx: ToolContext) -> Path:
     return Path(ctx.workspace.root).resolve()
 
 
-def redact(ctx: ToolContext, text: str) -> str:
-    """`text` through the context's secrets scanner, when one is set."""
-    if ctx.redact is None:
-        return text
-    out = ctx.redact(text)
-    return (
-        out[0] if isinstance(out, tuple) else out
-    )  # agent.secrets.redact returns (text, findings)
-
-
 def run_command(
     ctx: ToolContext, argv: list[str], *, timeout: float, max_output: int = MAX_OUTPUT_BYTES
 ) -> tuple[ProcessResult, str | None]:
@@ -322,7 +311,7 @@ def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> str:
     )
     if sandbox_note:
         notes.append(sandbox_note)
-    return redact(ctx, format_result(result, timeout=used, notes=notes))
+    return format_result(result, timeout=used, notes=notes)
 
 
 SHELL_TOOLS = (bash,)

@@ -296,13 +296,6 @@ def _guard_for(
     return NetGuard([*ctx.settings.safety.allow_hosts, *(extra_hosts or [])], resolver=resolver)
 
 
-def _redact(ctx: ToolContext, text: str) -> str:
-    if ctx.redact is None:
-        return text
-    out = ctx.redact(text)
-    return out[0] if isinstance(out, tuple) else out
-
-
 @tool
 def fetch_url(ctx: ToolContext, url: str) -> str:
     """Fetch a web page (http or https) and return it as readable markdown, marked as untrusted.
@@ -331,7 +324,7 @@ def fetch_url(ctx: ToolContext, url: str) -> str:
     if doc.title:
         header += f"\nTitle: {doc.title}"
     body = doc.text or "(the page has no readable text; it may need JavaScript)"
-    return _redact(ctx, render_untrusted(header, body, info="markdown"))
+    return render_untrusted(header, body, info="markdown")
 
 
 # --------------------------------------------------------------------------------------------
@@ -478,7 +471,7 @@ def web_search(ctx: ToolContext, query: str) -> str:
         body = "\n\n".join(f"{i}. {r.title or '(untitled)'}\n   {r.url}\n   {r.snippet}".rstrip()
                            for i, r in enumerate(results, 1))  # fmt: skip
     header = f"Web search ({provider.name}) for {query!r}: {len(results)} results"
-    return _redact(ctx, render_untrusted(header, body, info="text"))
+    return render_untrusted(header, body, info="text")
 
 
 WEB_TOOLS = (fetch_url, web_search)
