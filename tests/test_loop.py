@@ -196,3 +196,21 @@ def test_agent_state_is_derived_from_the_trajectory(scripted, model_for, repo, t
     assert run.agent.steps == len(calls) == result.steps
     assert run.agent.cost == pytest.approx(result.cost)
     assert not [e for e in run.trajectory.events if isinstance(e, Compacted)]
+
+
+def test_secrets_never_reach_the_trajectory(scripted, model_for, repo, tmp_path):
+    key = "sk-proj-" + "Zq7" * 16
+    (repo / "settings.py").write_text(f'OPENAI_API_KEY = "{key}"\nDEBUG = True\n')
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "settings")
+    server = scripted([
+        Turn(content=PLAN, tool_calls=[call("view", path="settings.py")]),
+        Turn(tool_calls=[call("bash", command="cat settings.py; grep -r OPENAI .")]),
+        *fixing_turns()[1:],
+    ])
+    run, result = run_once(server, repo, tmp_path, model_for)
+    assert result.status == "solved"
+    for path in run.run_dir.rglob("*"):
+        if path.is_file():
+            assert key not in path.read_text(errors="replace"), path
+    assert all(key not in r.raw for r in server.chat_requests)
