@@ -134,6 +134,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report.model_dump(mode="json", exclude={"scores"})))
     else:
-        print_report(report, Console())
+        print_report(report)
         Console(stderr=True).print(f"report: {run_dir / 'report.json'}")
     return 1 if report.error_instances else 0
