@@ -7,21 +7,17 @@ empty, a predictions file of any other system, and the agent are the four kinds.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
-import inspect
 import json
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agent.errors import ConfigError
-from agent.records import EvalInstance, Prediction, Usage
+from agent.records import EvalInstance, Prediction, Result
 
 __all__ = [
     "AgentSource",
@@ -143,36 +139,16 @@ class AgentSource(_Source):
         module, _, func = self.solver.partition(":")
         solve = getattr(importlib.import_module(module), func or "solve", None)
         if solve is None:
-            raise ConfigError(f"{module} has no {func or 'solve'}(task, settings)")
+            raise ConfigError(f"{module} has no {func or 'solve'}(task, settings, repo=...)")
         if workdir is None:
             raise ConfigError("the agent needs a checkout to work in")
         settings = load_settings(workdir, cli={"model": self.name, **self.settings_cli}).settings
         t0 = time.monotonic()
-        params = inspect.signature(solve).parameters
-        kw = {k: workdir for k in ("repo", "workdir", "repo_dir", "cwd") if k in params}
-        with _chdir(workdir):
-            result = solve(instance.to_task(), settings, **kw)
-        usage = getattr(result, "usage", None)
-        if not isinstance(usage, Usage):
-            usage = Usage.model_validate(usage or {}) if not hasattr(usage, "model_dump") else \
-                Usage.model_validate(usage.model_dump())
-        mode = getattr(result, "mode", None)
+        result: Result = solve(instance.to_task(), settings, repo=workdir)
         return Prediction(
-            instance_id=instance.instance_id, model_name_or_path=self.name,
-            model_patch=getattr(result, "patch", "") or "", cost=float(getattr(result, "cost", 0.0) or 0.0),
-            usage=usage, mode=getattr(mode, "value", mode), elapsed=time.monotonic() - t0,
+            instance_id=instance.instance_id, model_name_or_path=self.name, model_patch=result.patch,
+            cost=result.cost, usage=result.usage, mode=result.mode.value, elapsed=time.monotonic() - t0,
         )
-
-
-@contextlib.contextmanager
-def _chdir(path: Path) -> Iterator[None]:
-    # contextlib.chdir is 3.11+; the agent runs in its own worker process, so this is safe there
-    old = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
 
 
 def source_for(model: str | None, *, predictions: Path | None = None,
