@@ -214,3 +214,15 @@ def test_secrets_never_reach_the_trajectory(scripted, model_for, repo, tmp_path)
         if path.is_file():
             assert key not in path.read_text(errors="replace"), path
     assert all(key not in r.raw for r in server.chat_requests)
+
+
+def test_worktree_run_leaves_the_users_checkout_alone(scripted, model_for, repo, tmp_path):
+    server = scripted(fixing_turns())
+    settings = settings_for(server, tmp_path)
+    run = start_run(Task(statement="median is wrong", test_command=TEST_CMD), settings, repo=repo,
+                    model=model_for(server, idle_timeout=10.0, timeout=60.0), worktree=True)
+    result = finish_run(run, run.agent.run())
+    assert result.status == "solved" and run.repo != repo
+    assert FIX_NEW in (run.repo / "stats.py").read_text()
+    assert FIX_NEW not in (repo / "stats.py").read_text() and not git(repo, "status", "--porcelain")
+    assert f"tome/{run.run_id}" in git(repo, "branch", "--list", "tome/*")
