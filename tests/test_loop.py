@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from loop_helpers import FIX_NEW, FIX_OLD, PLAN, TEST_CMD, call, fixing_turns, git, run_once, settings_for
+from loop_helpers import FIX_NEW, PLAN, TEST_CMD, call, fixing_turns, git, run_once, settings_for
 
 from agent.loop import Agent
 from agent.records import (
