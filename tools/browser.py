@@ -25,6 +25,8 @@ from tools.web import (
     Document,
     FetchError,
     FetchLimits,
+    fetch_tool_error,
+    guard_for,
     guarded_request,
     render_untrusted,
 )
@@ -198,15 +200,13 @@ def render_url(ctx: ToolContext, url: str) -> str:
             f"page rendering is unavailable: {problem}. Use fetch_url instead.",
             kind="browser_unavailable",
         )
-    guard = NetGuard(ctx.settings.safety.allow_hosts)
+    guard = guard_for(ctx)
     blocked: list[str] = []
     start = time.monotonic()
     try:
         doc = render_document(url.strip(), guard=guard, blocked=blocked)
     except FetchError as e:
-        raise ToolError(
-            str(e), kind="fetch_refused" if "refused" in str(e) else "fetch_failed"
-        ) from None
+        raise fetch_tool_error(e) from None
     header = f"Rendered {doc.url}"
     if doc.final_url != doc.url:
         header += f" (redirected to {doc.final_url})"

@@ -35,7 +35,9 @@ __all__ = [
     "SearchProvider",
     "SearchResult",
     "fetch_document",
+    "fetch_tool_error",
     "fetch_url",
+    "guard_for",
     "guarded_request",
     "render_untrusted",
     "search",
@@ -290,7 +292,12 @@ def render_untrusted(header: str, body: str, *, info: str = "") -> str:
     )
 
 
-def _guard_for(
+def fetch_tool_error(e: FetchError) -> ToolError:
+    """A refused or failed fetch as the model's observation (fetch_url and render_url share it)."""
+    return ToolError(str(e), kind="fetch_refused" if "refused" in str(e) else "fetch_failed")
+
+
+def guard_for(
     ctx: ToolContext, *, extra_hosts: list[str] | None = None, resolver: Resolver | None = None
 ) -> NetGuard:
     return NetGuard([*ctx.settings.safety.allow_hosts, *(extra_hosts or [])], resolver=resolver)
@@ -308,11 +315,9 @@ def fetch_url(ctx: ToolContext, url: str) -> str:
         url: the absolute URL to fetch, e.g. "https://docs.python.org/3/library/re.html".
     """
     try:
-        doc = fetch_document(url.strip(), guard=_guard_for(ctx))
+        doc = fetch_document(url.strip(), guard=guard_for(ctx))
     except FetchError as e:
-        raise ToolError(
-            str(e), kind="fetch_refused" if "refused" in str(e) else "fetch_failed"
-        ) from None
+        raise fetch_tool_error(e) from None
     header = f"Fetched {doc.url}"
     if doc.final_url != doc.url:
         header += f" (redirected to {doc.final_url})"
@@ -462,7 +467,7 @@ def web_search(ctx: ToolContext, query: str) -> str:
     # The endpoint the user configured is trusted even on a private address (a local SearXNG).
     host = urlsplit(provider.url).hostname or ""
     try:
-        results = search(query, provider, guard=_guard_for(ctx, extra_hosts=[host]))
+        results = search(query, provider, guard=guard_for(ctx, extra_hosts=[host]))
     except FetchError as e:
         raise ToolError(f"web search failed: {e}", kind="search_failed") from None
     if not results:
