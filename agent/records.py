@@ -52,7 +52,7 @@ __all__ = [
 class Record(BaseModel):
     """Base for tome's records: strict about unknown fields, cheap to copy."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
 # --------------------------------------------------------------------------------------------

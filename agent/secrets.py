@@ -13,6 +13,7 @@ through it too.
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import math
 import os
 import re
@@ -278,6 +279,13 @@ class SecretScanner:
         needles.extend(v for v, _ in self._values)
         self._automaton = ahocorasick_rs.BytesAhoCorasick([n.encode("utf-8", "surrogatepass") for n in needles])
         self._always = [i for i, r in enumerate(rules) if not r.needles]
+        # Says which scanner judged a file clean (caches of clean files key on it); the values
+        # go in hashed together, never as they are.
+        self.fingerprint = hashlib.sha256(
+            "\0".join([*(f"{r.name}\1{r.pattern.pattern}" for r in rules), *(v for v, _ in self._values)]).encode(
+                "utf-8", "surrogatepass"
+            )
+        ).hexdigest()[:16]
 
     def may_contain(self, data: bytes, *, path: str | None = None) -> bool:
         """False when `data` (UTF-8) certainly holds no secret: no needle, no config rule."""

@@ -16,6 +16,7 @@ from agent.pack.cache import CountCache
 from agent.pack.outline import outline
 from agent.pack.scan import scan_repo
 from agent.records import Task
+from agent.secrets import SecretScanner
 from agent.tokens import get_tokenizer
 
 GIT_ENV = {
@@ -261,7 +262,8 @@ def test_count_cache_is_invalidated_by_a_content_change(tmp_path: Path, tok) -> 
     assert {k: v for k, v in after.items() if k != "pkg/core.py"} == {
         k: v for k, v in before.items() if k != "pkg/core.py"}
     with CountCache(tmp_path / "cache", tok.name) as cache:
-        assert len(cache.stats(str(root.resolve()), "full:xml")) == len(SMALL)
+        kind = f"full:xml:{SecretScanner({}).fingerprint}"
+        assert len(cache.stats(str(root.resolve()), kind)) == len(SMALL)
 
 
 def test_clear_errors_for_missing_path_unreadable_file_and_tiny_budget(tmp_path: Path, tok) -> None:

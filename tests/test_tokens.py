@@ -191,8 +191,8 @@ def test_folded_ranks_cache_matches_a_fresh_fold_and_survives_damage(tmp_path, m
     src = tokens._deepseek_json()
     fresh = tokens._deepseek_ranks(src)
     assert tokens._cached_deepseek_ranks(src) == fresh  # builds the cache
-    [ranks_file] = (tmp_path / "tome" / "tokenizers").glob("*.tiktoken")
+    [ranks_file] = (tmp_path / "tome" / "tokenizers").glob("*.marshal")
     assert tokens._cached_deepseek_ranks(src) == fresh  # reads it back
-    ranks_file.write_text("not base64 at all\n")
+    ranks_file.write_bytes(b"not marshal data at all\n")
     assert tokens._cached_deepseek_ranks(src) == fresh  # a damaged cache is rebuilt
     assert tokens._cached_deepseek_ranks(src) == fresh

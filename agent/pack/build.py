@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,8 +12,6 @@ from typing import TYPE_CHECKING
 
 from agent.errors import ConfigError
 from agent.pack.cache import CountCache, digest
-from agent.pack.outline import outline
-from agent.pack.rank import Ranked, rank_files
 from agent.pack.render import (
     TREE_LEVELS,
     Format,
@@ -23,7 +21,7 @@ from agent.pack.render import (
     relevant_block,
     tree,
 )
-from agent.pack.scan import MAX_FILE_BYTES, scan_repo
+from agent.pack.scan import MAX_FILE_BYTES, SourceFile, scan_repo
 from agent.records import Pack, PackItem, PackTotals, SecretFinding, Skipped, Task
 from agent.secrets import SecretScanner
 
@@ -48,23 +46,35 @@ def default_budget(context_window: int, max_output: int) -> int:
 
 
 @dataclass(slots=True)
-class _File:
+class _Scored:
+    """A file's rank score and reasons (as agent.pack.rank.Ranked, without importing it:
+    a ranking served from the cache needs neither the ranker nor numpy)."""
+
     path: str
-    redacted: str | None  # the text when secrets were redacted from it, else None
-    data: bytes
+    score: float
+    reasons: list[str]
+
+
+@dataclass(slots=True)
+class _File:
+    source: SourceFile  # bytes read lazily: an unchanged file is not read unless packed
+    path: str
     size: int
     mtime_ns: int
-    clean: bool  # no secret was redacted: the fast path on (size, mtime) is valid
+    redacted: str | None = None  # the text when secrets were redacted from it
+    checked: bool = False  # secrets looked for in this run
     block: str | None = None
+    block_hash: bytes | None = None  # hash of the full block that `tokens` counts
+    verified: bool = False  # block_hash was computed from this run's bytes
     tokens: int | None = None
-    rank: Ranked | None = None
+    rank: _Scored | None = None
     level: str = "path"
     outline_block: str | None = None
     outline_tokens: int | None = None
 
     @property
     def text(self) -> str:
-        return self.redacted if self.redacted is not None else self.data.decode("utf-8")
+        return self.redacted if self.redacted is not None else self.source.text
 
 
 def _chunks(texts: list[str], limit: int = 2_000_000) -> list[list[str]]:
@@ -82,12 +92,23 @@ def _chunks(texts: list[str], limit: int = 2_000_000) -> list[list[str]]:
 
 
 class _Counter:
-    """Exact counts through the persistent cache; misses are counted in parallel."""
+    """Exact counts through the persistent cache; misses are counted in parallel.
 
-    def __init__(self, tokenizer: Tokenizer, cache: CountCache) -> None:
-        self.tokenizer = tokenizer
+    The tokenizer may be given as a loader: a run whose counts all come from the cache never
+    loads it.
+    """
+
+    def __init__(self, tokenizer: Tokenizer | Callable[[], Tokenizer], cache: CountCache) -> None:
+        self._tokenizer = tokenizer
         self.cache = cache
         self.counted_tokens = 0
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer, loaded on first use."""
+        if callable(self._tokenizer):
+            self._tokenizer = self._tokenizer()
+        return self._tokenizer
 
     def count(self, texts: Sequence[str], hashes: Sequence[bytes] | None = None) -> list[int]:
         hs = list(hashes) if hashes is not None else [digest(t) for t in texts]
@@ -105,28 +126,21 @@ class _Counter:
             self.counted_tokens += sum(counts)
         return [known[h] for h in hs]
 
-    def count_document(self, pieces: Sequence[str]) -> int:
-        """Count a document for real, in parallel chunks cut at block boundaries."""
-        doc_hash = digest("".join(pieces))
-        known = self.cache.lookup([doc_hash])
-        if doc_hash in known:
-            return known[doc_hash]
-        workers = max(1, min(8, os.cpu_count() or 1)) * 2
-        total = sum(len(p) for p in pieces)
-        chunks: list[str] = []
-        current: list[str] = []
-        size = 0
-        for p in pieces:
-            current.append(p)
-            size += len(p)
-            if size >= total / workers:
-                chunks.append("".join(current))
-                current, size = [], 0
-        if current:
-            chunks.append("".join(current))
-        n = sum(self.tokenizer.count_batch(chunks))
-        self.cache.store([(doc_hash, n)])
-        return n
+    def count_document(self, pieces: Sequence[str], counts: Sequence[int] | None = None) -> int:
+        """Tokens of the document `"".join(pieces)`, exactly.
+
+        Every piece the renderer makes starts at a line start with `<` or `#` and ends with a
+        newline. No alternative of the tokenizers' pre-token patterns crosses such a seam (a
+        run ending in a newline is one piece in both contexts; nothing joins a newline to the
+        `<` or `#` after it; no lookbehind) and no special token spans a newline, so the pieces
+        are tokenized exactly as in the whole: the document's count is the sum of the pieces'
+        exact counts (`counts`, when known, else counted now). A piece not of that shape sends
+        the whole document to the tokenizer instead.
+        """
+        if not all(p[:1] in ("<", "#") and p.endswith("\n") for p in pieces):
+            (n,) = self.count(["".join(pieces)])
+            return n
+        return sum(counts if counts is not None else self.count(pieces))
 
 
 def _resolve_model(model: str | None, settings: Settings | None) -> tuple[str, str, int]:
@@ -148,20 +162,24 @@ def _task_text(task: str | Task | None) -> str | None:
 
 
 def _rank_key(task: str, files: Sequence[_File]) -> bytes:
-    h = digest(_RANK_VERSION + task.encode("utf-8", "surrogatepass"))
-    state = "\0".join(f"{f.path}\1{f.size}\1{f.mtime_ns}\1{int(f.clean)}" for f in files)
+    # The ranking code's own bytes are in the key: a changed ranking never reuses old results.
+    code = (Path(__file__).parent / "rank.py").read_bytes()
+    h = digest(_RANK_VERSION + digest(code) + task.encode("utf-8", "surrogatepass"))
+    state = "\0".join(f"{f.path}\1{f.size}\1{f.mtime_ns}" for f in files)
     return b"rank:" + digest(h + digest(state))
 
 
-def _rank(task: str, files: list[_File], cache: CountCache) -> list[Ranked]:
+def _rank(task: str, files: list[_File], cache: CountCache) -> list[_Scored]:
     key = _rank_key(task, files)
     stored = cache.memo_get(key)
-    if stored is not None:
-        rows = json.loads(stored)
-        return [Ranked(p, s, r) for p, s, r in rows]
-    ranked = rank_files(task, [f.path for f in files], [f.data for f in files])
-    cache.memo_put(key, json.dumps([[r.path, r.score, r.reasons] for r in ranked]).encode())
-    return ranked
+    if stored is None:
+        from agent.pack.rank import rank_files
+
+        # Ranking reads the unredacted bytes: it only scores; what a pack shows is redacted.
+        ranked = rank_files(task, [f.path for f in files], [f.source.data for f in files])
+        stored = json.dumps([[r.path, r.score, r.reasons] for r in ranked]).encode()
+        cache.memo_put(key, stored)
+    return [_Scored(p, s, r) for p, s, r in json.loads(stored)]
 
 
 def build_packs(
@@ -203,21 +221,61 @@ def build_packs(
     for b in resolved:
         if b <= 0:
             raise ConfigError(f"pack budget must be positive, got {b}")
+    loader: Tokenizer | Callable[[], Tokenizer]
     if tokenizer is None:
         from agent.tokens import get_tokenizer
 
-        tokenizer = get_tokenizer(tokenizer_name)
-    tokenizer_name = getattr(tokenizer, "name", tokenizer_name)
-    lap("setup")
+        loader = functools.partial(get_tokenizer, tokenizer_name)
+    else:
+        tokenizer_name = getattr(tokenizer, "name", tokenizer_name)
+        loader = tokenizer
+    task_text = _task_text(task)
+    cache_root = cache_dir if cache_dir is not None else getattr(settings, "cache_dir", None)
+    with CountCache(cache_root, tokenizer_name) as cache:
+        counter = _Counter(loader, cache)
+        lap("setup")
+        return _build(
+            Path(repo), resolved, task_text, cache, counter, format=format, model_name=model_name,
+            tokenizer_name=tokenizer_name, max_file_bytes=max_file_bytes, environ=environ,
+            tick=tick, timings=timings,
+        )
+
+
+def _build(
+    repo: Path,
+    budgets: list[int],
+    task_text: str | None,
+    cache: CountCache,
+    counter: _Counter,
+    *,
+    format: Format,
+    model_name: str,
+    tokenizer_name: str,
+    max_file_bytes: int,
+    environ: dict[str, str] | None,
+    tick: Callable[[str, int, int], None],
+    timings: dict[str, float],
+) -> list[Pack]:
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 4)
+        clock = now
 
     tick("scan", 0, 1)
-    scan = scan_repo(Path(repo), max_bytes=max_file_bytes)
+    known = cache.verdicts(str(repo.expanduser().resolve())) if repo.exists() else {}
+    scan = scan_repo(repo, max_bytes=max_file_bytes, known=known)
     root = str(scan.root)
     repo_name = scan.root.name
+    cache.remember_verdicts(root, scan.verdicts)
+    files = [_File(sf, sf.path, sf.size, sf.mtime_ns) for sf in scan.files]
     lap("scan")
     tick("scan", 1, 1)
 
-    # Secrets: denylisted paths were skipped by the scan; redact values in the rest.
+    # Secrets: denylisted paths were skipped by the scan; values are redacted from each file
+    # as it is packed (a file that stays a path is never shown, so never needs scanning).
     scanner = SecretScanner(environ)
     findings: list[SecretFinding] = []
     # Records built from our own typed values: construct without re-validating thousands.
@@ -225,245 +283,277 @@ def build_packs(
     for s in skipped:
         if s.reason.startswith("secret:"):
             findings.append(SecretFinding(rule=s.reason.split("matches ", 1)[-1], path=s.path, action="excluded"))
-    files: list[_File] = []
-    for sf in scan.files:
-        redacted = None
-        if scanner.may_contain(sf.data, path=sf.path):
-            text, found = scanner.redact(sf.text, path=sf.path, data=sf.data)
+
+    def check(f: _File) -> None:
+        if f.checked:
+            return
+        f.checked = True
+        data = f.source.data
+        if scanner.may_contain(data, path=f.path):
+            text, found = scanner.redact(f.source.text, path=f.path, data=data)
             if found:
                 findings.extend(found)
-                redacted = text
-        files.append(_File(sf.path, redacted, sf.data, sf.size, sf.mtime_ns, clean=redacted is None))
-    lap("secrets")
+                f.redacted = text
 
-    task_text = _task_text(task)
-    cache_root = cache_dir if cache_dir is not None else getattr(settings, "cache_dir", None)
-    with CountCache(cache_root, tokenizer_name) as cache:
-        counter = _Counter(tokenizer, cache)
-        if task_text is not None:
-            ranked = _rank(task_text, files, cache)
-            by_path = {f.path: f for f in files}
-            order = [by_path[r.path] for r in ranked]
-            for r in ranked:
-                by_path[r.path].rank = r
-        else:
-            order = list(files)
-        scan.files.clear()
-        lap("rank")
+    if task_text is not None:
+        ranked = _rank(task_text, files, cache)
+        by_path = {f.path: f for f in files}
+        order = [by_path[r.path] for r in ranked]
+        for r in ranked:
+            by_path[r.path].rank = r
+    else:
+        order = list(files)
+    lap("rank")
 
-        def _select(budget: int) -> Pack:
-            nonlocal timings, clock
+    # Fast path: a file unchanged since it was last counted clean (same size and mtime, same
+    # secret rules and values) is neither read, hashed nor counted; its bytes are read and
+    # checked against the counted hash only if it is packed.
+    kind = f"full:{format}:{scanner.fingerprint}"
+    stats = cache.stats(root, kind)
 
-            # Header and footer: reserve with the widest numbers they can hold.
-            n = len(files)
-            wide = {k: n for k in ("files", "full", "outline", "path_only")} | {"skipped": len(skipped)}
-            fixed = counter.count([header(repo_name, scan.commit, budget, wide, format), footer(format)])
-            reserve = sum(fixed) + 2
+    def full_counts(batch: list[_File]) -> None:
+        texts, hashes = [], []
+        batch = [f for f in batch if f.tokens is None]  # another budget counted the rest
+        for f in batch:
+            row = stats.get(f.path)
+            if row is not None and row[0] == f.size and row[1] == f.mtime_ns:
+                f.block_hash = row[2]
+                texts.append("")  # only needed on a cache miss (then counted from the file)
+            else:
+                make_block(f)
+                texts.append(f.block)  # type: ignore[arg-type]
+            hashes.append(f.block_hash)
+        known = counter.cache.lookup(hashes)
+        for i, (f, h) in enumerate(zip(batch, hashes)):
+            if h not in known and not texts[i]:
+                make_block(f)  # a fast-path hash whose count is gone from the cache
+                texts[i], hashes[i] = f.block, f.block_hash  # type: ignore[assignment]
+        for f, c in zip(batch, counter.count(texts, hashes)):
+            f.tokens = c
 
-            # Tree: the most detailed level that fits its share (all of it when everything fits).
-            paths = [f.path for f in files]
-            total_bytes = sum(f.size for f in files)
-            trees = [tree(paths, level, format) for level in TREE_LEVELS[:1]]
-            tree_counts = counter.count(trees)
-            tree_level, tree_text, tree_tokens = TREE_LEVELS[0], trees[0], tree_counts[0]
-            might_fit_all = total_bytes / _BYTES_PER_TOKEN_MIN + tree_tokens + reserve <= budget
-            limit = budget - reserve if might_fit_all else max(int(budget * _TREE_SHARE), 1)
-            if tree_tokens > limit:
-                smallest = tree_tokens
-                for level in TREE_LEVELS[1:]:
-                    text = tree(paths, level, format)
-                    (count,) = counter.count([text])
-                    smallest = min(smallest, count)
-                    tree_level, tree_text, tree_tokens = level, text, count
-                    if count <= limit:
-                        break
-                if tree_tokens + reserve > budget:
-                    raise ConfigError(
-                        f"budget {budget:,} tokens is too small for even the tree: the smallest tree "
-                        f"({tree_level}) and header take {smallest + reserve:,} tokens"
-                    )
-            remaining = budget - reserve - tree_tokens
-            lap("tree")
+    def make_block(f: _File) -> None:
+        check(f)
+        f.block = file_block(f.path, f.text, format)
+        f.block_hash = digest(f.block)
+        f.verified = True
+        if f.redacted is None:
+            cache.remember_stat(root, f.path, kind, f.size, f.mtime_ns, f.block_hash)
 
-            # Fast path: files unchanged since the last pack need neither hashing nor counting.
-            kind = f"full:{format}"
-            stats = cache.stats(root, kind)
+    def verify(f: _File) -> None:
+        """Build a fast-path file's block from its bytes now; recount if they changed."""
+        if f.verified:
+            return
+        expected = f.block_hash
+        make_block(f)
+        if f.block_hash != expected:
+            (f.tokens,) = counter.count([f.block], [f.block_hash])  # type: ignore[list-item]
 
-            def full_counts(batch: list[_File]) -> None:
-                texts, hashes = [], []
-                batch = [f for f in batch if f.tokens is None]  # another budget counted the rest
-                for f in batch:
-                    f.block = file_block(f.path, f.text, format)
-                    row = stats.get(f.path)
-                    if f.clean and row is not None and row[0] == f.size and row[1] == f.mtime_ns:
-                        h = row[2]
-                    else:
-                        h = digest(f.block)
-                        if f.clean:
-                            cache.remember_stat(root, f.path, kind, f.size, f.mtime_ns, h)
-                    texts.append(f.block)
-                    hashes.append(h)
-                for f, c in zip(batch, counter.count(texts, hashes)):
-                    f.tokens = c
+    def _select(budget: int) -> Pack:
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
 
-            # Full text in rank order, counting only files that can still make the cut; when the
-            # repository cannot fit, a tenth is kept for outlines of the next-ranked files.
-            outline_reserve = 0 if might_fit_all or task_text is None else min(remaining // 10, 50_000)
-            remaining -= outline_reserve
-            leaders = {id(f) for f in order[:_LEADERS]} if task_text is not None else set()
-            pos = 0
-            done_files = 0
-            while pos < len(order) and (remaining > 8 or (pos < _LEADERS and outline_reserve > 8)):
-                batch: list[_File] = []
-                estimate = 0.0
-                while pos < len(order) and (estimate < 1.1 * remaining and len(batch) < 512):
-                    f = order[pos]
-                    pos += 1
-                    if f.size / _BYTES_PER_TOKEN_MIN <= remaining + (outline_reserve if id(f) in leaders else 0):
-                        batch.append(f)
-                        estimate += f.size / 4
-                if not batch:
+        def lap(name: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[name] = round(now - clock, 4)
+            clock = now
+
+        # Header and footer: reserve with the widest numbers they can hold.
+        n = len(files)
+        wide = {k: n for k in ("files", "full", "outline", "path_only")} | {"skipped": len(skipped)}
+        fixed = counter.count([header(repo_name, scan.commit, budget, wide, format), footer(format)])
+        reserve = sum(fixed) + 2
+
+        # Tree: the most detailed level that fits its share (all of it when everything fits).
+        paths = [f.path for f in files]
+        total_bytes = sum(f.size for f in files)
+        trees = [tree(paths, level, format) for level in TREE_LEVELS[:1]]
+        tree_counts = counter.count(trees)
+        tree_level, tree_text, tree_tokens = TREE_LEVELS[0], trees[0], tree_counts[0]
+        might_fit_all = total_bytes / _BYTES_PER_TOKEN_MIN + tree_tokens + reserve <= budget
+        limit = budget - reserve if might_fit_all else max(int(budget * _TREE_SHARE), 1)
+        if tree_tokens > limit:
+            smallest = tree_tokens
+            for level in TREE_LEVELS[1:]:
+                text = tree(paths, level, format)
+                (count,) = counter.count([text])
+                smallest = min(smallest, count)
+                tree_level, tree_text, tree_tokens = level, text, count
+                if count <= limit:
                     break
-                full_counts(batch)
-                for f in batch:
-                    assert f.tokens is not None
-                    if f.tokens <= remaining:
-                        f.level = "full"
-                        remaining -= f.tokens
-                    elif id(f) in leaders and f.tokens <= remaining + outline_reserve:
-                        # The top-ranked files may dip into the outline share.
-                        f.level = "full"
-                        outline_reserve -= f.tokens - remaining
-                        remaining = 0
-                done_files += len(batch)
-                tick("count", pos, len(order))
-            tick("count", len(order), len(order))
-            lap("full")
-
-            # Then outlines, in rank order, for what did not fit in full (parsed and counted
-            # in small batches: parsing is the cost, so only files that may still fit are tried).
-            remaining += outline_reserve
-            candidates = (f for f in order if f.level == "path" and f.size >= 200)
-            tries = 0
-            while remaining > 8 and tries < _OUTLINE_TRIES:
-                chunk = [f for _, f in zip(range(32), candidates)]
-                if not chunk:
-                    break
-                tries += len(chunk)
-                todo = [f for f in chunk if f.outline_block is None]
-                hashes = [digest(f.redacted if f.redacted is not None else f.data) for f in todo]
-                cached = cache.outlines(hashes)
-                for f, h in zip(todo, hashes):
-                    text = cached.get(h)
-                    if text is None:
-                        text = outline(f.path, f.text) or ""
-                        cache.store_outline(h, text)
-                    if text:
-                        f.outline_block = file_block(f.path, text, format, level="outline")
-                ready = [f for f in chunk if f.outline_block is not None]
-                if ready and any(f.outline_tokens is None for f in ready):
-                    for f, c in zip(ready, counter.count([f.outline_block for f in ready])):  # type: ignore[misc]
-                        f.outline_tokens = c
-                for f in ready:
-                    assert f.outline_tokens is not None
-                    if f.outline_tokens <= remaining and (f.tokens is None or f.outline_tokens < f.tokens):
-                        f.level = "outline"
-                        remaining -= f.outline_tokens
-            lap("outline")
-
-            # Render in path order and count the document for real; shed the lowest-ranked
-            # pieces if the sum of parts ever disagrees with the whole.
-            rank_of = {f.path: i for i, f in enumerate(order)}
-            for _ in range(50):
-                chosen = [f for f in files if f.level != "path"]
-                counts = {
-                    "files": len(files),
-                    "full": sum(f.level == "full" for f in chosen),
-                    "outline": sum(f.level == "outline" for f in chosen),
-                    "skipped": len(skipped),
-                }
-                counts["path_only"] = counts["files"] - counts["full"] - counts["outline"]
-                pieces = [header(repo_name, scan.commit, budget, counts, format), tree_text]
-                pieces += [f.block if f.level == "full" else f.outline_block for f in chosen]  # type: ignore[misc]
-                pieces.append(footer(format))
-                total = counter.count_document(pieces)
-                if total <= budget:
-                    break
-                victim = max(chosen, key=lambda f: (f.level == "outline", rank_of[f.path]))
-                victim.level = "path" if victim.level == "outline" or victim.outline_block is None else "outline"
-            else:  # pragma: no cover - would need a tokenizer far from additive
-                raise ConfigError(f"could not fit the pack under {budget} tokens")
-            document = "".join(pieces)
-            lap("render")
-
-            items = [
-                PackItem.model_construct(
-                    path=f.path,
-                    level=f.level,  # type: ignore[arg-type]
-                    tokens=(f.tokens if f.level == "full" else f.outline_tokens if f.level == "outline" else 0) or 0,
-                    score=f.rank.score if f.rank else 0.0,
-                    rank=(rank_of[f.path] + 1) if f.rank else None,
-                    reasons=list(f.rank.reasons) if f.rank else [],
+            if tree_tokens + reserve > budget:
+                raise ConfigError(
+                    f"budget {budget:,} tokens is too small for even the tree: the smallest tree "
+                    f"({tree_level}) and header take {smallest + reserve:,} tokens"
                 )
-                for f in files
-            ]
-            relevant = ""
-            relevant_tokens = 0
-            if task_text is not None:
-                top = [f for f in order[:RELEVANT_FILES] if f.rank is not None and f.rank.score > 0]
-                relevant = relevant_block(((f.path, f.level, f.rank.reasons) for f in top), format)  # type: ignore[union-attr]
-                if relevant:
-                    (relevant_tokens,) = counter.count([relevant])
-            repo_tokens = None
-            if all(f.tokens is not None for f in files):
-                repo_tokens = sum(f.tokens or 0 for f in files)
-            lap("manifest")
+        remaining = budget - reserve - tree_tokens
+        lap("tree")
 
-            totals = PackTotals(
-                files=len(files),
-                full=counts["full"],
-                outline=counts["outline"],
-                path_only=counts["path_only"],
-                skipped=len(skipped),
-                tokens=total,
-                full_tokens=sum(i.tokens for i in items if i.level == "full"),
-                outline_tokens=sum(i.tokens for i in items if i.level == "outline"),
-                tree_tokens=tree_tokens,
-                repo_tokens=repo_tokens,
-                secrets_redacted=sum(f.action == "redacted" for f in findings),
-                secrets_excluded=sum(f.action == "excluded" for f in findings),
+        # Full text in rank order, counting only files that can still make the cut; when the
+        # repository cannot fit, a tenth is kept for outlines of the next-ranked files.
+        outline_reserve = 0 if might_fit_all or task_text is None else min(remaining // 10, 50_000)
+        remaining -= outline_reserve
+        leaders = {id(f) for f in order[:_LEADERS]} if task_text is not None else set()
+        pos = 0
+        while pos < len(order) and (remaining > 8 or (pos < _LEADERS and outline_reserve > 8)):
+            batch: list[_File] = []
+            estimate = 0.0
+            while pos < len(order) and (estimate < 1.1 * remaining and len(batch) < 512):
+                f = order[pos]
+                pos += 1
+                if f.size / _BYTES_PER_TOKEN_MIN <= remaining + (outline_reserve if id(f) in leaders else 0):
+                    batch.append(f)
+                    estimate += f.size / 4
+            if not batch:
+                break
+            full_counts(batch)
+            for f in batch:
+                assert f.tokens is not None
+                if f.tokens <= remaining:
+                    f.level = "full"
+                    remaining -= f.tokens
+                elif id(f) in leaders and f.tokens <= remaining + outline_reserve:
+                    # The top-ranked files may dip into the outline share.
+                    f.level = "full"
+                    outline_reserve -= f.tokens - remaining
+                    remaining = 0
+            tick("count", pos, len(order))
+        tick("count", len(order), len(order))
+        lap("full")
+
+        # Then outlines, in rank order, for what did not fit in full (parsed and counted
+        # in small batches: parsing is the cost, so only files that may still fit are tried).
+        remaining += outline_reserve
+        candidates = (f for f in order if f.level == "path" and f.size >= 200)
+        tries = 0
+        from agent.pack.outline import outline
+
+        while remaining > 8 and tries < _OUTLINE_TRIES:
+            chunk = [f for _, f in zip(range(32), candidates)]
+            if not chunk:
+                break
+            tries += len(chunk)
+            todo = [f for f in chunk if f.outline_block is None]
+            for f in todo:
+                check(f)
+            hashes = [digest(f.redacted if f.redacted is not None else f.source.data) for f in todo]
+            cached = cache.outlines(hashes)
+            for f, h in zip(todo, hashes):
+                text = cached.get(h)
+                if text is None:
+                    text = outline(f.path, f.text) or ""
+                    cache.store_outline(h, text)
+                if text:
+                    f.outline_block = file_block(f.path, text, format, level="outline")
+            ready = [f for f in chunk if f.outline_block is not None]
+            if ready and any(f.outline_tokens is None for f in ready):
+                for f, c in zip(ready, counter.count([f.outline_block for f in ready])):  # type: ignore[misc]
+                    f.outline_tokens = c
+            for f in ready:
+                assert f.outline_tokens is not None
+                if f.outline_tokens <= remaining and (f.tokens is None or f.outline_tokens < f.tokens):
+                    f.level = "outline"
+                    remaining -= f.outline_tokens
+        lap("outline")
+
+        # Render in path order and count the document (exactly: see count_document); shed
+        # the lowest-ranked pieces if a changed file or the header ever tips it over.
+        rank_of = {f.path: i for i, f in enumerate(order)}
+        for f in files:
+            if f.level == "full":
+                verify(f)
+        for _ in range(50):
+            chosen = [f for f in files if f.level != "path"]
+            counts = {
+                "files": len(files),
+                "full": sum(f.level == "full" for f in chosen),
+                "outline": sum(f.level == "outline" for f in chosen),
+                "skipped": len(skipped),
+            }
+            counts["path_only"] = counts["files"] - counts["full"] - counts["outline"]
+            head = header(repo_name, scan.commit, budget, counts, format)
+            end = footer(format)
+            pieces = [head, tree_text]
+            pieces += [f.block if f.level == "full" else f.outline_block for f in chosen]  # type: ignore[misc]
+            pieces.append(end)
+            sizes = [*counter.count([head]), tree_tokens]
+            sizes += [(f.tokens if f.level == "full" else f.outline_tokens) or 0 for f in chosen]
+            sizes += counter.count([end])
+            total = counter.count_document(pieces, sizes)
+            if total <= budget:
+                break
+            victim = max(chosen, key=lambda f: (f.level == "outline", rank_of[f.path]))
+            victim.level = "path" if victim.level == "outline" or victim.outline_block is None else "outline"
+        else:  # pragma: no cover - would need a tokenizer far from additive
+            raise ConfigError(f"could not fit the pack under {budget} tokens")
+        document = "".join(pieces)
+        lap("render")
+
+        items = [
+            PackItem.model_construct(
+                path=f.path,
+                level=f.level,  # type: ignore[arg-type]
+                tokens=(f.tokens if f.level == "full" else f.outline_tokens if f.level == "outline" else 0) or 0,
+                score=f.rank.score if f.rank else 0.0,
+                rank=(rank_of[f.path] + 1) if f.rank else None,
+                reasons=list(f.rank.reasons) if f.rank else [],
             )
-            timings = {**common, **timings}
-            timings["total"] = round(sum(timings.values()), 4)
-            return Pack(
-                document=document,
-                relevant=relevant,
-                format=format,
-                repo=repo_name,
-                root=root,
-                commit=scan.commit,
-                model=model_name,
-                tokenizer=tokenizer_name,
-                budget=budget,
-                tree_level=tree_level,
-                totals=totals,
-                items=items,
-                skipped=skipped,
-                secrets=findings,
-                relevant_tokens=relevant_tokens,
-                timings=timings,
-            )
+            for f in files
+        ]
+        relevant = ""
+        relevant_tokens = 0
+        if task_text is not None:
+            top = [f for f in order[:RELEVANT_FILES] if f.rank is not None and f.rank.score > 0]
+            relevant = relevant_block(((f.path, f.level, f.rank.reasons) for f in top), format)  # type: ignore[union-attr]
+            if relevant:
+                (relevant_tokens,) = counter.count([relevant])
+        repo_tokens = None
+        if all(f.tokens is not None for f in files):
+            repo_tokens = sum(f.tokens or 0 for f in files)
+        lap("manifest")
 
-        common = dict(timings)
-        packs = []
-        for budget in resolved:
-            for f in files:
-                f.level = "path"
-            timings = {}
-            clock = time.perf_counter()
-            packs.append(_select(budget))
-        return packs
+        totals = PackTotals(
+            files=len(files),
+            full=counts["full"],
+            outline=counts["outline"],
+            path_only=counts["path_only"],
+            skipped=len(skipped),
+            tokens=total,
+            full_tokens=sum(i.tokens for i in items if i.level == "full"),
+            outline_tokens=sum(i.tokens for i in items if i.level == "outline"),
+            tree_tokens=tree_tokens,
+            repo_tokens=repo_tokens,
+            secrets_redacted=sum(f.action == "redacted" for f in findings),
+            secrets_excluded=sum(f.action == "excluded" for f in findings),
+        )
+        timings = {**common, **timings}
+        timings["total"] = round(sum(timings.values()), 4)
+        return Pack(
+            document=document,
+            relevant=relevant,
+            format=format,
+            repo=repo_name,
+            root=root,
+            commit=scan.commit,
+            model=model_name,
+            tokenizer=tokenizer_name,
+            budget=budget,
+            tree_level=tree_level,
+            totals=totals,
+            items=items,
+            skipped=skipped,
+            secrets=findings,
+            relevant_tokens=relevant_tokens,
+            timings=timings,
+        )
 
+    common = dict(timings)
+    packs = []
+    for budget in budgets:
+        for f in files:
+            f.level = "path"
+        packs.append(_select(budget))
+    return packs
 
 
 def build_pack(
@@ -510,27 +600,48 @@ def count_repo(
 
         settings = Settings()
     _, tokenizer_name, _ = _resolve_model(model, settings)
+    loader: Tokenizer | Callable[[], Tokenizer]
     if tokenizer is None:
         from agent.tokens import get_tokenizer
 
-        tokenizer = get_tokenizer(tokenizer_name)
-    scan = scan_repo(Path(repo), max_bytes=max_file_bytes)
+        loader = functools.partial(get_tokenizer, tokenizer_name)
+    else:
+        tokenizer_name = getattr(tokenizer, "name", tokenizer_name)
+        loader = tokenizer
+    repo = Path(repo)
     scanner = SecretScanner(environ)
-    root = str(scan.root)
-    kind = f"full:{format}"
+    kind = f"full:{format}:{scanner.fingerprint}"
     cache_root = cache_dir if cache_dir is not None else getattr(settings, "cache_dir", None)
     counts: dict[str, int] = {}
-    with CountCache(cache_root, getattr(tokenizer, "name", tokenizer_name)) as cache:
+    with CountCache(cache_root, tokenizer_name) as cache:
+        known = cache.verdicts(str(repo.expanduser().resolve())) if repo.exists() else {}
+        scan = scan_repo(repo, max_bytes=max_file_bytes, known=known)
+        root = str(scan.root)
+        cache.remember_verdicts(root, scan.verdicts)
         stats = cache.stats(root, kind)
-        counter = _Counter(tokenizer, cache)
-        # Blocks are built a few MB at a time: a whole tree of them at once costs memory.
+        counter = _Counter(loader, cache)
+        # Unchanged files count from the cache without being read; the rest are read, redacted
+        # and counted a few MB at a time (a whole tree of blocks at once costs memory).
+        cached: dict[str, bytes] = {}
+        for sf in scan.files:
+            row = stats.get(sf.path)
+            if row is not None and row[0] == sf.size and row[1] == sf.mtime_ns:
+                cached[sf.path] = row[2]
+        hits = cache.lookup(list(cached.values()))
+        todo: list[SourceFile] = []
+        for sf in scan.files:
+            h = cached.get(sf.path)
+            if h is not None and h in hits:
+                counts[sf.path] = hits[h]
+            else:
+                todo.append(sf)
         start = 0
-        while start < len(scan.files):
+        while start < len(todo):
             end, size = start, 0
-            while end < len(scan.files) and (size < 2_000_000 or end == start):
-                size += scan.files[end].size
+            while end < len(todo) and (size < 2_000_000 or end == start):
+                size += todo[end].size
                 end += 1
-            part = scan.files[start:end]
+            part = todo[start:end]
             texts, hashes = [], []
             for sf in part:
                 found = []
@@ -539,15 +650,12 @@ def count_repo(
                 else:
                     text = sf.text
                 block = file_block(sf.path, text, format)
-                row = stats.get(sf.path)
-                if not found and row is not None and row[0] == sf.size and row[1] == sf.mtime_ns:
-                    h = row[2]
-                else:
-                    h = digest(block)
-                    if not found:
-                        cache.remember_stat(root, sf.path, kind, sf.size, sf.mtime_ns, h)
+                h = digest(block)
+                if not found:
+                    cache.remember_stat(root, sf.path, kind, sf.size, sf.mtime_ns, h)
                 texts.append(block)
                 hashes.append(h)
+                sf.release()
             counts.update(zip((sf.path for sf in part), counter.count(texts, hashes)))
             start = end
-    return counts
+    return {sf.path: counts[sf.path] for sf in scan.files}

@@ -4,8 +4,9 @@ One SQLite file per tokenizer under the user cache directory. `counts` maps the 
 of a counted text to its token count (content-addressed, so renames and other checkouts of the
 same content hit). `stats` is the fast path: (root, path, size, mtime_ns, kind) -> the hash of
 the text last counted for that file, so an unchanged file is neither hashed nor counted again.
-`outlines` keeps outline text by content hash, and `memo` small derived results (the ranking
-of a task over an unchanged tree).
+The same table keeps the scan's verdict per file (kind "scan": packable, or why skipped), so an
+unchanged file is not even read to be classified. `outlines` keeps outline text by content hash,
+and `memo` small derived results (the ranking of a task over an unchanged tree).
 """
 
 from __future__ import annotations
@@ -73,6 +74,14 @@ class CountCache:
     def remember_stat(self, root: str, path: str, kind: str, size: int, mtime: int, h: bytes) -> None:
         """Record that `path` at (size, mtime) rendered to the text hashed `h`."""
         self._pending_stats.append((root, path, kind, size, mtime, h))
+
+    def verdicts(self, root: str) -> dict[str, tuple[int, int, str]]:
+        """The scan's verdicts for one tree: path -> (size, mtime_ns, "" or the skip reason)."""
+        return {p: (s, m, h.decode("utf-8")) for p, (s, m, h) in self.stats(root, "scan").items()}
+
+    def remember_verdicts(self, root: str, rows: Iterable[tuple[str, int, int, str]]) -> None:
+        """Record scan verdicts (see `agent.pack.scan.scan_repo`'s `known`)."""
+        self._pending_stats.extend((root, p, "scan", s, m, v.encode("utf-8")) for p, s, m, v in rows)
 
     def lookup(self, hashes: Sequence[bytes]) -> dict[bytes, int]:
         """Known counts among `hashes`."""

@@ -50,19 +50,47 @@ _TEXT_BYTES = bytes(range(9, 14)) + bytes(range(32, 256))
 _BUNDLE_SUFFIXES = (".js", ".mjs", ".cjs", ".css", ".json", ".svg")
 
 
-@dataclass(slots=True)
 class SourceFile:
-    """A text file that can go into a pack: its relative posix path and UTF-8 bytes."""
+    """A text file that can go into a pack: its relative posix path and UTF-8 bytes.
 
-    path: str
-    data: bytes
-    size: int
-    mtime_ns: int
+    The bytes are read on first use when the scan knew the file from an earlier one (same size
+    and mtime) and so did not need them to classify it.
+    """
+
+    __slots__ = ("_data", "_full", "mtime_ns", "path", "size")
+
+    def __init__(self, path: str, data: bytes | None, size: int, mtime_ns: int, *, full: str = "") -> None:
+        self.path = path
+        self._data = data
+        self._full = full  # absolute path, to read `data` lazily
+        self.size = size
+        self.mtime_ns = mtime_ns
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the bytes are in memory already."""
+        return self._data is not None
+
+    @property
+    def data(self) -> bytes:
+        """The file's bytes (read now if the scan did not need them)."""
+        if self._data is None:
+            try:
+                with open(self._full, "rb") as fh:
+                    self._data = fh.read()
+            except OSError as e:
+                raise ConfigError(f"{self.path}: could not read it: {e.strerror or e}") from e
+        return self._data
 
     @property
     def text(self) -> str:
         """The file's text (decoded on each access: a whole tree of both costs memory)."""
         return self.data.decode("utf-8")
+
+    def release(self) -> None:
+        """Forget the bytes (they are read again if needed)."""
+        if self._full:
+            self._data = None
 
 
 @dataclass(slots=True)
@@ -74,6 +102,9 @@ class ScanResult:
     skipped: list[tuple[str, str, int]] = field(default_factory=list)
     git: bool = False
     commit: str | None = None
+    # Files classified by reading them this time: (path, size, mtime_ns, verdict), where the
+    # verdict is "" for a packable file or the skip reason; `known` takes them next time.
+    verdicts: list[tuple[str, int, int, str]] = field(default_factory=list)
 
 
 def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes] | None:
@@ -197,8 +228,15 @@ def _by_content(path: str, data: bytes) -> str | None:
     return None
 
 
-def scan_repo(root: Path, *, max_bytes: int = MAX_FILE_BYTES) -> ScanResult:
-    """Read every packable file under `root`; a missing or non-directory root is a ConfigError."""
+def scan_repo(
+    root: Path, *, max_bytes: int = MAX_FILE_BYTES, known: dict[str, tuple[int, int, str]] | None = None
+) -> ScanResult:
+    """Read every packable file under `root`; a missing or non-directory root is a ConfigError.
+
+    `known` maps paths to (size, mtime_ns, verdict) from an earlier scan: a file whose size and
+    mtime still match is classified by its verdict without reading it (its bytes are read
+    lazily on first use).
+    """
     root = Path(root).expanduser()
     if not root.exists():
         raise ConfigError(f"{root}: no such directory")
@@ -215,6 +253,7 @@ def scan_repo(root: Path, *, max_bytes: int = MAX_FILE_BYTES) -> ScanResult:
         if head is not None and head.returncode == 0:
             result.commit = head.stdout.decode().strip()
     base = str(root)
+    known = known or {}
     for rel in paths:
         if rel.endswith(".tomeignore"):
             continue
@@ -234,6 +273,13 @@ def scan_repo(root: Path, *, max_bytes: int = MAX_FILE_BYTES) -> ScanResult:
         if reason is not None:
             result.skipped.append((rel, reason, st.st_size))
             continue
+        seen = known.get(rel)
+        if seen is not None and seen[0] == st.st_size and seen[1] == st.st_mtime_ns:
+            if seen[2]:
+                result.skipped.append((rel, seen[2], st.st_size))
+            else:
+                result.files.append(SourceFile(rel, None, st.st_size, st.st_mtime_ns, full=full))
+            continue
         try:
             with open(full, "rb") as fh:
                 data = fh.read()
@@ -241,14 +287,15 @@ def scan_repo(root: Path, *, max_bytes: int = MAX_FILE_BYTES) -> ScanResult:
             result.skipped.append((rel, f"unreadable: {e.strerror or e}", st.st_size))
             continue
         reason = _by_content(rel, data)
-        if reason is not None:
-            result.skipped.append((rel, reason, len(data)))
-            continue
-        if not data.isascii():
+        if reason is None and not data.isascii():
             try:
                 data.decode("utf-8")
             except UnicodeDecodeError:
-                result.skipped.append((rel, "binary: not UTF-8 text", len(data)))
-                continue
-        result.files.append(SourceFile(rel, data, len(data), st.st_mtime_ns))
+                reason = "binary: not UTF-8 text"
+        if len(data) == st.st_size:  # not rewritten while read: the verdict can be reused
+            result.verdicts.append((rel, st.st_size, st.st_mtime_ns, reason or ""))
+        if reason is not None:
+            result.skipped.append((rel, reason, len(data)))
+            continue
+        result.files.append(SourceFile(rel, data, len(data), st.st_mtime_ns, full=full))
     return result
