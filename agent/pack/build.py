@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from agent.errors import ConfigError
 from agent.pack.cache import CountCache, digest
+from agent.pack.outline import Outliner
 from agent.pack.render import (
     TREE_LEVELS,
     Format,
@@ -426,8 +427,6 @@ def _build(
         remaining += outline_reserve
         candidates = (f for f in order if f.level == "path" and f.size >= 200)
         tries = 0
-        from agent.pack.outline import outline
-
         while remaining > 8 and tries < _OUTLINE_TRIES:
             chunk = [f for _, f in zip(range(32), candidates)]
             if not chunk:
@@ -438,13 +437,13 @@ def _build(
                 check(f)
             hashes = [digest(f.redacted if f.redacted is not None else f.source.data) for f in todo]
             cached = cache.outlines(hashes)
+            misses = [(f, h) for f, h in zip(todo, hashes) if h not in cached]
+            for (f, h), text in zip(misses, outliner([(f.path, f.text) for f, _ in misses])):
+                cached[h] = text or ""
+                cache.store_outline(h, cached[h])
             for f, h in zip(todo, hashes):
-                text = cached.get(h)
-                if text is None:
-                    text = outline(f.path, f.text) or ""
-                    cache.store_outline(h, text)
-                if text:
-                    f.outline_block = file_block(f.path, text, format, level="outline")
+                if cached[h]:
+                    f.outline_block = file_block(f.path, cached[h], format, level="outline")
             ready = [f for f in chunk if f.outline_block is not None]
             if ready and any(f.outline_tokens is None for f in ready):
                 for f, c in zip(ready, counter.count([f.outline_block for f in ready])):  # type: ignore[misc]
@@ -549,10 +548,11 @@ def _build(
 
     common = dict(timings)
     packs = []
-    for budget in budgets:
-        for f in files:
-            f.level = "path"
-        packs.append(_select(budget))
+    with Outliner() as outliner:
+        for budget in budgets:
+            for f in files:
+                f.level = "path"
+            packs.append(_select(budget))
     return packs
 
 
