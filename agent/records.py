@@ -7,7 +7,7 @@ score (evaluation). Each stage adds its records in its own section of this one m
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,10 +49,24 @@ __all__ = [
 ]
 
 
+_R = TypeVar("_R", bound="Record")
+
+
 class Record(BaseModel):
     """Base for tome's records: strict about unknown fields, cheap to copy."""
 
     model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    @classmethod
+    def trusted(cls: type[_R], values: dict[str, Any]) -> _R:
+        """A record from `values` that are already every field, of the right types: no
+        validation and none of model_construct's per-call bookkeeping (a pack builds thousands)."""
+        record = cls.__new__(cls)
+        object.__setattr__(record, "__dict__", values)
+        object.__setattr__(record, "__pydantic_fields_set__", set(values))
+        object.__setattr__(record, "__pydantic_extra__", None)
+        object.__setattr__(record, "__pydantic_private__", None)
+        return record
 
 
 # --------------------------------------------------------------------------------------------

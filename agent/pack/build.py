@@ -280,7 +280,7 @@ def _build(
     scanner = SecretScanner(environ)
     findings: list[SecretFinding] = []
     # Records built from our own typed values: construct without re-validating thousands.
-    skipped = [Skipped.model_construct(path=p, reason=r, size=s) for p, r, s in scan.skipped]
+    skipped = [Skipped.trusted({"path": p, "reason": r, "size": s}) for p, r, s in scan.skipped]
     for s in skipped:
         if s.reason.startswith("secret:"):
             findings.append(SecretFinding(rule=s.reason.split("matches ", 1)[-1], path=s.path, action="excluded"))
@@ -489,13 +489,15 @@ def _build(
         lap("render")
 
         items = [
-            PackItem.model_construct(
-                path=f.path,
-                level=f.level,  # type: ignore[arg-type]
-                tokens=(f.tokens if f.level == "full" else f.outline_tokens if f.level == "outline" else 0) or 0,
-                score=f.rank.score if f.rank else 0.0,
-                rank=(rank_of[f.path] + 1) if f.rank else None,
-                reasons=list(f.rank.reasons) if f.rank else [],
+            PackItem.trusted(
+                {
+                    "path": f.path,
+                    "level": f.level,
+                    "tokens": (f.tokens if f.level == "full" else f.outline_tokens if f.level == "outline" else 0) or 0,
+                    "score": f.rank.score if f.rank else 0.0,
+                    "rank": (rank_of[f.path] + 1) if f.rank else None,
+                    "reasons": list(f.rank.reasons) if f.rank else [],
+                }
             )
             for f in files
         ]

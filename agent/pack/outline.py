@@ -8,12 +8,14 @@ and reStructuredText keep their headings. Files with nothing to outline get None
 from __future__ import annotations
 
 import ast
-import multiprocessing
 import os
 import re
 import sys
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 __all__ = ["LANGUAGES", "Outliner", "outline"]
 
@@ -170,6 +172,9 @@ class Outliner:
         if len(items) < _SHARE_FROM or self.workers < 2 or not sys.platform.startswith("linux"):
             return [outline(path, text) for path, text in items]
         if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
             # fork: the workers need nothing from disk and start in milliseconds.
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("fork"))
         return list(self._pool.map(_outline_pair, items, chunksize=max(1, len(items) // (2 * self.workers))))

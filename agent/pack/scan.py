@@ -14,11 +14,13 @@ import stat
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pathspec
+from typing import TYPE_CHECKING
 
 from agent.errors import ConfigError
 from agent.secrets import is_secret_path
+
+if TYPE_CHECKING:
+    import pathspec
 
 __all__ = ["MAX_FILE_BYTES", "ScanResult", "SourceFile", "classify", "scan_repo"]
 
@@ -124,6 +126,8 @@ def _git_listing(root: Path) -> list[str] | None:
 
 
 def _read_ignore(path: Path) -> pathspec.GitIgnoreSpec | None:
+    import pathspec  # only walks and .tomeignore files need it
+
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
