@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +42,7 @@ _BYTES_PER_TOKEN_MIN = 16  # a file under budget*16 bytes may fit; larger ones a
 _OUTLINE_TRIES = 192
 _RANK_VERSION = b"rank-5"
 _LEADERS = 3  # top-ranked files that may use the outline share to fit in full
+_FORK_RANK_FROM = 1000  # files: below this, ranking here is quicker than forking for it
 
 
 def default_budget(context_window: int, max_output: int) -> int:
@@ -170,17 +174,52 @@ def _rank_key(task: str, files: Sequence[_File]) -> bytes:
     return b"rank:" + digest(h + digest(state))
 
 
-def _rank(task: str, files: list[_File], cache: CountCache) -> list[_Scored]:
+def _rank(task: str, files: list[_File], cache: CountCache, counter: _Counter) -> list[_Scored]:
     key = _rank_key(task, files)
     stored = cache.memo_get(key)
     if stored is None:
-        from agent.pack.rank import rank_files
 
-        # Ranking reads the unredacted bytes: it only scores; what a pack shows is redacted.
-        ranked = rank_files(task, [f.path for f in files], [f.source.data for f in files])
-        stored = json.dumps([[r.path, r.score, r.reasons] for r in ranked]).encode()
+        def rank() -> bytes:
+            from agent.pack.rank import rank_files
+
+            # Ranking reads the unredacted bytes: it only scores; what a pack shows is redacted.
+            ranked = rank_files(task, [f.path for f in files], [f.source.data for f in files])
+            return json.dumps([[r.path, r.score, r.reasons] for r in ranked]).encode()
+
+        # A fresh ranking means fresh counts: the tokenizer loads meanwhile (both hold the GIL,
+        # so the ranking runs in a forked child when it can).
+        result = _in_child(rank) if len(files) >= _FORK_RANK_FROM else None
+        counter.tokenizer  # noqa: B018 - loads it
+        stored = result() if result is not None else rank()
         cache.memo_put(key, stored)
     return [_Scored(p, s, r) for p, s, r in json.loads(stored)]
+
+
+def _in_child(work: Callable[[], bytes]) -> Callable[[], bytes] | None:
+    """Start `work` in a forked child; the returned function waits for its bytes (and runs
+    `work` here if the child failed). None where forking is unsafe: not Linux, other threads."""
+    if not sys.platform.startswith("linux") or threading.active_count() > 1 or (os.cpu_count() or 1) < 2:
+        return None
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child leaves through os._exit
+        code = 1
+        try:
+            os.close(read_end)
+            with os.fdopen(write_end, "wb") as out:
+                out.write(work())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+
+    def wait() -> bytes:
+        with os.fdopen(read_end, "rb") as inp:
+            data = inp.read()
+        _, status = os.waitpid(pid, 0)
+        return data if os.waitstatus_to_exitcode(status) == 0 else work()
+
+    return wait
 
 
 def build_packs(
@@ -224,8 +263,10 @@ def build_packs(
             raise ConfigError(f"pack budget must be positive, got {b}")
     loader: Tokenizer | Callable[[], Tokenizer]
     if tokenizer is None:
-        from agent.tokens import get_tokenizer
+        from agent.tokens import available_tokenizers, get_tokenizer
 
+        if tokenizer_name not in available_tokenizers():
+            get_tokenizer(tokenizer_name)  # raises the ConfigError that says what is available
         loader = functools.partial(get_tokenizer, tokenizer_name)
     else:
         tokenizer_name = getattr(tokenizer, "name", tokenizer_name)
@@ -297,7 +338,7 @@ def _build(
                 f.redacted = text
 
     if task_text is not None:
-        ranked = _rank(task_text, files, cache)
+        ranked = _rank(task_text, files, cache, counter)
         by_path = {f.path: f for f in files}
         order = [by_path[r.path] for r in ranked]
         for r in ranked:
@@ -604,8 +645,10 @@ def count_repo(
     _, tokenizer_name, _ = _resolve_model(model, settings)
     loader: Tokenizer | Callable[[], Tokenizer]
     if tokenizer is None:
-        from agent.tokens import get_tokenizer
+        from agent.tokens import available_tokenizers, get_tokenizer
 
+        if tokenizer_name not in available_tokenizers():
+            get_tokenizer(tokenizer_name)  # raises the ConfigError that says what is available
         loader = functools.partial(get_tokenizer, tokenizer_name)
     else:
         tokenizer_name = getattr(tokenizer, "name", tokenizer_name)

@@ -11,6 +11,7 @@ import ast
 import os
 import re
 import sys
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -169,7 +170,12 @@ class Outliner:
 
     def __call__(self, items: Sequence[tuple[str, str]]) -> list[str | None]:
         """`outline(path, text)` of each (path, text), in order."""
-        if len(items) < _SHARE_FROM or self.workers < 2 or not sys.platform.startswith("linux"):
+        if (
+            len(items) < _SHARE_FROM
+            or self.workers < 2
+            or not sys.platform.startswith("linux")
+            or (self._pool is None and threading.active_count() > 1)  # forking beside threads is unsafe
+        ):
             return [outline(path, text) for path, text in items]
         if self._pool is None:
             import multiprocessing

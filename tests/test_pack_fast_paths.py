@@ -1,0 +1,145 @@
+"""The shortcuts that make a second pack fast must never change what a pack says.
+
+A warm pack classifies unchanged files from the last scan's verdicts, takes counts from the
+cache without reading files, loads no tokenizer when nothing misses, ranks in a forked child and
+parses outlines on forked workers; each test here checks that the result is what the slow way
+gives, and that a changed file is seen as changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from agent.pack import build_pack
+from agent.pack.build import _FORK_RANK_FROM, _Counter
+from agent.pack.cache import CountCache
+from agent.pack.outline import Outliner, outline
+from agent.pack.rank import rank_files
+from agent.pack.render import file_block, footer, header, tree
+from agent.pack.scan import scan_repo
+from agent.tokens import get_tokenizer
+from tests.test_pack import make_repo
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return get_tokenizer("cl100k_base")
+
+
+def _pack(root: Path, tok, cache: Path, **kw):
+    kw.setdefault("budget", 1_000_000)
+    return build_pack(root, tokenizer=tok, cache_dir=cache, environ={}, **kw)
+
+
+def _keep_stat(path: Path, write) -> None:
+    """Rewrite `path` with `write(path)` and put its old mtime back (same size is the caller's job)."""
+    st = path.stat()
+    write(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_scan_verdicts_are_reused_until_the_file_changes(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {"a.py": "x = 1\n", "blob.bin": b"\0\1\2\3" * 8})
+    first = scan_repo(root)
+    assert {v[0]: v[3] for v in first.verdicts} == {"a.py": "", "blob.bin": "binary"}
+    known = {p: (s, m, v) for p, s, m, v in first.verdicts}
+    again = scan_repo(root, known=known)
+    assert again.verdicts == []  # nothing needed reading
+    assert [f.path for f in again.files] == ["a.py"] and not again.files[0].loaded
+    assert again.files[0].data == b"x = 1\n"  # read on first use
+    # A new mtime means a new look: the binary file became text.
+    (root / "blob.bin").write_text("now text\n")
+    third = scan_repo(root, known=known)
+    assert [f.path for f in third.files] == ["a.py", "blob.bin"]
+    assert [v[0] for v in third.verdicts] == ["blob.bin"]
+
+
+def test_a_changed_file_under_the_same_size_and_mtime_is_recounted(tmp_path: Path, tok) -> None:
+    root = make_repo(tmp_path / "repo", {"pkg/core.py": "def add(a, b):\n    return a + b\n", "README.md": "# r\n"})
+    cache = tmp_path / "cache"
+    before = _pack(root, tok, cache)
+    # Same byte length and the old mtime: the fast path trusts its row, the render checks it.
+    target = root / "pkg" / "core.py"
+    _keep_stat(target, lambda p: p.write_text("def add(a, b):\n    return a - b\n"))
+    after = _pack(root, tok, cache)
+    assert target.read_text() in after.document
+    assert tok.count(after.document) == after.totals.tokens
+    assert before.document != after.document
+
+
+def test_a_warm_pack_loads_no_tokenizer_and_gives_the_same_bytes(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", {f"m{i}.py": f"def f{i}():\n    return {i}\n" for i in range(20)})
+    script = (
+        "import json, sys\nfrom pathlib import Path\nfrom agent.pack import build_pack\n"
+        "p = build_pack(sys.argv[1], task='f3 returns the wrong value', budget=5000, model='gpt-4-turbo', "
+        "cache_dir=Path(sys.argv[2]), environ={})\n"
+        "print(json.dumps({'doc': p.document, 'relevant': p.relevant, 'tokens': p.totals.tokens, "
+        "'tiktoken': 'tiktoken' in sys.modules, 'ranker': 'agent.pack.rank' in sys.modules}))\n"
+    )
+
+    def run() -> dict:
+        proc = subprocess.run([sys.executable, "-c", script, str(root), str(tmp_path / "cache")],
+                              capture_output=True, text=True, timeout=120, check=True,
+                              cwd=Path(__file__).resolve().parents[1])
+        return json.loads(proc.stdout)
+
+    cold, warm = run(), run()
+    assert cold["tiktoken"] and cold["ranker"]
+    assert not warm["tiktoken"] and not warm["ranker"]
+    assert (warm["doc"], warm["relevant"], warm["tokens"]) == (cold["doc"], cold["relevant"], cold["tokens"])
+
+
+def test_ranking_in_a_forked_child_equals_ranking_here(tmp_path: Path, tok) -> None:
+    files = {f"pkg/mod{i:04d}.py": f"def helper_{i}(x):\n    return x + {i}\n" for i in range(_FORK_RANK_FROM)}
+    files["pkg/billing.py"] = "def refund_invoice(invoice):\n    raise ValueError('refund failed')\n"
+    root = make_repo(tmp_path / "repo", files)
+    task = "refund_invoice raises ValueError: refund failed in pkg/billing.py"
+    pack = _pack(root, tok, tmp_path / "cache", budget=20_000, task=task)
+    scan = scan_repo(root)
+    here = rank_files(task, [f.path for f in scan.files], [f.data for f in scan.files])
+    ranked = sorted((i for i in pack.items if i.rank is not None), key=lambda i: i.rank)
+    assert [i.path for i in ranked] == [r.path for r in here]
+    assert [i.score for i in ranked] == pytest.approx([r.score for r in here])
+    assert ranked[0].path == "pkg/billing.py"
+
+
+def test_outlines_on_workers_equal_outlines_here() -> None:
+    items = [
+        (f"m{i}.py", f'"""Module {i}."""\n\n\nclass C{i}:\n    """A class."""\n\n    def m(self, x={i}):\n        return x\n')
+        for i in range(12)
+    ] + [("notes.md", "# Title\n\ntext\n## Part\n"), ("broken.py", "def (:\n")]
+    with Outliner(workers=2) as outliner:
+        assert outliner(items) == [outline(p, t) for p, t in items]
+
+
+_PART = st.sampled_from(list("ab \t\n\r<>#`'\"=:{}()/\\_-.,0123456789éß中ひカ😀\u200d\ufeff\x0b")
+                        + ["def ", "</file>", "```", "  \n", "<｜end▁of▁sentence｜>"])
+_TEXT = st.lists(_PART, max_size=60).map("".join)
+
+
+@pytest.mark.slow
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=st.lists(_TEXT, min_size=1, max_size=5), fmt=st.sampled_from(["xml", "markdown"]))
+def test_a_document_counts_as_the_sum_of_its_pieces_with_deepseek(texts: list[str], fmt: str) -> None:
+    """The seam argument in _Counter.count_document, checked against the real tokenizer."""
+    ds = get_tokenizer("deepseek-v4")
+    paths = [f"d/f{i}.py" for i in range(len(texts))]
+    pieces = [header("r", None, 1000, {"files": 1, "full": 1, "outline": 0, "path_only": 0, "skipped": 0}, fmt),
+              tree(paths, "files", fmt)]
+    pieces += [file_block(p, t, fmt, level="full" if i % 2 else "outline") for i, (p, t) in enumerate(zip(paths, texts))]
+    pieces.append(footer(fmt))
+    with tempfile.TemporaryDirectory() as tmp, CountCache(Path(tmp), ds.name) as cache:
+        counter = _Counter(ds, cache)
+        assert counter.count_document(pieces) == ds.count("".join(pieces))
+        # A piece of another shape is counted with the whole document instead.
+        odd = [*pieces, "tail without a newline"]
+        assert counter.count_document(odd) == ds.count("".join(odd))
