@@ -1,4 +1,20 @@
-"""`build_pack`: scan, redact, rank, count, choose levels under the budget, render, verify."""
+"""`build_pack`: scan, rank, count, choose levels under the budget, redact, render, count again.
+
+What a second pack of a mostly unchanged tree skips, and what keeps it exact:
+
+* the scan reuses each file's verdict (packable, or why skipped) while its size and mtime hold,
+  so unchanged files are not read to be classified; bytes are read when first needed;
+* the ranking of a task over an unchanged tree comes from the cache (keyed by the task, every
+  path/size/mtime and the ranker's own code), and then neither the ranker nor numpy loads;
+* a file counted clean before (same size, mtime and secret rules) takes its count from the
+  cache unread; if it is packed, its block is rebuilt from its bytes and re-hashed, and counted
+  again if the hash moved;
+* the tokenizer loads only on the first cache miss; the document's count is the sum of its
+  pieces' exact counts (see `_Counter.count_document`).
+
+A cold pack forks where the work holds the GIL: the ranking runs in a child while the tokenizer
+loads, and outlines are parsed on worker processes.
+"""
 
 from __future__ import annotations
 

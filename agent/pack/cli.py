@@ -141,14 +141,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+        # Refreshed by hand, not by rich's thread: with no other thread alive the packer may fork.
         with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TimeElapsedColumn(), transient=True) as bar:
+                      TimeElapsedColumn(), transient=True, auto_refresh=False) as bar:
             ids: dict[str, object] = {}
 
             def progress(stage: str, done: int, total: int) -> None:
                 if stage not in ids:
                     ids[stage] = bar.add_task({"scan": "scanning", "count": "counting"}.get(stage, stage), total=total)
                 bar.update(ids[stage], completed=done, total=total)  # type: ignore[arg-type]
+                bar.refresh()
 
             pack = build_pack(root, task=task, budget=args.budget, model=args.model, format=args.format,
                               settings=settings, max_file_bytes=args.max_file_bytes, progress=progress)
