@@ -237,6 +237,7 @@ class Agent:
         messages = render(self.prefix, history(self.traj.events))
         max_tokens, prompt_tokens = self._fit(messages)
         self._check_limits(prompt_tokens, max_tokens)
+        self._spend_by_mode()
         try:
             response = self._query(messages, max_tokens)
         except ContextOverflow:
@@ -376,6 +377,23 @@ class Agent:
             if self.cost + estimate > lim.max_cost:
                 raise LimitReached("cost", f"cost cap: ${self.cost:.4f} spent, the next call would cost "
                                    f"about ${estimate:.4f}, cap ${lim.max_cost:g}")
+
+    def _spend_by_mode(self) -> None:
+        """A mode that has used its share of the cost cap hands over to the next one up: a
+        task that Non-think has not solved with a fifth of the money is harder than it looked."""
+        cap = self.limits.max_cost
+        while cap is not None:
+            spec = MODE_TABLE[self.mode]
+            if self.cost < spec.cost_share * cap:
+                return
+            nxt = escalate(self.mode, profile=self.profile, pack_tokens=self.pack_tokens)
+            if nxt is None:
+                return  # the top mode runs to the run's own cap
+            self._emit(ModeChanged(
+                old=self.mode, new=nxt,
+                reason=f"{self.mode.label} used its share of the cost cap (${self.cost:.4f} of "
+                       f"{spec.cost_share:.0%} x ${cap:g})",
+            ))
 
     def _last_prompt_tokens(self) -> int:
         for e in reversed(self.traj.events):

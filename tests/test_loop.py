@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from loop_helpers import FIX_NEW, PLAN, TEST_CMD, call, fixing_turns, git, run_once, settings_for
+from loop_helpers import FIX_NEW, PLAN, TEST_CMD, call, fixing_turns, git, make_repo, run_once, settings_for
 
 from agent.loop import Agent
 from agent.records import (
@@ -226,3 +226,29 @@ def test_worktree_run_leaves_the_users_checkout_alone(scripted, model_for, repo,
     assert FIX_NEW in (run.repo / "stats.py").read_text()
     assert FIX_NEW not in (repo / "stats.py").read_text() and not git(repo, "status", "--porcelain")
     assert f"tome/{run.run_id}" in git(repo, "branch", "--list", "tome/*")
+
+
+def test_a_mode_that_used_its_share_of_the_cost_cap_hands_over(scripted, model_for, repo, tmp_path):
+    from agent.modes import MODE_TABLE
+
+    probe = scripted(fixing_turns())
+    first, _ = run_once(probe, make_repo(tmp_path / "probe"), tmp_path / "probe", model_for)
+    profile = settings_for(probe, tmp_path).profile()
+    opening = profile.cost(next(e for e in first.trajectory.events if isinstance(e, ModelCalled)).response.usage)
+    cap = opening / 0.3  # the first call alone spends Non-think's fifth, and more
+    server = scripted(fixing_turns())
+    run, result = run_once(server, repo, tmp_path, model_for, max_cost=cap)
+    assert result.status == "solved"
+    changes = [e for e in run.trajectory.events if isinstance(e, ModeChanged)]
+    assert changes and (changes[0].old, changes[0].new) == (Mode.NON_THINK, Mode.HIGH)
+    assert "share of the cost cap" in changes[0].reason
+    assert server.chat_requests[1].body["thinking"] == {"type": "enabled"}
+    # Every call ran in a mode still inside its share; every change came once the share was spent.
+    spent = 0.0
+    for e in run.trajectory.events:
+        if isinstance(e, ModelCalled):
+            spec = MODE_TABLE[e.mode]
+            assert spec.next is None or spent < spec.cost_share * cap
+            spent += profile.cost(e.response.usage)
+        elif isinstance(e, ModeChanged):
+            assert spent >= MODE_TABLE[e.old].cost_share * cap
