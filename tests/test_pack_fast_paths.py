@@ -143,3 +143,24 @@ def test_a_document_counts_as_the_sum_of_its_pieces_with_deepseek(texts: list[st
         # A piece of another shape is counted with the whole document instead.
         odd = [*pieces, "tail without a newline"]
         assert counter.count_document(odd) == ds.count("".join(odd))
+
+
+def test_the_cache_keeps_the_newest_rankings_and_empties_an_old_layout(tmp_path: Path) -> None:
+    import sqlite3
+
+    from agent.pack.cache import MEMO_KEEP
+
+    (tmp_path / "pack").mkdir()
+    old = sqlite3.connect(tmp_path / "pack" / "counts-t.sqlite3")
+    old.execute("CREATE TABLE counts (h BLOB PRIMARY KEY, tokens INTEGER NOT NULL) WITHOUT ROWID")
+    old.execute("INSERT INTO counts VALUES (x'00', 5)")
+    old.commit()
+    old.close()
+    with CountCache(tmp_path, "t") as cache:
+        assert cache.lookup([b"\0"]) == {}  # a cache of another layout starts empty
+        for i in range(MEMO_KEEP + 10):
+            cache.memo_put(f"task {i}".encode(), b"ranking")
+        assert cache.memo_get(b"task 9") is None and cache.memo_get(b"task 10") == b"ranking"
+        cache.memo_put(b"task 10", b"again")  # a rewrite is the newest again
+        cache.memo_put(b"one more", b"x")
+        assert cache.memo_get(b"task 10") == b"again" and cache.memo_get(b"task 11") is None

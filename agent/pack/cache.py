@@ -6,7 +6,9 @@ same content hit). `stats` is the fast path: (root, path, size, mtime_ns, kind) 
 the text last counted for that file, so an unchanged file is neither hashed nor counted again.
 The same table keeps the scan's verdict per file (kind "scan": packable, or why skipped), so an
 unchanged file is not even read to be classified. `outlines` keeps outline text by content hash,
-and `memo` small derived results (the ranking of a task over an unchanged tree).
+and `memo` small derived results (the ranking of a task over an unchanged tree; only the newest
+MEMO_KEEP are kept, since a ranking of a large tree is about half a megabyte). A cache file of
+an older layout is emptied on open.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ CREATE TABLE IF NOT EXISTS stats (
     root TEXT, path TEXT, kind TEXT, size INTEGER, mtime INTEGER, h BLOB,
     PRIMARY KEY (root, path, kind)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outlines (h BLOB PRIMARY KEY, text TEXT) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS memo (k BLOB PRIMARY KEY, v BLOB) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS memo (id INTEGER PRIMARY KEY, k BLOB UNIQUE, v BLOB);
 """
+_VERSION = 2  # PRAGMA user_version; an older cache file is emptied (it is only a cache)
+MEMO_KEEP = 64  # newest memo entries kept: a ranking of a large tree is ~0.5 MB
 
 
 def digest(text: str | bytes) -> bytes:
@@ -49,6 +53,13 @@ class CountCache:
         self._db = sqlite3.connect(target, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        if self._db.execute("PRAGMA user_version").fetchone()[0] != _VERSION:
+            with self._db:
+                self._db.execute("BEGIN IMMEDIATE")
+                if self._db.execute("PRAGMA user_version").fetchone()[0] != _VERSION:
+                    for table in ("counts", "stats", "outlines", "memo"):
+                        self._db.execute(f"DROP TABLE IF EXISTS {table}")
+                    self._db.execute(f"PRAGMA user_version={_VERSION}")
         self._db.executescript(_SCHEMA)
         self._pending_counts: dict[bytes, int] = {}
         self._pending_stats: list[tuple[str, str, str, int, int, bytes]] = []
@@ -120,8 +131,13 @@ class CountCache:
         return row[0] if row else None
 
     def memo_put(self, key: bytes, value: bytes) -> None:
-        """Store a small derived result."""
-        self._db.execute("INSERT OR REPLACE INTO memo VALUES (?, ?)", (key, value))
+        """Store a small derived result; only the newest MEMO_KEEP are kept."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("INSERT OR REPLACE INTO memo (k, v) VALUES (?, ?)", (key, value))
+            self._db.execute(
+                "DELETE FROM memo WHERE id <= (SELECT id FROM memo ORDER BY id DESC LIMIT 1 OFFSET ?)", (MEMO_KEEP,)
+            )
 
     def flush(self) -> None:
         """Write pending counts, stats and outlines in one transaction."""
