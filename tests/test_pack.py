@@ -312,3 +312,16 @@ def test_build_packs_matches_single_builds_and_count_repo_is_exact(tmp_path: Pat
     counts = count_repo(root, tokenizer=tok, cache_dir=tmp_path / "cache", environ={})
     assert counts["lib/m3.py"] == tok.count(f'<file path="lib/m3.py" lines="120">\n{body}</file>\n')
     assert sum(counts.values()) == packs[-1].totals.repo_tokens
+
+
+def test_tree_sitter_outlines_keep_signatures_without_bodies() -> None:
+    # The grammars ship in tree-sitter-language-pack's wheel (0.x): no download, works offline.
+    js = (
+        'import x from "y";\nexport class Store {\n  constructor(a) { this.a = a; }\n'
+        "  get(key) { return this.a[key]; }\n}\nexport function makeStore(a) {\n  return new Store(a);\n}\n"
+    )
+    assert outline("store.js", js) == "class Store\n    constructor(a)\n    get(key)\nfunction makeStore(a)\n"
+    go = "package main\n\nfunc (p Point) Norm() int {\n\treturn p.X\n}\n\nfunc main() {}\n"
+    assert outline("main.go", go) == "func (p Point) Norm() int\nfunc main()\n"
+    rs = "pub struct A { x: i32 }\nimpl A {\n    pub fn new() -> Self { A { x: 1 } }\n}\n"
+    assert outline("lib.rs", rs) == "pub struct A\nimpl A\n    pub fn new() -> Self\n"

@@ -114,8 +114,12 @@ def _tree_sitter(text: str, language: str) -> str | None:
     def visit(node: object, depth: int) -> None:
         for child in node.children:  # type: ignore[attr-defined]
             kind = child.type
+            if not child.is_named:  # keywords such as JavaScript's `class` token
+                continue
             if kind in _DEFINITIONS:
-                line = data[child.start_byte : child.end_byte].split(b"\n", 1)[0].decode("utf-8", "replace")
+                body = child.child_by_field_name("body")
+                end = body.start_byte if body is not None and body.start_byte > child.start_byte else child.end_byte
+                line = data[child.start_byte : end].split(b"\n", 1)[0].decode("utf-8", "replace")
                 out.append("    " * depth + line.rstrip().rstrip("{").rstrip())
                 if depth < 2:
                     visit(child, depth + 1)
