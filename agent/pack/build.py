@@ -98,6 +98,19 @@ class _File:
         return self.redacted if self.redacted is not None else self.source.text
 
 
+class _Laps:
+    """Stage timings: each call records the seconds since the previous one under a name."""
+
+    def __init__(self, into: dict[str, float]) -> None:
+        self.timings = into
+        self._clock = time.perf_counter()
+
+    def __call__(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self._clock, 4)
+        self._clock = now
+
+
 def _chunks(texts: list[str], limit: int = 2_000_000) -> list[list[str]]:
     """Batches of about `limit` characters: token ids of a whole repository at once would
     cost hundreds of MB before they are counted."""
@@ -173,6 +186,19 @@ def _resolve_model(model: str | None, settings: Settings | None) -> tuple[str, s
     else:
         profile = get_profile(name)
     return name, profile.tokenizer, default_budget(profile.context_window, profile.max_output)
+
+
+def _tokenizer_loader(
+    tokenizer: Tokenizer | None, name: str
+) -> tuple[str, Tokenizer | Callable[[], Tokenizer]]:
+    """The tokenizer's name, and the tokenizer or a loader for it (an unknown name fails now)."""
+    if tokenizer is not None:
+        return getattr(tokenizer, "name", name), tokenizer
+    from agent.tokens import available_tokenizers, get_tokenizer
+
+    if name not in available_tokenizers():
+        get_tokenizer(name)  # raises the ConfigError that says what is available
+    return name, functools.partial(get_tokenizer, name)
 
 
 def _task_text(task: str | Task | None) -> str | None:
@@ -254,13 +280,7 @@ def build_packs(
 ) -> list[Pack]:
     """One pack per budget from a single scan and ranking (see `build_pack`)."""
     timings: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 4)
-        clock = now
+    lap = _Laps(timings)
 
     def tick(stage: str, done: int, total: int) -> None:
         if progress is not None:
@@ -277,16 +297,7 @@ def build_packs(
     for b in resolved:
         if b <= 0:
             raise ConfigError(f"pack budget must be positive, got {b}")
-    loader: Tokenizer | Callable[[], Tokenizer]
-    if tokenizer is None:
-        from agent.tokens import available_tokenizers, get_tokenizer
-
-        if tokenizer_name not in available_tokenizers():
-            get_tokenizer(tokenizer_name)  # raises the ConfigError that says what is available
-        loader = functools.partial(get_tokenizer, tokenizer_name)
-    else:
-        tokenizer_name = getattr(tokenizer, "name", tokenizer_name)
-        loader = tokenizer
+    tokenizer_name, loader = _tokenizer_loader(tokenizer, tokenizer_name)
     task_text = _task_text(task)
     cache_root = cache_dir if cache_dir is not None else getattr(settings, "cache_dir", None)
     with CountCache(cache_root, tokenizer_name) as cache:
@@ -314,14 +325,7 @@ def _build(
     tick: Callable[[str, int, int], None],
     timings: dict[str, float],
 ) -> list[Pack]:
-    clock = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 4)
-        clock = now
-
+    lap = _Laps(timings)
     tick("scan", 0, 1)
     known = cache.verdicts(str(repo.expanduser().resolve())) if repo.exists() else {}
     scan = scan_repo(repo, max_bytes=max_file_bytes, known=known)
@@ -408,13 +412,7 @@ def _build(
 
     def _select(budget: int) -> Pack:
         timings: dict[str, float] = {}
-        clock = time.perf_counter()
-
-        def lap(name: str) -> None:
-            nonlocal clock
-            now = time.perf_counter()
-            timings[name] = round(now - clock, 4)
-            clock = now
+        lap = _Laps(timings)
 
         # Header and footer: reserve with the widest numbers they can hold.
         n = len(files)
@@ -659,16 +657,7 @@ def count_repo(
 
         settings = Settings()
     _, tokenizer_name, _ = _resolve_model(model, settings)
-    loader: Tokenizer | Callable[[], Tokenizer]
-    if tokenizer is None:
-        from agent.tokens import available_tokenizers, get_tokenizer
-
-        if tokenizer_name not in available_tokenizers():
-            get_tokenizer(tokenizer_name)  # raises the ConfigError that says what is available
-        loader = functools.partial(get_tokenizer, tokenizer_name)
-    else:
-        tokenizer_name = getattr(tokenizer, "name", tokenizer_name)
-        loader = tokenizer
+    tokenizer_name, loader = _tokenizer_loader(tokenizer, tokenizer_name)
     repo = Path(repo)
     scanner = SecretScanner(environ)
     kind = f"full:{format}:{scanner.fingerprint}"
