@@ -9,8 +9,10 @@ the cheapest mode that is likely to be enough:
 
 The difficulty score is a small linear model over hand-built statement features, fitted on human
 difficulty labels (SWE-bench Verified annotations) by benchmarks/difficulty.py; its weights live
-here as data. Nothing in it looks at a patch or at tests. It is a weak signal: held out, its
-Spearman with the human label is ~0.15-0.19 (statement length alone: 0.14-0.18). Features of the
+here as data. Nothing in it looks at a patch or at tests. It is a weak signal: held out (10-fold /
+leave-one-repository-out, mean of the per-fold Spearman) it tracks the human label at ~0.20 on
+Verified, ~0.15-0.20 on all 468 labels, against ~0.17-0.18 for statement length alone; the issue's
+target of 0.35 is not met (see the benchmark's docstring for everything tried). Features of the
 pack's ranking (how many files the task resolves to, stack-trace hits, test files on top, how flat
 the head of the ranking is) are measured too, but none tracks the label better than |rho| 0.10 and
 adding them did not help held out, so the shipped model gives them no weight (`pack_weights`
@@ -583,19 +585,18 @@ class DifficultyModel(BaseModel):
 
 
 # Printed by `python benchmarks/difficulty.py --fit`: unit-weighted top-4 inputs on 468 labelled
-# SWE-bench statements (Verified + annotated Lite). Held out it tracks the human label only a little
-# better than statement length: see the benchmark for the figures. The priors are hand-set; the
-# former pack-spread prior is gone (a flat ranking head goes with slightly *easier* labels, -0.07).
-# No pack weights: with pack inputs the refit lost held out (10-fold 0.125 vs 0.153).
+# SWE-bench statements (Verified + annotated Lite), scaled to label units. No hand-set priors: the
+# former ones (design words up, narrow words and stack frames down) had the opposite sign to the
+# labels for design words and did not help held out. No pack weights: with pack inputs the refit
+# lost held out (10-fold 0.128 vs 0.163).
 DIFFICULTY_MODEL = DifficultyModel(
-    intercept=0.26791,
+    intercept=0.31116,
     weights={
-        "reproducer": 0.07348,
-        "log_code_lines": 0.02575,
-        "log_chars": 0.04296,
-        "log_identifiers": 0.04052,
+        "reproducer": 0.06555,
+        "log_code_lines": 0.02297,
+        "log_chars": 0.03833,
+        "log_identifiers": 0.03615,
     },
-    prior_weights={"design": 0.06, "narrow": -0.05, "log_frames": -0.04},
     fitted_on="unit-weighted top-4 on 468 labelled SWE-bench statements (benchmarks/difficulty.py)",
 )
 
@@ -615,8 +616,8 @@ def difficulty_score(
 
 # Score cut-offs, the 36% and 90% quantiles of the fitted scores: Non-think for about the share
 # of "<15 min" labels, Think Max for about the top tenth.
-HIGH_FROM = 0.454
-MAX_FROM = 0.625
+HIGH_FROM = 0.452
+MAX_FROM = 0.618
 
 
 class ModeChoice(BaseModel):

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from agent.errors import ConfigError
 from agent.modes import (
+    DIFFICULTY_MODEL,
     LARGE_PACK_TOKENS,
     MODE_CHOICES,
     MODE_TABLE,
@@ -189,14 +190,50 @@ def test_pack_features_are_read_duck_typed() -> None:
     assert f.pack_entropy == pytest.approx(1.0) and f.pack_fraction is None
 
 
-def test_narrow_stack_trace_bug_scores_below_vague_design_change() -> None:
-    narrow = difficulty_score(
-        difficulty_features(Task(statement=NARROW_BUG, repo="django/django"))
-    )
-    design = difficulty_score(
-        difficulty_features(Task(statement=DESIGN_CHANGE, repo="django/django"))
-    )
-    assert 0.0 <= narrow < design <= 1.0
+ONE_LINER = "Typo in the admin docs: 'recieve' should be 'receive'.\n"
+
+REPRODUCED_BUG = """\
+QuerySet.union() drops the ordering of a combined queryset
+
+To reproduce:
+
+```python
+from django.db.models import F
+from myapp.models import Author
+qs1 = Author.objects.filter(age__gt=30).order_by("name")
+qs2 = Author.objects.filter(book__rating__gte=4)
+combined = qs1.union(qs2).order_by(F("name").desc(nulls_last=True))
+print(list(combined.values_list("name", flat=True)))
+print(combined.query)
+```
+
+The compiled SQL has no ORDER BY, and `SQLCompiler.get_combinator_sql()` ignores
+`query.order_by` when `combinator_all` is set. I expected the rows sorted by `name`.
+`QuerySet._combinator_query()` clears the ordering of each part and `Query.clear_ordering()`
+is called with `force=True`, so the outer ordering is lost as well.
+"""
+
+
+def test_a_reproduced_bug_naming_much_code_scores_above_a_one_line_report() -> None:
+    # What the labels reward (benchmarks/difficulty.py): a reproducer, code, length, named code.
+    one = difficulty_features(Task(statement=ONE_LINER, repo="django/django"))
+    rep = difficulty_features(Task(statement=REPRODUCED_BUG, repo="django/django"))
+    assert rep.has_reproducer and not one.has_reproducer
+    assert 0.0 <= difficulty_score(one) < difficulty_score(rep) <= 1.0
+    # With the shipped cut-offs the two start in different modes, cheapest first.
+    assert choose_mode(Task(statement=ONE_LINER)).mode is Mode.NON_THINK
+    assert choose_mode(Task(statement=REPRODUCED_BUG)).mode is not Mode.NON_THINK
+
+
+def test_each_shipped_weight_raises_the_score_of_its_input() -> None:
+    base = difficulty_features(ONE_LINER)
+    for key, weight in DIFFICULTY_MODEL.weights.items():
+        assert weight > 0, key  # every input the fit kept goes with longer fixes
+        model = DifficultyModel(intercept=0.75, weights={key: weight})
+        more = base.model_copy(
+            update={"has_reproducer": True, "code_lines": 40, "chars": 9_000, "identifiers": 30}
+        )
+        assert difficulty_score(more, model=model) > difficulty_score(base, model=model), key
 
 
 # ---------------------------------------------------------------------------- choose_mode
