@@ -278,7 +278,8 @@ def scan_repo(
             result.skipped.append((rel, reason, st.st_size))
             continue
         seen = known.get(rel)
-        if seen is not None and seen[0] == st.st_size and seen[1] == st.st_mtime_ns:
+        # (A chmod leaves the mtime alone: a file that became unreadable is read, and reported.)
+        if seen is not None and seen[0] == st.st_size and seen[1] == st.st_mtime_ns and os.access(full, os.R_OK):
             if seen[2]:
                 result.skipped.append((rel, seen[2], st.st_size))
             else:
