@@ -1,0 +1,93 @@
+"""Lexical ranking: identifier-boundary matches, windowed BM25, code-shaped query terms.
+
+Each test builds a small real git repository, packs it for a task with `build_pack` and checks
+which file the ranking puts first (the pack's relevant-files order), plus direct checks of the
+query weights.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from agent.pack import build_pack
+from agent.pack.rank import query_weights, rank_files
+from agent.tokens import get_tokenizer
+
+_ENV = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e",
+    "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def _repo(root: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    for cmd in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-q", "-m", "init"]):
+        subprocess.run(["git", *cmd], cwd=root, check=True, capture_output=True, env=_ENV)
+    return root
+
+
+def _first(root: Path, task: str, tmp_path: Path) -> str:
+    pack = build_pack(root, task=task, budget=200_000, tokenizer=get_tokenizer("cl100k_base"),
+                      cache_dir=tmp_path / "cache", environ={})
+    ranked = sorted((i for i in pack.items if i.rank is not None), key=lambda i: i.rank)
+    return ranked[0].path
+
+
+def _filler(n: int, seed: str) -> str:
+    return "".join(f"def {seed}_{i}(value):\n    return value + {i}\n\n\n" for i in range(n))
+
+
+def test_a_term_counts_at_identifier_boundaries_not_inside_words(tmp_path: Path) -> None:
+    # `create` is part of bulk_create and createTable, but not of `created` or `recreate`.
+    root = _repo(tmp_path / "repo", {
+        "app/log.py": "# created, created and recreated: the record was created\nSTATE = 'created'\n" * 3,
+        "app/store.py": _filler(20, "store") + "def save_all(items):\n    return bulk_create(items)\n",
+        "app/other.py": _filler(5, "helper"),
+    })
+    assert _first(root, "Calling create fails", tmp_path) == "app/store.py"
+
+
+def test_a_long_module_scores_by_its_best_window(tmp_path: Path) -> None:
+    # Whole-file BM25 divides by length and prefers the short file that mentions the words once;
+    # the long module holds the code the task is about in one place.
+    relevant = (
+        "def parse_header(value):\n    # quoted boundary in a multipart header\n"
+        "    boundary = value.split('boundary=')[1]\n    if boundary.startswith('\"'):\n"
+        "        boundary = boundary.strip('\"')  # quoted boundary\n    return boundary\n\n\n"
+    )
+    root = _repo(tmp_path / "repo", {
+        "lib/mime.py": _filler(400, "convert") + relevant + _filler(400, "encode"),
+        "lib/notes.py": "# the header may hold a quoted boundary\nNOTE = 1\n",
+        "lib/misc.py": _filler(3, "misc"),
+    })
+    task = "A quoted boundary in the multipart header is not parsed: the quotes stay in the boundary."
+    assert _first(root, task, tmp_path) == "lib/mime.py"
+
+
+def test_the_source_outranks_the_test_that_repeats_its_names(tmp_path: Path) -> None:
+    root = _repo(tmp_path / "repo", {
+        "pkg/units.py": "def to_metres(feet):\n    return feet * 0.3048\n",
+        "tests/test_units.py": "from pkg.units import to_metres\n\n\n"
+                               + "".join(f"def test_to_metres_{i}():\n    assert to_metres({i}) >= 0\n\n\n"
+                                         for i in range(30)),
+    })
+    assert _first(root, "to_metres rounds feet wrongly for large values", tmp_path) == "pkg/units.py"
+
+
+def test_query_weights_favour_code_shaped_words_and_split_them() -> None:
+    w = query_weights("The `FilePathField` path must accept a callable; see get_queryset too.")
+    assert w["filepathfield"] == 2.0 and w["get_queryset"] == 2.0
+    assert w["callable"] == 1.0
+    assert w["file"] == w["queryset"] == 0.5  # parts of code words, weaker than the words
+    assert "the" not in w and "see" not in w
+
+
+def test_rank_files_without_a_match_keeps_path_order() -> None:
+    paths = ["b.py", "a.py"]
+    ranked = rank_files("nothing relevant here zzz", paths, [b"x = 1\n", b"y = 2\n"])
+    assert [r.path for r in ranked] == ["a.py", "b.py"] and all(r.score == 0 for r in ranked)
