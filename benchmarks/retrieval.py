@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -87,12 +88,140 @@ def checkout(repo: str, commit: str, work: Path, name: str = "") -> Path:
     return target
 
 
+class Trees:
+    """One working copy per repository, moved between commits by writing only what differs.
+
+    It holds the same files `git archive` would export (blobs the snapshot lacks are left out,
+    symlinks stay symlinks); repositories whose .gitattributes rewrite the export
+    (export-subst, export-ignore) use `checkout` instead. The copy is renamed to the
+    instance's name while it is packed, so the pack header is the same as with `checkout`.
+    """
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.state: dict[str, dict[str, tuple[str, str]]] = {}
+        self.lent: dict[str, Path] = {}
+
+    def _home(self, repo: str) -> Path:
+        return self.work / repo.replace("/", "__") / f"_tree{os.getpid()}"
+
+    def _listing(self, repo: str, commit: str) -> dict[str, tuple[str, str]]:
+        out = subprocess.run(["git", f"--git-dir={mirror(repo)}", "ls-tree", "-r", "-z", commit],
+                             capture_output=True, check=True).stdout
+        rows = {}
+        for entry in out.split(b"\0"):
+            if entry:
+                meta, path = entry.split(b"\t", 1)
+                mode, kind, sha = meta.split()
+                if kind == b"blob":
+                    rows[os.fsdecode(path)] = (mode.decode(), sha.decode())
+        return rows
+
+    def _exportable(self, repo: str, commit: str) -> bool:
+        attrs = subprocess.run(["git", f"--git-dir={mirror(repo)}", "grep", "-l", "-E", "export-(subst|ignore)",
+                                commit, "--", ".gitattributes", "**/.gitattributes"],
+                               capture_output=True, check=False).stdout
+        return not attrs.strip()
+
+    def enter(self, repo: str, commit: str, name: str) -> Path:
+        """The tree of `repo` at `commit`, in a directory called `name`."""
+        if not self._exportable(repo, commit):
+            return checkout(repo, commit, self.work, name)
+        home = self._home(repo)
+        if repo not in self.state:
+            shutil.rmtree(home, ignore_errors=True)
+            home.mkdir(parents=True)
+            self.state[repo] = {}
+        old, new = self.state[repo], self._listing(repo, commit)
+        for path, entry in old.items():
+            if new.get(path) != entry:
+                (home / path).unlink(missing_ok=True)
+                parent = (home / path).parent
+                while parent != home and not any(parent.iterdir()):
+                    parent.rmdir()
+                    parent = parent.parent
+        todo = sorted(p for p, e in new.items() if old.get(p) != e)
+        shas = sorted({new[p][1] for p in todo})
+        blobs: dict[str, bytes] = {}
+        if shas:
+            cat = subprocess.run(["git", f"--git-dir={mirror(repo)}", "cat-file", "--batch"],
+                                 input="".join(s + "\n" for s in shas).encode(), capture_output=True, check=True).stdout
+            pos = 0
+            while pos < len(cat):
+                eol = cat.index(b"\n", pos)
+                head = cat[pos:eol].split()
+                pos = eol + 1
+                if head[1] == b"missing":
+                    continue
+                size = int(head[2])
+                blobs[head[0].decode()] = cat[pos : pos + size]
+                pos += size + 1
+        written = {}
+        for path in todo:
+            mode, sha = new[path]
+            if sha not in blobs:  # the snapshot lacks it: git archive would fail on it too
+                continue
+            dest = home / path
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if mode == "120000":
+                os.symlink(os.fsdecode(blobs[sha]), dest)
+            else:
+                dest.write_bytes(blobs[sha])
+                if mode == "100755":
+                    dest.chmod(0o755)
+            written[path] = new[path]
+        self.state[repo] = {p: e for p, e in new.items() if old.get(p) == e or p in written}
+        target = home.parent / name
+        shutil.rmtree(target, ignore_errors=True)
+        home.rename(target)
+        self.lent[repo] = target
+        return target
+
+    def leave(self, repo: str, root: Path) -> None:
+        """Give the directory back to the repository's working copy (or drop an export)."""
+        if self.lent.get(repo) == root:
+            root.rename(self._home(repo))
+            del self.lent[repo]
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
 def _is_test(path: str) -> bool:
     words = set(re.split(r"[/_.]", path.lower()))
     return bool(words & {"test", "tests", "testing"})
 
 
-def bm25_baseline(files: list, statement: str, budgets: list[int], gold: list[str], count) -> tuple[dict, int | None]:
+class Words:
+    """bm25s.tokenize's split of each text (lowercase, its token pattern, English stopwords),
+    remembered by content: most files are the same from one base commit to the next."""
+
+    def __init__(self) -> None:
+        import bm25s.tokenization as bt
+
+        self.split = re.compile(r"(?u)\b\w\w+\b").findall
+        self.stop = set(bt._infer_stopwords("en"))
+        self.seen: dict[bytes, list[str]] = {}
+
+    def tokenize(self, texts: list[str]):
+        """Exactly `bm25s.tokenize(texts, stopwords="en")`: the same ids and vocabulary."""
+        from bm25s.tokenization import Tokenized
+
+        from agent.pack.cache import digest
+
+        vocab: dict[str, int] = {}
+        ids = []
+        for text in texts:
+            key = digest(text)
+            words = self.seen.get(key)
+            if words is None:
+                words = [w for w in self.split(text.lower()) if w not in self.stop]
+                self.seen[key] = words
+            ids.append([vocab.setdefault(w, len(vocab)) for w in words])
+        return Tokenized(ids=ids, vocab=vocab)
+
+
+def bm25_baseline(files: list, statement: str, budgets: list[int], gold: list[str], count,
+                  words: Words | None = None) -> tuple[dict, int | None]:
     """Plain whole-file BM25 (bm25s, its own tokenizer and English stopwords), filled greedily."""
     import bm25s
 
@@ -100,7 +229,8 @@ def bm25_baseline(files: list, statement: str, budgets: list[int], gold: list[st
     files = [f for f in files if f.path.endswith(".py") and not _is_test(f.path)]
     corpus = [f"{f.path}\n{f.text}" for f in files]
     retriever = bm25s.BM25()
-    retriever.index(bm25s.tokenize(corpus, stopwords="en", show_progress=False), show_progress=False)
+    tokens = words.tokenize(corpus) if words is not None else bm25s.tokenize(corpus, stopwords="en", show_progress=False)
+    retriever.index(tokens, show_progress=False)
     query = bm25s.tokenize([statement], stopwords="en", show_progress=False)
     k = len(corpus)
     docs, _ = retriever.retrieve(query, k=k, show_progress=False)
@@ -149,6 +279,8 @@ def run(args: argparse.Namespace) -> None:
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         groups[r["repo"]].append(r)
+    for g in groups.values():  # by issue number: neighbouring base commits share most files
+        g.sort(key=lambda r: (r["source"] != "lite", int(r["instance_id"].rsplit("-", 1)[1])))
     mixed = []
     for i in range(max(len(g) for g in groups.values())):
         for repo in sorted(groups):
@@ -162,14 +294,18 @@ def run(args: argparse.Namespace) -> None:
     work = Path(args.work)
     cache_dir = Path(args.cache)
     print(f"{len(rows)} instances to run (shard {args.shard}), {len(done)} done", flush=True)
+    trees, words = Trees(work), Words()
     for r in rows:
         t0 = time.perf_counter()
         gold, created = gold_files(r["patch"])
         if not gold:
             continue
         try:
-            root = checkout(r["repo"], r["base_commit"], work, r["instance_id"])
-        except RuntimeError as e:
+            if args.keep:
+                root = checkout(r["repo"], r["base_commit"], work, r["instance_id"])
+            else:
+                root = trees.enter(r["repo"], r["base_commit"], r["instance_id"])
+        except (RuntimeError, subprocess.CalledProcessError) as e:
             print(f"{r['instance_id']}: skipped: {e}", flush=True)
             continue
         t1 = time.perf_counter()
@@ -191,7 +327,7 @@ def run(args: argparse.Namespace) -> None:
                 blocks = [file_block(f.path, f.text, "xml") for f in batch]
                 return counter.count(blocks, [digest(b) for b in blocks])
 
-            base, base_rank = bm25_baseline(scan.files, r["problem_statement"], BUDGETS, gold, count)
+            base, base_rank = bm25_baseline(scan.files, r["problem_statement"], BUDGETS, gold, count, words)
         t3 = time.perf_counter()
         rec = {
             "instance_id": r["instance_id"], "repo": r["repo"], "source": r["source"], "gold": gold,
@@ -203,7 +339,7 @@ def run(args: argparse.Namespace) -> None:
         with out.open("a") as fh:
             fh.write(json.dumps(rec) + "\n")
         if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
+            trees.leave(r["repo"], root)
         print(f"{r['instance_id']}: ours {[int(v) for v in ours.values()]} bm25 {[int(v) for v in base.values()]} "
               f"{t3 - t0:.1f}s", flush=True)
 
