@@ -231,9 +231,16 @@ def test_each_shipped_weight_raises_the_score_of_its_input() -> None:
         assert weight > 0, key  # every input the fit kept goes with longer fixes
         model = DifficultyModel(intercept=0.75, weights={key: weight})
         more = base.model_copy(
-            update={"has_reproducer": True, "code_lines": 40, "chars": 9_000, "identifiers": 30}
+            update={
+                "has_reproducer": True,
+                "code_lines": 40,
+                "chars": 9_000,
+                "identifiers": 30,
+            }
         )
-        assert difficulty_score(more, model=model) > difficulty_score(base, model=model), key
+        assert difficulty_score(more, model=model) > difficulty_score(
+            base, model=model
+        ), key
 
 
 # ---------------------------------------------------------------------------- choose_mode
