@@ -20,9 +20,9 @@ from __future__ import annotations
 import builtins
 import re
 from collections import defaultdict
-from collections.abc import Sequence
-from itertools import chain
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 
 import ahocorasick_rs
 import numpy as np
@@ -81,10 +81,10 @@ def task_terms(text: str) -> list[str]:
 
 
 # Points per signal at full strength, fitted on SWE-bench Lite (see the module docstring) and
-# scaled so that one sure signal (the innermost frame, a named path) is worth 100-120 points.
+# scaled so that one sure signal (a frame, a named path) is worth 100 points or more.
 _W = {
-    "frame": 50.0, "inner frame": 70.0, "path": 100.0, "file": 300.0, "module": 75.0, "defines": 75.0,
-    "bm25": 200.0, "imported by": 0.12, "test beside": 0.2,
+    "frame": 50.0, "inner frame": 140.0, "path": 100.0, "file": 210.0, "module": 75.0, "defines": 75.0,
+    "bm25": 285.0, "imported by": 0.12, "test beside": 0.2,
 }
 _TEST_STRONG = 0.5  # share of a named/traced signal a test file loses
 _TEST_LEXICAL = 0.7  # share of its lexical score a test file loses
@@ -146,7 +146,8 @@ def _match_path(fragment: str, by_name: dict[str, list[str]]) -> tuple[list[str]
 _CAMEL_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _WORD_BYTE = np.zeros(256, dtype=bool)
 _WORD_BYTE[np.frombuffer(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", dtype=np.uint8)] = True
-_WINDOW = 3000  # bytes per BM25 window
+# (window bytes or None for the whole file, share of the lexical score): fitted with the weights.
+_LEXICAL = ((3000, 40 / 57), (1500, 10 / 57), (None, 7 / 57))
 _PATH_TF = 5.0  # a term in the path counts like this many in the text
 
 
@@ -176,6 +177,8 @@ class _Text:
     raw: bytes
     low: bytes
     starts: np.ndarray
+    needles: dict[bytes, int] = field(default_factory=dict)
+    found: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.int64))
 
     @classmethod
     def join(cls, texts: Sequence[bytes]) -> _Text:
@@ -184,6 +187,32 @@ class _Text:
         starts = np.zeros(len(texts) + 1, dtype=np.int64)
         np.cumsum(np.fromiter((len(t) + 1 for t in texts), dtype=np.int64, count=len(texts)), out=starts[1:])
         return cls(raw, raw.lower(), starts)
+
+    def search(self, needles: Iterable[bytes]) -> None:
+        """Find all these lowercase needles in one pass over the lowercased text (the signals
+        gather theirs first: each pass over a whole tree costs tens of milliseconds)."""
+        todo = sorted({n for n in needles if n and n not in self.needles})
+        if todo:
+            base = len(self.needles)
+            self.needles.update((n, base + i) for i, n in enumerate(todo))
+            # A DFA scans a whole tree about twice as fast as the NFA the library picks itself
+            # for a few hundred needles; building it costs milliseconds.
+            automaton = ahocorasick_rs.BytesAhoCorasick(todo, implementation=ahocorasick_rs.Implementation.DFA)
+            hits = _matches(automaton, self.low)
+            hits[:, 0] += base
+            self.found = np.concatenate([self.found, hits]) if len(self.found) else hits
+
+    def hits(self, needles: Sequence[bytes]) -> np.ndarray:
+        """(index into `needles`, start, end) of every case-insensitive occurrence."""
+        self.search(needles)
+        lut = np.full(len(self.needles), -1, dtype=np.int64)
+        for i, n in enumerate(needles):
+            lut[self.needles[n]] = i
+        local = lut[self.found[:, 0]] if len(self.found) else np.zeros(0, dtype=np.int64)
+        keep = local >= 0
+        out = self.found[keep].copy()
+        out[:, 0] = local[keep]
+        return out
 
     def owner(self, pos: np.ndarray) -> np.ndarray:
         """Index of the text each byte position falls in."""
@@ -200,7 +229,7 @@ def _term_hits(terms: list[str], text: _Text) -> tuple[np.ndarray, np.ndarray]:
     """(term index, start) of each occurrence that sits on identifier boundaries: a
     non-alphanumeric byte, an underscore, a digit or a lower-to-Upper step on each side."""
     raw = text.raw
-    hits = _matches(ahocorasick_rs.BytesAhoCorasick([t.encode() for t in terms]), text.low)
+    hits = text.hits([t.encode() for t in terms])
     if not len(hits):
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty
@@ -233,8 +262,9 @@ def _bm25_matrix(tf: np.ndarray, lengths: np.ndarray, weights: np.ndarray) -> np
     return np.asarray((tf * (k1 + 1) / (tf + norm[:, None])) @ (idf * weights), dtype=np.float64)
 
 
-def _window_bm25(query: dict[str, float], paths: Sequence[str], text: _Text) -> np.ndarray:
-    """Each file's best BM25 window score (path terms count in every window of the file)."""
+def _lexical(query: dict[str, float], paths: Sequence[str], text: _Text) -> np.ndarray:
+    """Lexical relevance of each file, 0-1: its best window at two widths (weighted query)
+    plus whole-file BM25 (plain query); path terms count in every window of their file."""
     n = len(paths)
     terms = list(query)
     if not terms or n == 0:
@@ -242,56 +272,75 @@ def _window_bm25(query: dict[str, float], paths: Sequence[str], text: _Text) -> 
     width = len(terms)
     weights = np.array([query[t] for t in terms])
     starts = text.starts
-    sizes = np.diff(starts)
+    sizes = np.diff(starts) - 1
     k, pos = _term_hits(terms, text)
     doc = text.owner(pos)
+    offset = pos - starts[doc]
     names = _Text.join([p.encode() for p in paths])
     pk, ppos = _term_hits(terms, names)
-    pdoc = names.owner(ppos)
-    in_path = np.bincount(pdoc * width + pk, minlength=n * width).reshape(n, width).astype(np.float32)
+    in_path = np.bincount(names.owner(ppos) * width + pk, minlength=n * width).reshape(n, width).astype(np.float32)
+    in_path *= _PATH_TF
 
-    windows = np.maximum(1, -(-(sizes - 1) // _WINDOW))
-    first = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(windows, out=first[1:])
-    total = int(first[-1])
-    wid = first[doc] + (pos - starts[doc]) // _WINDOW
-    tf = np.bincount(wid * width + k, minlength=total * width).reshape(total, width).astype(np.float32)
-    owner = np.repeat(np.arange(n), windows)
-    tf += _PATH_TF * in_path[owner]
-    lengths = np.full(total, _WINDOW / 6.0 + 10.0, dtype=np.float32)
-    lengths[first[1:] - 1] = (sizes - 1 - (windows - 1) * _WINDOW) / 6.0 + 10.0
-    scores = _bm25_matrix(tf, lengths, weights)
-    best = np.zeros(n)
-    np.maximum.at(best, owner, scores)
-    return best
+    def windowed(size: int | None, w: np.ndarray) -> np.ndarray:
+        if size is None:  # the whole file
+            tf = np.bincount(doc * width + k, minlength=n * width).reshape(n, width).astype(np.float32)
+            scores = _bm25_matrix(tf + in_path, sizes / 6.0 + 10.0, w)
+        else:
+            windows = np.maximum(1, -(-sizes // size))
+            first = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(windows, out=first[1:])
+            total = int(first[-1])
+            tf = np.bincount((first[doc] + offset // size) * width + k, minlength=total * width)
+            tf = tf.reshape(total, width).astype(np.float32)
+            owner = np.repeat(np.arange(n), windows)
+            lengths = np.full(total, size / 6.0 + 10.0)
+            lengths[first[1:] - 1] = (sizes - (windows - 1) * size) / 6.0 + 10.0
+            scores = np.zeros(n)
+            np.maximum.at(scores, owner, _bm25_matrix(tf + in_path[owner], lengths, w))
+        top = scores.max()
+        return scores / top if top > 0 else scores
+
+    plain = np.ones(width)
+    return sum(share * windowed(size, weights if size else plain) for size, share in _LEXICAL)
 
 
 def _document_frequency(words: list[str], text: _Text) -> dict[str, int]:
     """In how many files each (lowercase) word occurs, as a substring, in any case."""
-    hits = _matches(ahocorasick_rs.BytesAhoCorasick([w.encode() for w in words]), text.low)
+    hits = text.hits([w.encode() for w in words])
     files = len(text.starts)
     pairs = np.unique(hits[:, 0] * files + text.owner(hits[:, 1]))  # one per (word, file)
     df = np.bincount(pairs // files, minlength=len(words))
     return {w: int(c) for w, c in zip(words, df)}
 
 
+_DEFINERS = (b"def ", b"class ", b"function ", b"func ", b"fn ", b"struct ", b"interface ", b"type ")
+
+
+def _definition_needles(names: list[str]) -> list[bytes]:
+    """What `_definitions` looks for, as written (`def name`, `class name`, ...)."""
+    return [kw + name.encode() for name in names for kw in _DEFINERS]
+
+
 def _definitions(names: list[str], text: _Text) -> dict[str, list[int]]:
-    """Which files define each name (def/class/function/struct/... name)."""
-    needles: list[bytes] = []
-    owner: list[str] = []
-    for name in names:
-        for kw in (b"def ", b"class ", b"function ", b"func ", b"fn ", b"struct ", b"interface ", b"type "):
-            needles.append(kw + name.encode())
-            owner.append(name)
-    if not needles:
+    """Which files define each name (def/class/function/struct/... name, case as written)."""
+    needles = _definition_needles(names)
+    by_lower: dict[bytes, list[int]] = defaultdict(list)
+    for j, needle in enumerate(needles):
+        by_lower[needle.lower()].append(j)
+    keys = list(by_lower)
+    if not keys:
         return {}
-    hits = _matches(ahocorasick_rs.BytesAhoCorasick(needles), text.raw)
+    hits = text.hits(keys)
     found: dict[str, set[int]] = defaultdict(set)
     raw = text.raw
-    for (k, _, end), i in zip(hits.tolist(), text.owner(hits[:, 1]).tolist()):
+    for (k, start, end), i in zip(hits.tolist(), text.owner(hits[:, 1]).tolist()):
         nxt = raw[end : end + 1]
-        if not (nxt.isalnum() or nxt == b"_"):
-            found[owner[k]].add(i)
+        if nxt.isalnum() or nxt == b"_":
+            continue
+        written = raw[start:end]
+        for j in by_lower[keys[k]]:
+            if needles[j] == written:
+                found[names[j // len(_DEFINERS)]].add(i)
     return {k: sorted(v) for k, v in found.items()}
 
 
@@ -370,6 +419,17 @@ def rank_files(
     ranked = [Ranked(p) for p in paths]
     index = {p: i for i, p in enumerate(paths)}
     text = _Text.join(datas)
+    query = query_weights(task)
+    identifiers = _task_identifiers(task)
+    words = {w.lower() for w in _WORD.findall(task) if len(w) >= 5}
+    by_stem: dict[str, list[str]] = defaultdict(list)
+    for p in paths:
+        name = p.rsplit("/", 1)[-1]
+        stem = name.rsplit(".", 1)[0].lower()
+        if stem in words and stem not in STOPWORDS and stem not in ("__init__", "models", "utils", "views", "tests"):
+            by_stem[stem].append(p)
+    text.search([t.encode() for t in query] + [s.encode() for s in by_stem]
+                + [n.lower() for n in _definition_needles(identifiers)])
     by_name: dict[str, list[str]] = defaultdict(list)
     for p in paths:
         by_name[p.rsplit("/", 1)[-1]].append(p)
@@ -402,13 +462,6 @@ def rank_files(
                 ranked[index[h]].add("path named", w, frag)
 
     # 2b. Distinctive file stems the task uses as words (`sqlmigrate` -> sqlmigrate.py).
-    words = {w.lower() for w in _WORD.findall(task) if len(w) >= 5}
-    by_stem: dict[str, list[str]] = defaultdict(list)
-    for p in paths:
-        name = p.rsplit("/", 1)[-1]
-        stem = name.rsplit(".", 1)[0].lower()
-        if stem in words and stem not in STOPWORDS and stem not in ("__init__", "models", "utils", "views", "tests"):
-            by_stem[stem].append(p)
     if by_stem:
         df = _document_frequency(list(by_stem), text)
         for stem, hits in by_stem.items():
@@ -435,7 +488,6 @@ def rank_files(
                 break
 
     # 4. Identifiers named in the task that the repository defines.
-    identifiers = _task_identifiers(task)
     defs = _definitions(identifiers, text)
     found: dict[int, list[tuple[float, str]]] = defaultdict(list)
     for name, files in defs.items():
@@ -452,11 +504,9 @@ def rank_files(
         ranked[i].add("defines", total, ", ".join(n for _, n in named[:4]) + " (named in the task)")
 
     # 5. BM25 over windows of path and content, tilted towards code.
-    bm = _window_bm25(query_weights(task), paths, text)
-    if bm.size and bm.max() > 0:
-        top = float(bm.max())
-        for i in np.flatnonzero(bm):
-            ranked[i].add("bm25", _W["bm25"] * _kind_factor(paths[i]) * float(bm[i]) / top, f"{bm[i]:.1f}")
+    bm = _lexical(query, paths, text)
+    for i in np.flatnonzero(bm):
+        ranked[i].add("bm25", _W["bm25"] * _kind_factor(paths[i]) * float(bm[i]), f"{bm[i]:.2f} of the best")
     for r in ranked:
         if r.signals and _TEST_NAME.search(r.path):
             # Named tests and frames in test files point at the code they test.
