@@ -8,6 +8,9 @@ the same tokenizer). Ranking sees only the statement and the repository, never t
     python benchmarks/retrieval.py --out /work/scratch/pack/retrieval.jsonl [--shard 0/2]
     python benchmarks/retrieval.py --out /work/scratch/pack/retrieval.jsonl --report
 
+Each shard keeps one working copy per repository and moves it from base commit to base commit
+(the same files `git archive` exports; --keep exports each instance instead), and remembers
+bm25s's split of files it has seen: a run over ~460 instances takes about 15 minutes on 2 shards.
 Results are appended per instance (the run resumes where it stopped); --report prints the
 tables: share of instances with every gold file in full text, per repository and overall,
 beside the SWE-bench paper's BM25 numbers (Table 3, full test set, 13k/27k/50k).
