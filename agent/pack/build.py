@@ -18,13 +18,15 @@ loads, and outlines are parsed on worker processes.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import gc
 import json
 import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -237,6 +239,19 @@ def _rank(task: str, files: list[_File], cache: CountCache, counter: _Counter) -
     return [_Scored(p, s, r) for p, s, r in json.loads(stored)]
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a pack is built: the build makes few cycles,
+    and each full collection would walk every file's bytes and record again."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def _in_child(work: Callable[[], bytes]) -> Callable[[], bytes] | None:
     """Start `work` in a forked child; the returned function waits for its bytes (and runs
     `work` here if the child failed). None where forking is unsafe: not Linux, other threads."""
@@ -247,6 +262,7 @@ def _in_child(work: Callable[[], bytes]) -> Callable[[], bytes] | None:
     if pid == 0:  # pragma: no cover - the child leaves through os._exit
         code = 1
         try:
+            gc.freeze()  # collections would walk (and copy) the whole inherited heap
             os.close(read_end)
             with os.fdopen(write_end, "wb") as out:
                 out.write(work())
@@ -300,7 +316,7 @@ def build_packs(
     tokenizer_name, loader = _tokenizer_loader(tokenizer, tokenizer_name)
     task_text = _task_text(task)
     cache_root = cache_dir if cache_dir is not None else getattr(settings, "cache_dir", None)
-    with CountCache(cache_root, tokenizer_name) as cache:
+    with CountCache(cache_root, tokenizer_name) as cache, _collector_paused():
         counter = _Counter(loader, cache)
         lap("setup")
         return _build(
@@ -477,37 +493,40 @@ def _build(
         tick("count", len(order), len(order))
         lap("full")
 
-        # Then outlines, in rank order, for what did not fit in full (parsed and counted
-        # in small batches: parsing is the cost, so only files that may still fit are tried).
+        # Then outlines, in rank order, for what did not fit in full. Parsing is the cost: the
+        # next _OUTLINE_TRIES candidates not in the cache are parsed ahead on the workers while
+        # the results are counted and placed here, until the budget is spent.
         remaining += outline_reserve
-        candidates = (f for f in order if f.level == "path" and f.size >= 200)
-        tries = 0
-        while remaining > 8 and tries < _OUTLINE_TRIES:
-            chunk = [f for _, f in zip(range(32), candidates)]
-            if not chunk:
-                break
-            tries += len(chunk)
-            todo = [f for f in chunk if f.outline_block is None]
-            for f in todo:
-                check(f)
-            hashes = [digest(f.redacted if f.redacted is not None else f.source.data) for f in todo]
-            cached = cache.outlines(hashes)
-            misses = [(f, h) for f, h in zip(todo, hashes) if h not in cached]
-            for (f, h), text in zip(misses, outliner([(f.path, f.text) for f, _ in misses])):
-                cached[h] = text or ""
-                cache.store_outline(h, cached[h])
-            for f, h in zip(todo, hashes):
-                if cached[h]:
+        candidates = [f for f in order if f.level == "path" and f.size >= 200][:_OUTLINE_TRIES]
+        todo = [f for f in candidates if f.outline_block is None]
+        for f in todo:
+            check(f)
+        hashes = {id(f): digest(f.redacted if f.redacted is not None else f.source.data) for f in todo}
+        cached = cache.outlines(list(hashes.values()))
+        misses = [f for f in todo if hashes[id(f)] not in cached]
+        parsed = iter(outliner.stream([(f.path, f.text) for f in misses]))
+        missing = {id(f) for f in misses}
+        try:
+            for f in candidates:
+                if remaining <= 8:
+                    break
+                if f.outline_block is None:
+                    h = hashes[id(f)]
+                    if id(f) in missing:
+                        cached[h] = next(parsed) or ""
+                        cache.store_outline(h, cached[h])
+                    if not cached[h]:
+                        continue
                     f.outline_block = file_block(f.path, cached[h], format, level="outline")
-            ready = [f for f in chunk if f.outline_block is not None]
-            if ready and any(f.outline_tokens is None for f in ready):
-                for f, c in zip(ready, counter.count([f.outline_block for f in ready])):  # type: ignore[misc]
-                    f.outline_tokens = c
-            for f in ready:
-                assert f.outline_tokens is not None
+                if f.outline_tokens is None:
+                    (f.outline_tokens,) = counter.count([f.outline_block])
                 if f.outline_tokens <= remaining and (f.tokens is None or f.outline_tokens < f.tokens):
                     f.level = "outline"
                     remaining -= f.outline_tokens
+        finally:
+            close = getattr(parsed, "close", None)
+            if close is not None:
+                close()  # cancels what was parsed ahead and is no longer needed
         lap("outline")
 
         # Render in path order and count the document (exactly: see count_document); shed
