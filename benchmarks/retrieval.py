@@ -180,6 +180,12 @@ class Trees:
         self.lent[repo] = target
         return target
 
+    def close(self) -> None:
+        """Remove the working copies."""
+        for repo in self.state:
+            shutil.rmtree(self._home(repo), ignore_errors=True)
+        self.state.clear()
+
     def leave(self, repo: str, root: Path) -> None:
         """Give the directory back to the repository's working copy (or drop an export)."""
         if self.lent.get(repo) == root:
@@ -345,6 +351,7 @@ def run(args: argparse.Namespace) -> None:
             trees.leave(r["repo"], root)
         print(f"{r['instance_id']}: ours {[int(v) for v in ours.values()]} bm25 {[int(v) for v in base.values()]} "
               f"{t3 - t0:.1f}s", flush=True)
+    trees.close()
 
 
 def report(path: Path) -> None:
