@@ -27,7 +27,7 @@ from agent.pack.rank import rank_files
 from agent.pack.render import file_block, footer, header, tree
 from agent.pack.scan import scan_repo
 from agent.tokens import get_tokenizer
-from tests.test_pack import make_repo
+from test_pack import make_repo
 
 
 @pytest.fixture(scope="module")
