@@ -164,3 +164,19 @@ def test_the_cache_keeps_the_newest_rankings_and_empties_an_old_layout(tmp_path:
         cache.memo_put(b"task 10", b"again")  # a rewrite is the newest again
         cache.memo_put(b"one more", b"x")
         assert cache.memo_get(b"task 10") == b"again" and cache.memo_get(b"task 11") is None
+
+
+def test_work_in_a_forked_child_falls_back_here_and_can_be_abandoned() -> None:
+    import time
+
+    from agent.pack.build import _in_child
+
+    here = os.getpid()
+    wait = _in_child(lambda: str(os.getpid()).encode())
+    assert wait is not None and int(wait()) != here  # ran in the child
+    failing = _in_child(lambda: str(1 // (os.getpid() == here)).encode())  # fails only in the child
+    assert failing is not None and failing() == b"1"  # so it ran again here
+    slow = _in_child(lambda: time.sleep(30) or b"late")
+    started = time.perf_counter()
+    assert slow is not None and slow(fallback=False) == b""
+    assert time.perf_counter() - started < 5  # killed and reaped, not waited for

@@ -23,6 +23,7 @@ import functools
 import gc
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -233,7 +234,12 @@ def _rank(task: str, files: list[_File], cache: CountCache, counter: _Counter) -
         # A fresh ranking means fresh counts: the tokenizer loads meanwhile (both hold the GIL,
         # so the ranking runs in a forked child when it can).
         result = _in_child(rank) if len(files) >= _FORK_RANK_FROM else None
-        counter.tokenizer  # noqa: B018 - loads it
+        try:
+            counter.tokenizer  # noqa: B018 - loads it
+        except BaseException:
+            if result is not None:
+                result(fallback=False)  # reap the child, then let the error through
+            raise
         stored = result() if result is not None else rank()
         cache.memo_put(key, stored)
     return [_Scored(p, s, r) for p, s, r in json.loads(stored)]
@@ -252,9 +258,10 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _in_child(work: Callable[[], bytes]) -> Callable[[], bytes] | None:
-    """Start `work` in a forked child; the returned function waits for its bytes (and runs
-    `work` here if the child failed). None where forking is unsafe: not Linux, other threads."""
+def _in_child(work: Callable[..., bytes]) -> Callable[..., bytes] | None:
+    """Start `work` in a forked child; the returned function waits for its bytes (and, unless
+    told `fallback=False`, runs `work` here if the child failed). None where forking is unsafe:
+    not Linux, or other threads alive."""
     if not sys.platform.startswith("linux") or threading.active_count() > 1 or (os.cpu_count() or 1) < 2:
         return None
     read_end, write_end = os.pipe()
@@ -271,11 +278,15 @@ def _in_child(work: Callable[[], bytes]) -> Callable[[], bytes] | None:
             os._exit(code)
     os.close(write_end)
 
-    def wait() -> bytes:
+    def wait(*, fallback: bool = True) -> bytes:
         with os.fdopen(read_end, "rb") as inp:
-            data = inp.read()
+            data = b"" if not fallback else inp.read()
+        if not fallback:
+            os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
-        return data if os.waitstatus_to_exitcode(status) == 0 else work()
+        if os.waitstatus_to_exitcode(status) == 0 or not fallback:
+            return data
+        return work()
 
     return wait
 
