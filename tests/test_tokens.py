@@ -8,6 +8,8 @@ import unicodedata
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.errors import ConfigError
 from agent.tokens import (
@@ -196,3 +198,29 @@ def test_folded_ranks_cache_matches_a_fresh_fold_and_survives_damage(tmp_path, m
     ranks_file.write_bytes(b"not marshal data at all\n")
     assert tokens._cached_deepseek_ranks(src) == fresh  # a damaged cache is rebuilt
     assert tokens._cached_deepseek_ranks(src) == fresh
+
+
+_SEAMY = st.lists(
+    st.sampled_from(["\n", "\n\n", "  \n", "\r\n", "\t", " ", "a", "Zé", "中文", "ひ", "12", "345", "(", "):", "#", "<", "`",
+                     "def f", "\u0301", "\u200d", "\ufeff", "\x0b", "\x1c", "\x85", "<｜end▁of▁sentence｜>", "😀"]),
+    max_size=200,
+).map("".join)
+
+
+@pytest.mark.parametrize("name", ["deepseek-v4", "cl100k_base"])
+@settings(max_examples=150, deadline=None)
+@given(text=_SEAMY, size=st.integers(min_value=1, max_value=40))
+def test_a_text_counts_as_the_sum_of_its_pieces_cut_at_seams(name, text, size) -> None:
+    from agent.tokens import _cut_at_seams
+
+    tok = get_tokenizer(name)
+    pieces = _cut_at_seams(text, size)
+    assert "".join(pieces) == text
+    assert sum(tok.count(p) for p in pieces) == tok.count(text)
+
+
+def test_count_batch_cuts_long_texts_and_still_counts_them_exactly() -> None:
+    tok = get_tokenizer("deepseek-v4")
+    body = "".join(f"def f{i}(x):\n    return x + {i}  # ¿qué? 中\n\n" for i in range(20_000))
+    texts = ["short text", body, body[:150_001], ""]
+    assert tok.count_batch(texts) == [tok.count(t) for t in texts]
