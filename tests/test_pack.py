@@ -325,3 +325,29 @@ def test_tree_sitter_outlines_keep_signatures_without_bodies() -> None:
     assert outline("main.go", go) == "func (p Point) Norm() int\nfunc main()\n"
     rs = "pub struct A { x: i32 }\nimpl A {\n    pub fn new() -> Self { A { x: 1 } }\n}\n"
     assert outline("lib.rs", rs) == "pub struct A\nimpl A\n    pub fn new() -> Self\n"
+
+
+_TRICKY_PYTHON = [
+    '"""Mod."""\nimport x\n\n\nclass A(B):\n    @classmethod\n    def make(cls):  # c\n        # note\n        """Make one.\n\n        More."""\n'
+    "        return cls()\n\n    async def run(self): return 1\n\n    if X:\n        def hidden(self): pass\n\n"
+    "    class Inner:\n        class Deeper:\n            def too_deep(self): ...\n",
+    'def f(\n    a,\n    b=")",\n) -> int:\n    f"""not a {docstring}"""\n    return a\n\n\ndef g():\n    b"bytes are not docs"\n\n\n'
+    'def h():\n    "one" "two"\n',
+    "@decorator(\n    arg=1,\n)\ndef decorated():\n    '''Single quotes.'''\n",
+    "def broken(:\n    pass\n",
+    "x = 1\n",
+]
+
+
+@pytest.mark.parametrize("source", _TRICKY_PYTHON)
+def test_python_outlines_from_tree_sitter_equal_those_from_ast(source: str) -> None:
+    from agent.pack.outline import _python_ast
+
+    assert outline("m.py", source) == _python_ast(source)
+
+
+def test_a_class_header_stops_before_its_first_methods_decorator() -> None:
+    assert outline("m.py", _TRICKY_PYTHON[0]) == (
+        '"""Mod."""\nclass A(B):\n    def make(cls):  # c\n        """Make one."""\n    async def run(self): ...\n'
+        "    class Inner:\n        class Deeper:\n"
+    )
