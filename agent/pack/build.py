@@ -399,6 +399,9 @@ def _build(
     # checked against the counted hash only if it is packed.
     kind = f"full:{format}:{scanner.fingerprint}"
     stats = cache.stats(root, kind)
+    # The same for outlines: (size, mtime) -> the hash of the clean text that was outlined.
+    outline_kind = f"outline:{scanner.fingerprint}"
+    outline_stats = cache.stats(root, outline_kind)
 
     def full_counts(batch: list[_File]) -> None:
         texts, hashes = [], []
@@ -429,10 +432,16 @@ def _build(
             cache.remember_stat(root, f.path, kind, f.size, f.mtime_ns, f.block_hash)
 
     def verify(f: _File) -> None:
-        """Build a fast-path file's block from its bytes now; recount if they changed."""
+        """Build a fast-path file's block from its bytes now; recount if they changed. Bytes
+        that hash as counted are the bytes that were found clean: no second secrets scan."""
         if f.verified:
             return
         expected = f.block_hash
+        if not f.checked:
+            block = file_block(f.path, f.source.text, format)
+            if digest(block) == expected:
+                f.block, f.checked, f.verified = block, True, True
+                return
         make_block(f)
         if f.block_hash != expected:
             (f.tokens,) = counter.count([f.block], [f.block_hash])  # type: ignore[list-item]
@@ -510,11 +519,20 @@ def _build(
         remaining += outline_reserve
         candidates = [f for f in order if f.level == "path" and f.size >= 200][:_OUTLINE_TRIES]
         todo = [f for f in candidates if f.outline_block is None]
+        hashes: dict[int, bytes] = {}
         for f in todo:
+            row = outline_stats.get(f.path)
+            if row is not None and row[0] == f.size and row[1] == f.mtime_ns:
+                hashes[id(f)] = row[2]  # unchanged and clean when outlined: not read again
+                continue
             check(f)
-        hashes = {id(f): digest(f.redacted if f.redacted is not None else f.source.data) for f in todo}
+            hashes[id(f)] = digest(f.redacted if f.redacted is not None else f.source.data)
+            if f.redacted is None:
+                cache.remember_stat(root, f.path, outline_kind, f.size, f.mtime_ns, hashes[id(f)])
         cached = cache.outlines(list(hashes.values()))
         misses = [f for f in todo if hashes[id(f)] not in cached]
+        for f in misses:
+            check(f)
         parsed = iter(outliner.stream([(f.path, f.text) for f in misses]))
         missing = {id(f) for f in misses}
         try:
