@@ -44,7 +44,7 @@ from agent.pack.render import (
     relevant_block,
     tree,
 )
-from agent.pack.scan import MAX_FILE_BYTES, SourceFile, scan_repo
+from agent.pack.scan import MAX_FILE_BYTES, ScanResult, SourceFile, scan_repo
 from agent.records import Pack, PackItem, PackTotals, SecretFinding, Skipped, Task
 from agent.secrets import SecretScanner
 
@@ -337,6 +337,14 @@ def build_packs(
         )
 
 
+def _scan(repo: Path, cache: CountCache, max_file_bytes: int) -> ScanResult:
+    """Scan `repo` with the verdicts the cache kept from the last scan, and keep the new ones."""
+    known = cache.verdicts(str(repo.expanduser().resolve())) if repo.exists() else {}
+    scan = scan_repo(repo, max_bytes=max_file_bytes, known=known)
+    cache.remember_verdicts(str(scan.root), scan.verdicts)
+    return scan
+
+
 def _build(
     repo: Path,
     budgets: list[int],
@@ -354,11 +362,9 @@ def _build(
 ) -> list[Pack]:
     lap = _Laps(timings)
     tick("scan", 0, 1)
-    known = cache.verdicts(str(repo.expanduser().resolve())) if repo.exists() else {}
-    scan = scan_repo(repo, max_bytes=max_file_bytes, known=known)
+    scan = _scan(repo, cache, max_file_bytes)
     root = str(scan.root)
     repo_name = scan.root.name
-    cache.remember_verdicts(root, scan.verdicts)
     files = [_File(sf, sf.path, sf.size, sf.mtime_ns) for sf in scan.files]
     lap("scan")
     tick("scan", 1, 1)
@@ -712,10 +718,8 @@ def count_repo(
     cache_root = cache_dir if cache_dir is not None else getattr(settings, "cache_dir", None)
     counts: dict[str, int] = {}
     with CountCache(cache_root, tokenizer_name) as cache:
-        known = cache.verdicts(str(repo.expanduser().resolve())) if repo.exists() else {}
-        scan = scan_repo(repo, max_bytes=max_file_bytes, known=known)
+        scan = _scan(repo, cache, max_file_bytes)
         root = str(scan.root)
-        cache.remember_verdicts(root, scan.verdicts)
         stats = cache.stats(root, kind)
         counter = _Counter(loader, cache)
         # Unchanged files count from the cache without being read; the rest are read, redacted

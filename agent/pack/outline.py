@@ -69,7 +69,7 @@ def _first_doc_line(node: ast.AST) -> str | None:
 def _python(text: str) -> str | None:
     """Tree-sitter's parse where it has no error (twice as fast as `ast` on large files; the
     outlines are identical on every django and sympy file), else `ast`'s."""
-    parser = _python_parser()
+    parser = _parser("python")
     if parser is not None:
         data = text.encode("utf-8")
         tree = parser.parse(data)
@@ -79,12 +79,13 @@ def _python(text: str) -> str | None:
 
 
 @functools.cache
-def _python_parser() -> Any:
+def _parser(language: str) -> Any:
+    """tree-sitter's parser for `language`, made once per process; None without a grammar."""
     try:
         from tree_sitter_language_pack import get_parser
 
-        return get_parser("python")
-    except Exception:  # noqa: BLE001 - no grammar: ast does the job
+        return get_parser(language)  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - any grammar failure (not installed, download refused) degrades
         return None
 
 
@@ -182,11 +183,8 @@ def _python_ast(text: str) -> str | None:
 
 
 def _tree_sitter(text: str, language: str) -> str | None:
-    try:
-        from tree_sitter_language_pack import get_parser
-
-        parser = get_parser(language)  # type: ignore[arg-type]
-    except Exception:  # noqa: BLE001 - any grammar failure (not installed, download refused) degrades
+    parser = _parser(language)
+    if parser is None:
         return _declarations(text)
     data = text.encode("utf-8")
     tree = parser.parse(data)
