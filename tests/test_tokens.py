@@ -16,13 +16,24 @@ from agent.tokens import (
     DEEPSEEK_V4_PATTERN,
     Tokenizer,
     available_tokenizers,
+    bulk_engine,
     get_tokenizer,
+    load_in_background,
 )
 
 
-@pytest.fixture(scope="module")
-def fast() -> Tokenizer:
-    return get_tokenizer("deepseek-v4")
+FAST = ["deepseek-v4", "deepseek-v4-bulk"]  # the tiktoken fold and fastokens: both exact
+
+
+def _fast(name: str) -> Tokenizer:
+    if name == "deepseek-v4-bulk" and bulk_engine("deepseek-v4") is None:
+        pytest.skip("fastokens has no wheel for this platform (deepseek-v4 counts without it)")
+    return get_tokenizer(name)
+
+
+@pytest.fixture(scope="module", params=FAST)
+def fast(request: pytest.FixtureRequest) -> Tokenizer:
+    return _fast(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +45,8 @@ def _ids(tok: Tokenizer, text: str) -> list[int]:
     """Token ids, through the counter's own engine (counts alone could hide a swap)."""
     if hasattr(tok, "encoding"):
         return tok.encoding.encode(text, allowed_special="all")
+    if hasattr(tok, "ids"):
+        return tok.ids(text)
     return tok.tokenizer.encode(text, add_special_tokens=False).ids
 
 
@@ -142,8 +155,9 @@ def test_cl100k_loads_offline_and_counts_known_strings() -> None:
 
 @pytest.mark.parametrize("name", ["o200k_base", "gpt2", "", "deepseek-v3"])
 def test_unavailable_encoding_is_a_config_error(name: str) -> None:
-    with pytest.raises(ConfigError, match="available: deepseek-v4, deepseek-v4-reference, cl100k_base"):
+    with pytest.raises(ConfigError, match="available: deepseek-v4, .*deepseek-v4-reference, cl100k_base") as e:
         get_tokenizer(name)
+    assert ("deepseek-v4-bulk" in str(e.value)) == (bulk_engine("deepseek-v4") is not None)
 
 
 def test_cl100k_and_deepseek_counts_differ_on_code(fast: Tokenizer) -> None:
@@ -207,20 +221,40 @@ _SEAMY = st.lists(
 ).map("".join)
 
 
-@pytest.mark.parametrize("name", ["deepseek-v4", "cl100k_base"])
+@pytest.mark.parametrize("name", [*FAST, "cl100k_base"])
 @settings(max_examples=150, deadline=None)
 @given(text=_SEAMY, size=st.integers(min_value=1, max_value=40))
 def test_a_text_counts_as_the_sum_of_its_pieces_cut_at_seams(name, text, size) -> None:
     from agent.tokens import _cut_at_seams
 
-    tok = get_tokenizer(name)
+    tok = _fast(name) if name in FAST else get_tokenizer(name)
     pieces = _cut_at_seams(text, size)
     assert "".join(pieces) == text
     assert sum(tok.count(p) for p in pieces) == tok.count(text)
 
 
-def test_count_batch_cuts_long_texts_and_still_counts_them_exactly() -> None:
-    tok = get_tokenizer("deepseek-v4")
+@pytest.mark.parametrize("name", FAST)
+def test_count_batch_cuts_long_texts_and_still_counts_them_exactly(name: str) -> None:
+    tok = _fast(name)
     body = "".join(f"def f{i}(x):\n    return x + {i}  # ¿qué? 中\n\n" for i in range(20_000))
     texts = ["short text", body, body[:150_001], ""]
     assert tok.count_batch(texts) == [tok.count(t) for t in texts]
+
+
+def test_bulk_engine_loads_on_a_thread_while_python_runs() -> None:
+    name = bulk_engine("deepseek-v4")
+    if name is None:
+        pytest.skip("fastokens has no wheel for this platform")
+    assert bulk_engine("cl100k_base") is None and bulk_engine("deepseek-v4-reference") is None
+    future = load_in_background(name)
+    busy = sum(i * i for i in range(200_000))  # the main thread keeps running meanwhile
+    tok = future.result()
+    assert busy > 0 and tok.name == "deepseek-v4-bulk" and tok is get_tokenizer(name)
+    text = "def f(x):\n    return x  # 中文 123\n"
+    assert tok.count(text) == get_tokenizer("deepseek-v4").count(text)
+
+
+def test_background_load_hands_its_error_to_the_waiter() -> None:
+    future = load_in_background("o200k_base")
+    with pytest.raises(ConfigError, match="not available offline"):
+        future.result()

@@ -20,6 +20,8 @@ from agent.errors import ConfigError
 from agent.secrets import is_secret_path
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pathspec
 
 __all__ = ["MAX_FILE_BYTES", "ScanResult", "SourceFile", "classify", "scan_repo"]
@@ -233,13 +235,18 @@ def _by_content(path: str, data: bytes) -> str | None:
 
 
 def scan_repo(
-    root: Path, *, max_bytes: int = MAX_FILE_BYTES, known: dict[str, tuple[int, int, str]] | None = None
+    root: Path,
+    *,
+    max_bytes: int = MAX_FILE_BYTES,
+    known: dict[str, tuple[int, int, str]] | None = None,
+    listed: Callable[[int], None] | None = None,
 ) -> ScanResult:
     """Read every packable file under `root`; a missing or non-directory root is a ConfigError.
 
     `known` maps paths to (size, mtime_ns, verdict) from an earlier scan: a file whose size and
     mtime still match is classified by its verdict without reading it (its bytes are read
-    lazily on first use).
+    lazily on first use). `listed`, when given, is told how many listed paths `known` lacks
+    before any file is read.
     """
     root = Path(root).expanduser()
     if not root.exists():
@@ -258,6 +265,8 @@ def scan_repo(
             result.commit = head.stdout.decode().strip()
     base = str(root)
     known = known or {}
+    if listed is not None:
+        listed(sum(1 for rel in paths if rel not in known))
     for rel in paths:
         if rel.endswith(".tomeignore"):
             continue
