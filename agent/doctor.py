@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from agent.errors import TomeError
 
-__all__ = ["Check", "run_checks", "configure", "run"]
+__all__ = ["Check", "configure", "run", "run_checks"]
 
 
 class Check(BaseModel):
@@ -76,11 +76,16 @@ def _guard(name: str, probe: Callable[[], str], fix: str) -> Check:
 
 
 def _tokenizer_detail(name: str) -> str:
-    from agent.tokens import get_tokenizer
+    from agent.tokens import BULK_ENGINES, bulk_engine, get_tokenizer
 
     tok = get_tokenizer(name)
     n = tok.count("def hello():\n    return 'world'\n")
-    return f"{tok.name} loads offline ({n} tokens in a probe)"
+    detail = f"{tok.name} loads offline ({n} tokens in a probe)"
+    if name in BULK_ENGINES:  # whole-repository counts have a faster engine where its wheel exists
+        bulk = bulk_engine(name)
+        package = BULK_ENGINES[name][1]
+        detail += f"; bulk counter {bulk}" if bulk else f"; no bulk counter ({package} not installed: slower whole-repo counts)"
+    return detail
 
 
 def _endpoint_detail(settings: object, timeout: float) -> str:

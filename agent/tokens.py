@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
 __all__ = [
+    "BULK_ENGINES",
     "DEEPSEEK_V4_PATTERN",
     "Tokenizer",
     "available_tokenizers",
@@ -368,7 +369,7 @@ _LOADERS: dict[str, Callable[[], Tokenizer]] = {
 
 def available_tokenizers() -> list[str]:
     """Names `get_tokenizer` can load offline (a bulk counter only with its package)."""
-    missing = {bulk for base, (bulk, package) in _BULK.items() if bulk_engine(base) is None}
+    missing = {bulk for base, (bulk, _) in BULK_ENGINES.items() if bulk_engine(base) is None}
     return [name for name in _LOADERS if name not in missing]
 
 
@@ -382,13 +383,14 @@ def get_tokenizer(name: str) -> Tokenizer:
     return _load(name)
 
 
-_BULK = {"deepseek-v4": ("deepseek-v4-bulk", "fastokens")}
+# name -> (its bulk counter, the package that counter needs)
+BULK_ENGINES = {"deepseek-v4": ("deepseek-v4-bulk", "fastokens")}
 
 
 def bulk_engine(name: str) -> str | None:
     """The name of a counter with the same counts as `name` that is slower to load and much
     faster to count, when there is one and its package is installed; else None."""
-    found = _BULK.get(name)
+    found = BULK_ENGINES.get(name)
     if found is None or importlib.util.find_spec(found[1]) is None:
         return None
     return found[0]

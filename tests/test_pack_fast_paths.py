@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_pack import make_repo
 
 from agent.pack import build_pack
 from agent.pack.build import _FORK_RANK_FROM, _Counter
@@ -27,7 +28,6 @@ from agent.pack.rank import rank_files
 from agent.pack.render import file_block, footer, header, tree
 from agent.pack.scan import scan_repo
 from agent.tokens import get_tokenizer
-from test_pack import make_repo
 
 
 @pytest.fixture(scope="module")
@@ -183,9 +183,8 @@ def test_work_in_a_forked_child_falls_back_here_and_can_be_abandoned() -> None:
 
 
 def test_count_repo_with_the_bulk_counter_counts_what_the_quick_one_counts(tmp_path: Path, monkeypatch) -> None:
-    import agent.pack.build as build
     import agent.tokens
-    from agent.pack import count_repo
+    from agent.pack import build, count_repo
 
     if agent.tokens.bulk_engine("deepseek-v4") is None:
         pytest.skip("fastokens has no wheel for this platform (deepseek-v4 counts without it)")

@@ -21,7 +21,6 @@ from agent.tokens import (
     load_in_background,
 )
 
-
 FAST = ["deepseek-v4", "deepseek-v4-bulk"]  # the tiktoken fold and fastokens: both exact
 
 
