@@ -191,10 +191,14 @@ class _FastokensCounter:
 
     name: str
     tokenizer: Any  # fastokens.Tokenizer
+    fallback: str = "deepseek-v4"  # same counts, no PCRE2 resource limits
 
     def count(self, text: str) -> int:
         """Number of tokens in `text` (added-token text counts as that one token)."""
-        return len(self.tokenizer.encode(_valid_utf8(text)))
+        try:
+            return len(self.tokenizer.encode(_valid_utf8(text)))
+        except ValueError:  # a PCRE2 match or JIT-stack limit: the fallback counts the same
+            return get_tokenizer(self.fallback).count(text)
 
     def ids(self, text: str) -> list[int]:
         """Token ids of `text`, as the reference gives them."""
@@ -216,7 +220,10 @@ class _FastokensCounter:
         if not pieces:
             return []
         order = sorted(range(len(pieces)), key=lambda k: -len(pieces[k]))
-        _, offsets = self.tokenizer.encode_batch_flat([pieces[k] for k in order])
+        try:
+            _, offsets = self.tokenizer.encode_batch_flat([pieces[k] for k in order])
+        except ValueError:  # a PCRE2 match or JIT-stack limit: the fallback counts the same
+            return get_tokenizer(self.fallback).count_batch(texts)
         ends = struct.unpack(f"<{len(order) + 1}Q", offsets)
         counts = [0] * len(texts)
         for j, k in enumerate(order):

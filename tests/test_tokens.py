@@ -257,3 +257,27 @@ def test_background_load_hands_its_error_to_the_waiter() -> None:
     future = load_in_background("o200k_base")
     with pytest.raises(ConfigError, match="not available offline"):
         future.result()
+
+
+def test_a_pcre2_limit_in_the_bulk_counter_falls_back_to_the_same_counts() -> None:
+    # A real fastokens tokenizer whose third Split repeats a lookahead group: PCRE2's JIT runs
+    # out of stack on a long word (a limit, not a wrong count). The counter hands such a batch
+    # to deepseek-v4, so the count is still DeepSeek-V4's.
+    if bulk_engine("deepseek-v4") is None:
+        pytest.skip("fastokens has no wheel for this platform")
+    import fastokens
+
+    from agent.tokens import _FastokensCounter
+
+    spec = json.loads(_deepseek_json().read_text(encoding="utf-8"))
+    split = spec["pre_tokenizer"]["pretokenizers"][2]
+    split["pattern"]["Regex"] = r"(?:(?!\s)[\p{L}])+|" + split["pattern"]["Regex"]
+    limited = fastokens.Tokenizer.from_json_str(json.dumps(spec))
+    long_word = "x" * 50_000
+    with pytest.raises(ValueError, match="(?i)jit stack"):
+        limited.encode(long_word)
+    counter = _FastokensCounter("limited", limited)
+    quick = get_tokenizer("deepseek-v4")
+    texts = ["def f(x):\n    return x\n", long_word]
+    assert counter.count_batch(texts) == quick.count_batch(texts)
+    assert counter.count(long_word) == quick.count(long_word)
