@@ -415,7 +415,7 @@ def load_in_background(name: str) -> Future[Tokenizer]:
     def run() -> None:
         try:
             future.set_result(get_tokenizer(name))
-        except BaseException as e:  # handed to whoever waits
+        except BaseException as e:  # noqa: BLE001 - handed to whoever waits
             future.set_exception(e)
 
     threading.Thread(target=run, name=f"load-{name}", daemon=True).start()
