@@ -97,16 +97,16 @@ def _show(pack: Pack, output: Path | None) -> None:
     table.add_column("")
     table.add_column("files", justify="right")
     table.add_column("tokens", justify="right")
-    table.add_row("full text", str(t.full), f"{t.full_tokens:,}")
-    table.add_row("outline", str(t.outline), f"{t.outline_tokens:,}")
-    table.add_row("path only (tree)", str(t.path_only), f"{t.tree_tokens:,} (tree, {pack.tree_level})")
+    table.add_row("full text", f"{t.full:,}", f"{t.full_tokens:,}")
+    table.add_row("outline", f"{t.outline:,}", f"{t.outline_tokens:,}")
+    table.add_row("path only (tree)", f"{t.path_only:,}", f"{t.tree_tokens:,} (tree, {pack.tree_level})")
     reasons: dict[str, int] = defaultdict(int)
     for s in pack.skipped:
         reasons[s.reason.split(":")[0]] += 1
     for reason, n in sorted(reasons.items()):
-        table.add_row(f"skipped: {reason}", str(n), "")
+        table.add_row(f"skipped: {reason}", f"{n:,}", "")
     table.add_row("secrets", f"{t.secrets_excluded} excluded, {t.secrets_redacted} redacted", "")
-    table.add_row("[bold]pack[/]", str(t.files), f"[bold]{t.tokens:,}[/] / {pack.budget:,}")
+    table.add_row("[bold]pack[/]", f"{t.files:,}", f"[bold]{t.tokens:,}[/] / {pack.budget:,}")
     if pack.relevant:
         table.add_row("relevant-files block", "", f"{pack.relevant_tokens:,}")
     if t.repo_tokens is not None:
