@@ -9,8 +9,8 @@ command itself. Run it on a quiet machine: other work on the cores shows up in e
 The whole-repo count is `count_repo`, which on a large tree it has not seen loads the bulk
 counter (fastokens, where installed) on a thread while it scans; both counters are exact
 (`benchmarks/token_exactness.py`). After the timings, the last tome pack is counted whole with
-the tokenizer: its real count must
-equal the pack's reported total and stay within the budget ("exact" column).
+the tokenizer: its real count must equal the pack's reported total and stay within the budget
+("exact" column).
 
     python benchmarks/pack_speed.py --repo /work/scratch/pack/django --repo /work/scratch/pack/sympy
 
