@@ -290,25 +290,18 @@ def _rank(task: str, files: list[_File], cache: CountCache, counter: _Counter) -
             ranked = rank_files(task, [f.path for f in files], [f.source.data for f in files])
             return json.dumps([[r.path, r.score, r.reasons] for r in ranked]).encode()
 
-        if counter.loading:
-            stored = rank()  # the bulk counter loads on its thread, without the GIL, meanwhile
-        else:
-            stored = _rank_while_loading(rank, counter, fork=len(files) >= _FORK_RANK_FROM)
+        # A fresh ranking means fresh counts: the tokenizer loads meanwhile (both hold the GIL,
+        # so the ranking runs in a forked child when it can).
+        result = _in_child(rank) if len(files) >= _FORK_RANK_FROM else None
+        try:
+            counter.tokenizer  # noqa: B018 - loads it
+        except BaseException:
+            if result is not None:
+                result(fallback=False)  # reap the child, then let the error through
+            raise
+        stored = result() if result is not None else rank()
         cache.memo_put(key, stored)
     return [_Scored(p, s, r) for p, s, r in json.loads(stored)]
-
-
-def _rank_while_loading(rank: Callable[[], bytes], counter: _Counter, *, fork: bool) -> bytes:
-    """A fresh ranking means fresh counts: the tokenizer loads meanwhile (both hold the GIL,
-    so the ranking runs in a forked child when it can)."""
-    result = _in_child(rank) if fork else None
-    try:
-        counter.tokenizer  # noqa: B018 - loads it
-    except BaseException:
-        if result is not None:
-            result(fallback=False)  # reap the child, then let the error through
-        raise
-    return result() if result is not None else rank()
 
 
 @contextlib.contextmanager
