@@ -24,7 +24,9 @@ def median(values):
 '''
 FIX_OLD = "        return ordered[mid]\n    return ordered[mid]\n"
 FIX_NEW = "        return ordered[mid]\n    return (ordered[mid - 1] + ordered[mid]) / 2\n"
-TEST_CMD = "python -m pytest -q tests"
+# No plugin autoload in the repo's own pytest: the plugins installed here (ray, hypothesis, ...)
+# cost over a second per run, and the fixture repo's two tests need none of them.
+TEST_CMD = "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q tests"
 
 
 def git(repo: Path, *args: str) -> str:

@@ -21,7 +21,7 @@ def test_agent_patch_is_scored_like_any_other(scripted, tmp_path: Path):
     inst = make_synthetic(tmp_path / "repos")
     cfg = ScoreConfig(repos_dir=tmp_path / "repos", env_cache=tmp_path / "envs",
                       work_dir=tmp_path / "work", specs=synthetic_spec_table())
-    test_cmd = "python -m pytest -q tests"
+    test_cmd = "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 python -m pytest -q tests"  # plugins cost a second a run
     server = scripted([
         Turn(content="Goal: add() adds.\nFiles: calc/__init__.py\nVerify: " + test_cmd,
              tool_calls=[call("view", path="calc/__init__.py")]),
