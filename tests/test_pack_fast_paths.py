@@ -218,3 +218,41 @@ def test_a_failed_bulk_load_is_raised_where_counting_starts(tmp_path: Path) -> N
         assert counter.loading
         with pytest.raises(ConfigError, match="not available offline"):
             counter.count(["x = 1\n"])
+
+
+def test_pruning_drops_what_no_tree_refers_to_and_packs_stay_the_same(tmp_path: Path, tok) -> None:
+    import shutil
+
+    from agent.pack.cache import digest
+
+    lines = "".join(f"    x = x * {k} + {k}\n" for k in range(15))
+    body = "".join(f"def f{i}(x):\n    '''Doc {i}.'''\n{lines}    return x + {i}\n\n" for i in range(8))
+    files = {f"pkg/m{i}.py": body.replace("Doc", f"Module {i} doc") for i in range(12)}
+    a = make_repo(tmp_path / "a", files)
+    b = make_repo(tmp_path / "b", {p: t.replace("return", "return -") for p, t in files.items()})
+    cache = tmp_path / "cache"
+    for root in (a, b):
+        _pack(root, tok, cache, budget=3_000, task="f3 in pkg/m3.py is wrong")
+    old_block = file_block("pkg/m3.py", files["pkg/m3.py"], "xml")
+    (a / "pkg" / "m3.py").write_text(files["pkg/m3.py"] + "# edited\n")
+    before = _pack(a, tok, cache, budget=3_000, task="f3 in pkg/m3.py is wrong")
+    assert before.totals.outline > 0  # outlines were made and cached too
+    shutil.rmtree(b)
+
+    with CountCache(cache, tok.name) as cc:
+        assert cc.lookup([digest(old_block)])  # the old version's count is still there
+        deleted = cc.prune()
+        assert deleted["stats"] > 0 and deleted["counts"] > 0 and deleted["outlines"] > 0
+        roots = {r for (r,) in cc._db.execute("SELECT DISTINCT root FROM stats")}
+        assert roots == {str(a.resolve())}
+        assert not cc.lookup([digest(old_block)])
+        new_block = file_block("pkg/m3.py", files["pkg/m3.py"] + "# edited\n", "xml")
+        assert cc.lookup([digest(new_block)]) == {digest(new_block): tok.count(new_block)}
+    after = _pack(a, tok, cache, budget=3_000, task="f3 in pkg/m3.py is wrong")
+    assert (after.document, after.relevant, after.totals) == (before.document, before.relevant, before.totals)
+
+    # Closing a cache past its size limit prunes it.
+    with CountCache(cache, tok.name, prune_above=0) as cc:
+        cc.store([(b"\1" * 16, 7)])
+    with CountCache(cache, tok.name) as cc:
+        assert cc.lookup([b"\1" * 16]) == {} and cc.live_bytes() > 0

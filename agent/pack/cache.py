@@ -8,7 +8,7 @@ The same table keeps the scan's verdict per file (kind "scan": packable, or why 
 unchanged file is not even read to be classified. `outlines` keeps outline text by content hash,
 and `memo` small derived results (the ranking of a task over an unchanged tree; only the newest
 MEMO_KEEP are kept, since a ranking of a large tree is about half a megabyte). A cache file of
-an older layout is emptied on open.
+an older layout is emptied on open; one past PRUNE_ABOVE live bytes is pruned on close.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ CREATE TABLE IF NOT EXISTS memo (id INTEGER PRIMARY KEY, k BLOB UNIQUE, v BLOB);
 """
 _VERSION = 2  # PRAGMA user_version; an older cache file is emptied (it is only a cache)
 MEMO_KEEP = 64  # newest memo entries kept: a ranking of a large tree is ~0.5 MB
+# Live bytes of a cache file past which closing it prunes (see `CountCache.prune`): trees come
+# and go (worktrees, temp checkouts) and every edit leaves counts of texts no file has any more.
+PRUNE_ABOVE = 256 * 2**20
 
 
 def digest(text: str | bytes) -> bytes:
@@ -41,8 +44,9 @@ def digest(text: str | bytes) -> bytes:
 class CountCache:
     """Token counts for one tokenizer, persisted in `directory`; None keeps it in memory."""
 
-    def __init__(self, directory: Path | None, tokenizer: str) -> None:
+    def __init__(self, directory: Path | None, tokenizer: str, *, prune_above: int = PRUNE_ABOVE) -> None:
         self.tokenizer = tokenizer
+        self.prune_above = prune_above
         if directory is None:
             target = ":memory:"
         else:
@@ -67,9 +71,37 @@ class CountCache:
         self._memory: dict[bytes, int] = {}
 
     def close(self) -> None:
-        """Write pending entries and close the database."""
+        """Write pending entries, prune past `prune_above` live bytes, close the database."""
         self.flush()
+        if self.live_bytes() > self.prune_above:
+            self.prune()
         self._db.close()
+
+    def live_bytes(self) -> int:
+        """Bytes of the database's pages in use (freed pages are reused, not counted)."""
+
+        def pragma(name: str) -> int:
+            return int(self._db.execute(f"PRAGMA {name}").fetchone()[0])
+
+        return (pragma("page_count") - pragma("freelist_count")) * pragma("page_size")
+
+    def prune(self) -> dict[str, int]:
+        """Drop what no tree refers to: the fast-path rows of trees that are gone, then counts
+        and outlines no fast-path row names (old versions of files, documents, trees). Each is
+        only a cache: what is dropped is counted again when needed. Rows deleted, by table."""
+        roots = [r for (r,) in self._db.execute("SELECT DISTINCT root FROM stats")]
+        gone = [(r,) for r in roots if not Path(r).is_dir()]
+        deleted: dict[str, int] = {}
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            before = self._db.total_changes
+            self._db.executemany("DELETE FROM stats WHERE root=?", gone)
+            deleted["stats"] = self._db.total_changes - before
+            for table in ("counts", "outlines"):
+                cur = self._db.execute(f"DELETE FROM {table} WHERE h NOT IN (SELECT h FROM stats)")
+                deleted[table] = cur.rowcount
+        self._memory.clear()
+        return deleted
 
     def __enter__(self) -> CountCache:  # noqa: PYI034 - Python 3.10 has no typing.Self
         return self
