@@ -256,3 +256,45 @@ def test_pruning_drops_what_no_tree_refers_to_and_packs_stay_the_same(tmp_path: 
         cc.store([(b"\1" * 16, 7)])
     with CountCache(cache, tok.name) as cc:
         assert cc.lookup([b"\1" * 16]) == {} and cc.live_bytes() > 0
+
+
+class _Recording:
+    """A real tokenizer that also says how many texts it was given."""
+
+    def __init__(self, tok) -> None:
+        self.tok, self.name, self.texts = tok, tok.name, 0
+
+    def count(self, text: str) -> int:
+        self.texts += 1
+        return self.tok.count(text)
+
+    def count_batch(self, texts) -> list[int]:
+        self.texts += len(texts)
+        return self.tok.count_batch(texts)
+
+
+def test_the_last_of_the_budget_is_not_filled_by_counting_every_small_file(tmp_path: Path, tok) -> None:
+    import random
+
+    from agent.pack.build import _FILL_MISSES, _MIN_BATCH, _OUTLINE_TRIES
+
+    # 3,000 small files of dense code: once the budget is nearly spent, many of the rest could
+    # fit by their size and only their count says no. Unbounded, that tail was counted a few
+    # files at a time (2,182 texts here; a tree of 50,000 such files took 27 s).
+    rnd = random.Random(0)
+    words = ["alpha", "beta", "gamma", "delta", "theta"]
+    files = {
+        f"pkg{d // 4}/sub{d}/mod{f}.py": "".join(
+            f"def {rnd.choice(words)}_{i}(x):\n    return x + {i}\n\n" for i in range(rnd.randint(2, 30))
+        )
+        for d in range(12)
+        for f in range(250)
+    }
+    root = make_repo(tmp_path / "repo", files)
+    rec = _Recording(tok)
+    task = "theta_12 returns the wrong value in pkg1/sub5/mod100.py"
+    pack = build_pack(root, task=task, tokenizer=rec, cache_dir=tmp_path / "cache", environ={}, budget=60_000)
+    assert 59_000 < pack.totals.tokens <= 60_000 and pack.totals.full > 200 and pack.totals.outline > 0
+    # Counted: the full files, the misses allowed, a batch's slack, the outlines tried, header
+    # and tree (the commit hash in the header moves the fill a little from run to run).
+    assert rec.texts <= pack.totals.full + _FILL_MISSES + _MIN_BATCH + _OUTLINE_TRIES + 16 < 1_000

@@ -65,6 +65,11 @@ _BYTES_PER_TOKEN_MIN = 16  # a file under budget*16 bytes may fit; larger ones a
 _OUTLINE_TRIES = 192
 _RANK_VERSION = b"rank-5"
 _LEADERS = 3  # top-ranked files that may use the outline share to fit in full
+# Filling the last of the budget with small low-ranked files stops after this many counted
+# candidates did not fit (a tree of 50,000 small files otherwise counts most of them, a few at a
+# time); candidates are counted at least _MIN_BATCH at a time.
+_FILL_MISSES = 256
+_MIN_BATCH = 32
 _FORK_RANK_FROM = 1000  # files: below this, ranking here is quicker than forking for it
 # The bulk counter (`_Counter.expect`) loads in ~1.3 s and then counts ~20x faster: it pays from
 # about 8 MB of misses on. `count_repo` also starts it before scanning a never-seen tree of
@@ -554,11 +559,15 @@ def _build(
         outline_reserve = 0 if might_fit_all or task_text is None else min(remaining // 10, 50_000)
         remaining -= outline_reserve
         leaders = {id(f) for f in order[:_LEADERS]} if task_text is not None else set()
-        pos = 0
-        while pos < len(order) and (remaining > 8 or (pos < _LEADERS and outline_reserve > 8)):
+        pos = misses = 0
+        while (
+            pos < len(order)
+            and (remaining > 8 or (pos < _LEADERS and outline_reserve > 8))
+            and misses < _FILL_MISSES
+        ):
             batch: list[_File] = []
             estimate = 0.0
-            while pos < len(order) and (estimate < 1.1 * remaining and len(batch) < 512):
+            while pos < len(order) and len(batch) < 512 and (estimate < 1.1 * remaining or len(batch) < _MIN_BATCH):
                 f = order[pos]
                 pos += 1
                 if f.size / _BYTES_PER_TOKEN_MIN <= remaining + (outline_reserve if id(f) in leaders else 0):
@@ -577,6 +586,8 @@ def _build(
                     f.level = "full"
                     outline_reserve -= f.tokens - remaining
                     remaining = 0
+                else:
+                    misses += 1
             tick("count", pos, len(order))
         tick("count", len(order), len(order))
         lap("full")
