@@ -292,6 +292,18 @@ def test_cli_writes_the_pack_and_prints_a_json_manifest(tmp_path: Path) -> None:
     assert "document" not in manifest and manifest["totals"]["full"] == len(SMALL)
     text = out.read_text()
     assert text.startswith("<repository") and "<relevant_files>" in text
+    # --count: the whole repository's exact tokens too, when the pack did not count them all.
+    from agent.pack import count_repo
+
+    big = make_repo(tmp_path / "big", {**SMALL, "pkg/data.py": "".join(f"N{i} = {i}\n" for i in range(5_000))})
+    counted = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "pack", str(big), "--budget", "300", "--count", "--json"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )
+    assert counted.returncode == 0, counted.stderr
+    totals = json.loads(counted.stdout)["totals"]
+    whole = sum(count_repo(big, tokenizer=get_tokenizer("cl100k_base"), environ={}).values())
+    assert totals["tokens"] <= 300 < whole == totals["repo_tokens"]
     bad = subprocess.run([sys.executable, "-m", "agent.cli", "pack", str(root), "--budget", "lots"],
                          capture_output=True, text=True, env=env, timeout=60, check=False)
     assert bad.returncode == 2 and "budget" in bad.stderr

@@ -47,6 +47,8 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("-o", "--output", type=Path, help="write the pack document (and relevant-files block) here")
     parser.add_argument("--format", choices=["xml", "markdown"], default="xml", help="document format")
     parser.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    parser.add_argument("--count", action="store_true",
+                        help="also count the whole repository exactly, every packable file as packed in full")
     parser.add_argument("--max-file-bytes", dest="max_file_bytes", type=int, default=1_000_000,
                         help="skip files larger than this (default 1,000,000)")
 
@@ -154,6 +156,18 @@ def run(args: argparse.Namespace) -> int:
 
             pack = build_pack(root, task=task, budget=args.budget, model=args.model, format=args.format,
                               settings=settings, max_file_bytes=args.max_file_bytes, progress=progress)
+    if args.count and pack.totals.repo_tokens is None:  # known already when the whole repo fit
+        import time
+
+        from agent.pack import count_repo
+
+        start = time.perf_counter()
+        counts = count_repo(root, model=args.model, format=args.format, settings=settings,
+                            max_file_bytes=args.max_file_bytes)
+        took = round(time.perf_counter() - start, 4)
+        totals = pack.totals.model_copy(update={"repo_tokens": sum(counts.values())})
+        timings = {**pack.timings, "whole_count": took, "total": round(pack.timings.get("total", 0.0) + took, 4)}
+        pack = pack.model_copy(update={"totals": totals, "timings": timings})
     if args.output is not None:
         try:
             args.output.write_text(pack.document + pack.relevant, encoding="utf-8")
