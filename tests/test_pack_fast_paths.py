@@ -48,13 +48,20 @@ def _keep_stat(path: Path, write) -> None:
 
 
 def test_scan_verdicts_are_reused_until_the_file_changes(tmp_path: Path) -> None:
-    root = make_repo(tmp_path / "repo", {"a.py": "x = 1\n", "blob.bin": b"\0\1\2\3" * 8})
+    from agent.pack.scan import rules_key
+
+    root = make_repo(tmp_path / "repo", {"a.py": "x = 1\n", "blob.bin": b"\0\1\2\3" * 8,
+                                         "poetry.lock": "[[package]]\n", "node_modules/x/i.js": "1\n"})
     first = scan_repo(root)
-    assert {v[0]: v[3] for v in first.verdicts} == {"a.py": "", "blob.bin": "binary"}
+    assert {v[0]: v[3] for v in first.verdicts} == {
+        "a.py": "", "blob.bin": "binary", "poetry.lock": "lock file", "node_modules/x/i.js": "vendored: node_modules/"}
     known = {p: (s, m, v) for p, s, m, v in first.verdicts}
     again = scan_repo(root, known=known)
-    assert again.verdicts == []  # nothing needed reading
+    assert again.verdicts == []  # nothing needed reading, nor judging by name again
+    assert sorted(again.skipped) == sorted(first.skipped)
     assert [f.path for f in again.files] == ["a.py"] and not again.files[0].loaded
+    # Verdicts are kept per rules key: the classifying code and the size limit.
+    assert rules_key(1_000_000) == rules_key(1_000_000) != rules_key(10)
     assert again.files[0].data == b"x = 1\n"  # read on first use
     # A new mtime means a new look: the binary file became text.
     (root / "blob.bin").write_text("now text\n")

@@ -46,7 +46,7 @@ from agent.pack.render import (
     relevant_block,
     tree,
 )
-from agent.pack.scan import MAX_FILE_BYTES, ScanResult, SourceFile, scan_repo
+from agent.pack.scan import MAX_FILE_BYTES, ScanResult, SourceFile, rules_key, scan_repo
 from agent.records import Pack, PackItem, PackTotals, SecretFinding, Skipped, Task
 from agent.secrets import SecretScanner
 
@@ -406,9 +406,10 @@ def _scan(
 ) -> ScanResult:
     """Scan `repo` with the verdicts the cache kept from the last scan, and keep the new ones
     (`listed`: see `scan_repo`)."""
-    known = cache.verdicts(str(repo.expanduser().resolve())) if repo.exists() else {}
+    rules = rules_key(max_file_bytes)
+    known = cache.verdicts(str(repo.expanduser().resolve()), rules) if repo.exists() else {}
     scan = scan_repo(repo, max_bytes=max_file_bytes, known=known, listed=listed)
-    cache.remember_verdicts(str(scan.root), scan.verdicts)
+    cache.remember_verdicts(str(scan.root), scan.verdicts, rules)
     return scan
 
 

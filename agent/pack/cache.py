@@ -4,8 +4,8 @@ One SQLite file per tokenizer under the user cache directory. `counts` maps the 
 of a counted text to its token count (content-addressed, so renames and other checkouts of the
 same content hit). `stats` is the fast path: (root, path, size, mtime_ns, kind) -> the hash of
 the text last counted for that file, so an unchanged file is neither hashed nor counted again.
-The same table keeps the scan's verdict per file (kind "scan": packable, or why skipped), so an
-unchanged file is not even read to be classified. `outlines` keeps outline text by content hash,
+The same table keeps the scan's verdict per file (kind "scan:<rules key>": packable, or why
+skipped), so an unchanged file is not even read to be classified. `outlines` keeps outline text by content hash,
 and `memo` small derived results (the ranking of a task over an unchanged tree; only the newest
 MEMO_KEEP are kept, since a ranking of a large tree is about half a megabyte). A cache file of
 an older layout is emptied on open; one past PRUNE_ABOVE live bytes is pruned on close.
@@ -118,13 +118,15 @@ class CountCache:
         """Record that `path` at (size, mtime) rendered to the text hashed `h`."""
         self._pending_stats.append((root, path, kind, size, mtime, h))
 
-    def verdicts(self, root: str) -> dict[str, tuple[int, int, str]]:
-        """The scan's verdicts for one tree: path -> (size, mtime_ns, "" or the skip reason)."""
-        return {p: (s, m, h.decode("utf-8")) for p, (s, m, h) in self.stats(root, "scan").items()}
+    def verdicts(self, root: str, rules: str) -> dict[str, tuple[int, int, str]]:
+        """The scan's verdicts for one tree under one `rules` key (`agent.pack.scan.rules_key`):
+        path -> (size, mtime_ns, "" or the skip reason)."""
+        return {p: (s, m, h.decode("utf-8")) for p, (s, m, h) in self.stats(root, f"scan:{rules}").items()}
 
-    def remember_verdicts(self, root: str, rows: Iterable[tuple[str, int, int, str]]) -> None:
+    def remember_verdicts(self, root: str, rows: Iterable[tuple[str, int, int, str]], rules: str) -> None:
         """Record scan verdicts (see `agent.pack.scan.scan_repo`'s `known`)."""
-        self._pending_stats.extend((root, p, "scan", s, m, v.encode("utf-8")) for p, s, m, v in rows)
+        kind = f"scan:{rules}"
+        self._pending_stats.extend((root, p, kind, s, m, v.encode("utf-8")) for p, s, m, v in rows)
 
     def lookup(self, hashes: Sequence[bytes]) -> dict[bytes, int]:
         """Known counts among `hashes`."""

@@ -8,10 +8,13 @@ rules are applied by walking the tree with `pathspec`, one `.gitignore` per dire
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import re
 import stat
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +27,7 @@ if TYPE_CHECKING:
 
     import pathspec
 
-__all__ = ["MAX_FILE_BYTES", "ScanResult", "SourceFile", "classify", "scan_repo"]
+__all__ = ["MAX_FILE_BYTES", "ScanResult", "SourceFile", "classify", "rules_key", "scan_repo"]
 
 MAX_FILE_BYTES = 1_000_000
 _SNIFF = 8192
@@ -234,6 +237,15 @@ def _by_content(path: str, data: bytes) -> str | None:
     return None
 
 
+@functools.cache
+def rules_key(max_bytes: int) -> str:
+    """What the verdicts of a scan depend on besides each file: the classification code (this
+    module and the secret path rules) and the size limit. Verdicts kept under another key are
+    not reused."""
+    code = b"".join(Path(m.__file__).read_bytes() for m in (sys.modules[__name__], sys.modules[is_secret_path.__module__]))
+    return hashlib.blake2b(code + str(max_bytes).encode(), digest_size=8).hexdigest()
+
+
 def scan_repo(
     root: Path,
     *,
@@ -243,9 +255,9 @@ def scan_repo(
 ) -> ScanResult:
     """Read every packable file under `root`; a missing or non-directory root is a ConfigError.
 
-    `known` maps paths to (size, mtime_ns, verdict) from an earlier scan: a file whose size and
-    mtime still match is classified by its verdict without reading it (its bytes are read
-    lazily on first use). `listed`, when given, is told how many listed paths `known` lacks
+    `known` maps paths to (size, mtime_ns, verdict) from an earlier scan with the same rules and
+    `max_bytes` (see `rules_key`): a file whose size and mtime still match is classified by its
+    verdict without reading it (its bytes are read lazily on first use). `listed`, when given, is told how many listed paths `known` lacks
     before any file is read.
     """
     root = Path(root).expanduser()
@@ -282,17 +294,19 @@ def scan_repo(
         if not stat.S_ISREG(st.st_mode):
             result.skipped.append((rel, "not a regular file", 0))
             continue
+        seen = known.get(rel)
+        if seen is not None and seen[0] == st.st_size and seen[1] == st.st_mtime_ns:
+            if seen[2]:  # skipped by name or by content, and still the same file
+                result.skipped.append((rel, seen[2], st.st_size))
+                continue
+            # (A chmod leaves the mtime alone: a file that became unreadable is read, and reported.)
+            if os.access(full, os.R_OK):
+                result.files.append(SourceFile(rel, None, st.st_size, st.st_mtime_ns, full=full))
+                continue
         reason = _by_name(rel, st.st_size, max_bytes)
         if reason is not None:
+            result.verdicts.append((rel, st.st_size, st.st_mtime_ns, reason))
             result.skipped.append((rel, reason, st.st_size))
-            continue
-        seen = known.get(rel)
-        # (A chmod leaves the mtime alone: a file that became unreadable is read, and reported.)
-        if seen is not None and seen[0] == st.st_size and seen[1] == st.st_mtime_ns and os.access(full, os.R_OK):
-            if seen[2]:
-                result.skipped.append((rel, seen[2], st.st_size))
-            else:
-                result.files.append(SourceFile(rel, None, st.st_size, st.st_mtime_ns, full=full))
             continue
         try:
             with open(full, "rb") as fh:
