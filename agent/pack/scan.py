@@ -242,7 +242,11 @@ def rules_key(max_bytes: int) -> str:
     """What the verdicts of a scan depend on besides each file: the classification code (this
     module and the secret path rules) and the size limit. Verdicts kept under another key are
     not reused."""
-    code = b"".join(Path(m.__file__).read_bytes() for m in (sys.modules[__name__], sys.modules[is_secret_path.__module__]))
+    modules = (sys.modules[__name__], sys.modules[is_secret_path.__module__])
+    try:
+        code = b"".join(Path(m.__file__ or "").read_bytes() for m in modules)
+    except OSError:  # no source files (a frozen build): a key per process keeps verdicts safe
+        code = str(os.getpid()).encode()
     return hashlib.blake2b(code + str(max_bytes).encode(), digest_size=8).hexdigest()
 
 
