@@ -40,6 +40,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import itertools
 import json
 import os
 import struct
@@ -126,23 +127,35 @@ class _TiktokenCounter:
         alternative joins a newline to the non-space character after it, none looks behind,
         and no special token holds a newline), so a text counts as the sum of its pieces.
         """
-        pieces: list[str] = []
-        owners: list[int] = []
-        for i, text in enumerate(texts):
-            parts = _cut_at_seams(text, _PIECE) if len(text) > 2 * _PIECE else [text]
-            pieces.extend(parts)
-            owners.extend([i] * len(parts))
-        order = sorted(range(len(pieces)), key=lambda k: -len(pieces[k]))
-        ordered = [pieces[k] for k in order]
-        threads = max(1, min(len(ordered), os.cpu_count() or 1))
-        if self.special:
-            ids = self.encoding.encode_batch(ordered, num_threads=threads, allowed_special="all")
-        else:
-            ids = self.encoding.encode_ordinary_batch(ordered, num_threads=threads)
-        counts = [0] * len(texts)
-        for k, encoded in zip(order, ids):
-            counts[owners[k]] += len(encoded)
-        return counts
+
+        def encode(ordered: list[str]) -> list[int]:
+            threads = max(1, min(len(ordered), os.cpu_count() or 1))
+            if self.special:
+                ids = self.encoding.encode_batch(ordered, num_threads=threads, allowed_special="all")
+            else:
+                ids = self.encoding.encode_ordinary_batch(ordered, num_threads=threads)
+            return [len(x) for x in ids]
+
+        return _count_in_pieces(texts, encode)
+
+
+def _count_in_pieces(texts: Sequence[str], count_ordered: Callable[[list[str]], list[int]]) -> list[int]:
+    """Counts of `texts`: long ones cut at seams into pieces of about _PIECE characters (a text
+    counts as the sum of its pieces; see `_TiktokenCounter.count_batch`), every piece counted by
+    `count_ordered` largest first, the counts summed back per text."""
+    if not texts:
+        return []
+    pieces: list[str] = []
+    owners: list[int] = []
+    for i, text in enumerate(texts):
+        parts = _cut_at_seams(text, _PIECE) if len(text) > 2 * _PIECE else [text]
+        pieces.extend(parts)
+        owners.extend([i] * len(parts))
+    order = sorted(range(len(pieces)), key=lambda k: -len(pieces[k]))
+    counts = [0] * len(texts)
+    for k, n in zip(order, count_ordered([pieces[k] for k in order])):
+        counts[owners[k]] += n
+    return counts
 
 
 _PIECE = 64_000  # characters: a piece takes a few milliseconds to encode
@@ -211,24 +224,16 @@ class _FastokensCounter:
         does (a text counts as the sum of its pieces there); ids come back in one flat buffer,
         so no per-token Python object is made.
         """
-        pieces: list[str] = []
-        owners: list[int] = []
-        for i, text in enumerate(texts):
-            parts = _cut_at_seams(text, _PIECE) if len(text) > 2 * _PIECE else [text]
-            pieces.extend(_valid_utf8(p) for p in parts)
-            owners.extend([i] * len(parts))
-        if not pieces:
-            return []
-        order = sorted(range(len(pieces)), key=lambda k: -len(pieces[k]))
-        try:
-            _, offsets = self.tokenizer.encode_batch_flat([pieces[k] for k in order])
-        except ValueError:  # a PCRE2 match or JIT-stack limit: the fallback counts the same
-            return get_tokenizer(self.fallback).count_batch(texts)
-        ends = struct.unpack(f"<{len(order) + 1}Q", offsets)
-        counts = [0] * len(texts)
-        for j, k in enumerate(order):
-            counts[owners[k]] += ends[j + 1] - ends[j]
-        return counts
+
+        def encode(ordered: list[str]) -> list[int]:
+            try:
+                _, offsets = self.tokenizer.encode_batch_flat([_valid_utf8(p) for p in ordered])
+            except ValueError:  # a PCRE2 match or JIT-stack limit: the fallback counts the same
+                return get_tokenizer(self.fallback).count_batch(ordered)
+            ends = struct.unpack(f"<{len(ordered) + 1}Q", offsets)
+            return [b - a for a, b in itertools.pairwise(ends)]
+
+        return _count_in_pieces(texts, encode)
 
 
 def _valid_utf8(text: str) -> str:
