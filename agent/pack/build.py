@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from agent.errors import ConfigError
 from agent.pack.cache import CountCache, digest
@@ -129,16 +129,7 @@ class _Laps:
         self._clock = now
 
 
-def _parts(files: list[SourceFile], limit: int) -> Iterator[list[SourceFile]]:
-    """`files` in runs of about `limit` bytes (at least one file each)."""
-    start = 0
-    while start < len(files):
-        end, size = start, 0
-        while end < len(files) and (size < limit or end == start):
-            size += files[end].size
-            end += 1
-        yield files[start:end]
-        start = end
+_T = TypeVar("_T")
 
 
 def _count_parts(
@@ -150,17 +141,18 @@ def _count_parts(
     waiting.clear()
 
 
-def _chunks(texts: list[str], limit: int = 2_000_000) -> list[list[str]]:
-    """Batches of about `limit` characters: token ids of a whole repository at once would
-    cost hundreds of MB before they are counted."""
-    out: list[list[str]] = [[]]
-    size = 0
-    for t in texts:
-        if size + len(t) > limit and out[-1]:
+def _chunks(items: Sequence[_T], limit: int = 2_000_000, size: Callable[[_T], int] = len) -> list[list[_T]]:
+    """Batches of about `limit` in `size` (characters of texts by default): token ids of a whole
+    repository at once would cost hundreds of MB before they are counted."""
+    out: list[list[_T]] = [[]]
+    total = 0
+    for item in items:
+        n = size(item)
+        if total + n > limit and out[-1]:
             out.append([])
-            size = 0
-        out[-1].append(t)
-        size += len(t)
+            total = 0
+        out[-1].append(item)
+        total += n
     return out
 
 
@@ -822,7 +814,7 @@ def count_repo(
         # Blocks are made a few MB at a time and counted as soon as the counter is ready: while
         # the bulk counter loads, they wait (bounded by how fast files are read and redacted).
         waiting: list[tuple[list[SourceFile], list[str], list[bytes]]] = []
-        for part in _parts(todo, 2_000_000):
+        for part in _chunks(todo, 2_000_000, size=lambda sf: sf.size):
             texts, hashes = [], []
             for sf in part:
                 found = []

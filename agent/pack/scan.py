@@ -261,8 +261,8 @@ def scan_repo(
 
     `known` maps paths to (size, mtime_ns, verdict) from an earlier scan with the same rules and
     `max_bytes` (see `rules_key`): a file whose size and mtime still match is classified by its
-    verdict without reading it (its bytes are read lazily on first use). `listed`, when given, is told how many listed paths `known` lacks
-    before any file is read.
+    verdict without reading it (its bytes are read lazily on first use). `listed`, when given,
+    is told how many listed paths `known` lacks before any file is read.
     """
     root = Path(root).expanduser()
     if not root.exists():
