@@ -6,9 +6,10 @@ same content hit). `stats` is the fast path: (root, path, size, mtime_ns, kind) 
 the text last counted for that file, so an unchanged file is neither hashed nor counted again.
 The same table keeps the scan's verdict per file (kind "scan:<rules key>": packable, or why
 skipped), so an unchanged file is not even read to be classified. `outlines` keeps outline
-text by content hash, and `memo` small derived results (the ranking of a task over an unchanged tree; only the newest
-MEMO_KEEP are kept, since a ranking of a large tree is about half a megabyte). A cache file of
-an older layout is emptied on open; one past PRUNE_ABOVE live bytes is pruned on close.
+text by content hash, and `memo` small derived results (the ranking of a task over an
+unchanged tree; only the newest MEMO_KEEP are kept, since a ranking of a large tree is about
+half a megabyte). A cache file of an older layout is emptied on open; one past PRUNE_ABOVE
+live bytes is pruned on close.
 """
 
 from __future__ import annotations
