@@ -20,7 +20,7 @@ __all__ = ["Prices", "ModelProfile", "PROFILES", "get_profile", "DEEPSEEK_PEAK_H
 class Prices(BaseModel):
     """USD per 1M tokens."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     cache_hit: float
     cache_miss: float
@@ -34,7 +34,7 @@ DEEPSEEK_PEAK_HOURS_UTC: tuple[tuple[int, int], ...] = ((1, 4), (6, 10))
 class ModelProfile(BaseModel):
     """What tome needs to know about one model: window, limits, prices, accepted fields."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     name: str = Field(description="Model name sent in requests.")
     provider: str = Field(description="Provider label for display and the key variable.")
@@ -94,8 +94,19 @@ _DEEPSEEK_MODES: dict[Mode, dict[str, Any]] = {
 }
 
 
+# The table below is built without validation, so that importing it builds no schema (every
+# tome command imports it; the schemas cost more than the rest of the import). A test
+# validates every entry.
+def _prices(cache_hit: float, cache_miss: float, output: float) -> Prices:
+    return Prices.model_construct(cache_hit=cache_hit, cache_miss=cache_miss, output=output)
+
+
+def _profile(**fields: Any) -> ModelProfile:
+    return ModelProfile.model_construct(**fields)
+
+
 def _deepseek(name: str, off_peak: Prices) -> ModelProfile:
-    return ModelProfile(
+    return _profile(
         name=name,
         provider="deepseek",
         base_url="https://api.deepseek.com",
@@ -104,11 +115,7 @@ def _deepseek(name: str, off_peak: Prices) -> ModelProfile:
         max_output=384_000,
         tokenizer="deepseek-v4",
         prices=off_peak,
-        peak_prices=Prices(
-            cache_hit=off_peak.cache_hit * 2,
-            cache_miss=off_peak.cache_miss * 2,
-            output=off_peak.output * 2,
-        ),
+        peak_prices=_prices(off_peak.cache_hit * 2, off_peak.cache_miss * 2, off_peak.output * 2),
         peak_hours_utc=DEEPSEEK_PEAK_HOURS_UTC,
         mode_fields=_DEEPSEEK_MODES,
         accepts=frozenset({"tools", "stream_options", "reasoning_effort", "thinking"}),
@@ -117,16 +124,16 @@ def _deepseek(name: str, off_peak: Prices) -> ModelProfile:
     )
 
 
-_FLASH = Prices(cache_hit=0.003, cache_miss=0.15, output=0.60)
+_FLASH = _prices(cache_hit=0.003, cache_miss=0.15, output=0.60)
 
 PROFILES: dict[str, ModelProfile] = {
     p.name: p
     for p in [
-        _deepseek("deepseek-v4-pro", Prices(cache_hit=0.022, cache_miss=0.66, output=1.98)),
+        _deepseek("deepseek-v4-pro", _prices(cache_hit=0.022, cache_miss=0.66, output=1.98)),
         _deepseek("deepseek-flash", _FLASH),
         # Legacy name, served by the same Flash model at Flash prices.
         _deepseek("deepseek-v4-flash", _FLASH),
-        ModelProfile(
+        _profile(
             name="gpt-4.1",
             provider="openai",
             base_url="https://api.openai.com/v1",
@@ -134,10 +141,10 @@ PROFILES: dict[str, ModelProfile] = {
             context_window=1_047_576,
             max_output=32_768,
             tokenizer="o200k_base",
-            prices=Prices(cache_hit=0.50, cache_miss=2.00, output=8.00),
+            prices=_prices(cache_hit=0.50, cache_miss=2.00, output=8.00),
             mode_fields={Mode.NON_THINK: {}},
         ),
-        ModelProfile(
+        _profile(
             name="gpt-4-turbo",
             provider="openai",
             base_url="https://api.openai.com/v1",
@@ -145,14 +152,14 @@ PROFILES: dict[str, ModelProfile] = {
             context_window=128_000,
             max_output=4_096,
             tokenizer="cl100k_base",
-            prices=Prices(cache_hit=10.0, cache_miss=10.0, output=30.0),
+            prices=_prices(cache_hit=10.0, cache_miss=10.0, output=30.0),
             mode_fields={Mode.NON_THINK: {}},
         ),
     ]
 }
 
 # Any other OpenAI-compatible endpoint: conservative, overridable defaults.
-GENERIC = ModelProfile(
+GENERIC = _profile(
     name="openai-compatible",
     provider="openai-compatible",
     base_url="http://127.0.0.1:8000/v1",
@@ -160,7 +167,7 @@ GENERIC = ModelProfile(
     context_window=32_768,
     max_output=4_096,
     tokenizer="cl100k_base",
-    prices=Prices(cache_hit=0.0, cache_miss=0.0, output=0.0),
+    prices=_prices(cache_hit=0.0, cache_miss=0.0, output=0.0),
     mode_fields={Mode.NON_THINK: {}},
 )
 

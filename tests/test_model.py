@@ -68,6 +68,15 @@ def test_openai_profile_sends_no_deepseek_fields(scripted, model_for):
         model_for(server, model="gpt-4.1").query(ASK, mode=Mode.MAX)
 
 
+def test_every_built_in_profile_is_valid():
+    # The table is built without validation (see agent.profiles): check each entry strictly.
+    from agent.profiles import GENERIC, PROFILES, ModelProfile
+
+    for profile in [*PROFILES.values(), GENERIC]:
+        assert ModelProfile.model_validate(profile.model_dump(), strict=True) == profile
+    assert PROFILES["deepseek-v4-pro"].peak_prices.output == 2 * PROFILES["deepseek-v4-pro"].prices.output
+
+
 def test_to_wire_echoes_reasoning_only_for_tool_call_turns():
     profile = get_profile("deepseek-v4-pro")
     history = [
