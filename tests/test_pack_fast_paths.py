@@ -90,7 +90,8 @@ def test_a_warm_pack_loads_no_tokenizer_and_gives_the_same_bytes(tmp_path: Path)
         "p = build_pack(sys.argv[1], task='f3 returns the wrong value', budget=5000, model='gpt-4-turbo', "
         "cache_dir=Path(sys.argv[2]), environ={})\n"
         "print(json.dumps({'doc': p.document, 'relevant': p.relevant, 'tokens': p.totals.tokens, "
-        "'tiktoken': 'tiktoken' in sys.modules, 'ranker': 'agent.pack.rank' in sys.modules}))\n"
+        "'tiktoken': 'tiktoken' in sys.modules, 'ranker': 'agent.pack.rank' in sys.modules,\n"
+        " 'settings': 'agent.settings' in sys.modules}))\n"
     )
 
     def run() -> dict:

@@ -371,7 +371,9 @@ def build_packs(
 
     if format not in ("xml", "markdown"):
         raise ConfigError(f"unknown pack format {format!r} (xml or markdown)")
-    if settings is None:
+    if settings is None and (model is None or cache_dir is None or None in budgets):
+        # Settings only fill in what the call leaves out (an API call that names all three
+        # skips reading config files and building the settings model).
         from agent.settings import Settings
 
         settings = Settings()
@@ -688,39 +690,44 @@ def _build(
             repo_tokens = sum(f.tokens or 0 for f in files)
         lap("manifest")
 
-        totals = PackTotals(
-            files=len(files),
-            full=counts["full"],
-            outline=counts["outline"],
-            path_only=counts["path_only"],
-            skipped=len(skipped),
-            tokens=total,
-            full_tokens=sum(i.tokens for i in items if i.level == "full"),
-            outline_tokens=sum(i.tokens for i in items if i.level == "outline"),
-            tree_tokens=tree_tokens,
-            repo_tokens=repo_tokens,
-            secrets_redacted=sum(f.action == "redacted" for f in findings),
-            secrets_excluded=sum(f.action == "excluded" for f in findings),
+        # Our own typed values again: built without validation (which would walk every item).
+        totals = PackTotals.trusted(
+            {
+                "files": len(files),
+                "full": counts["full"],
+                "outline": counts["outline"],
+                "path_only": counts["path_only"],
+                "skipped": len(skipped),
+                "tokens": total,
+                "full_tokens": sum(i.tokens for i in items if i.level == "full"),
+                "outline_tokens": sum(i.tokens for i in items if i.level == "outline"),
+                "tree_tokens": tree_tokens,
+                "repo_tokens": repo_tokens,
+                "secrets_redacted": sum(f.action == "redacted" for f in findings),
+                "secrets_excluded": sum(f.action == "excluded" for f in findings),
+            }
         )
         timings = {**common, **timings}
         timings["total"] = round(sum(timings.values()), 4)
-        return Pack(
-            document=document,
-            relevant=relevant,
-            format=format,
-            repo=repo_name,
-            root=root,
-            commit=scan.commit,
-            model=model_name,
-            tokenizer=tokenizer_name,
-            budget=budget,
-            tree_level=tree_level,
-            totals=totals,
-            items=items,
-            skipped=skipped,
-            secrets=findings,
-            relevant_tokens=relevant_tokens,
-            timings=timings,
+        return Pack.trusted(
+            {
+                "document": document,
+                "relevant": relevant,
+                "format": format,
+                "repo": repo_name,
+                "root": root,
+                "commit": scan.commit,
+                "model": model_name,
+                "tokenizer": tokenizer_name,
+                "budget": budget,
+                "tree_level": tree_level,
+                "totals": totals,
+                "items": items,
+                "skipped": skipped,
+                "secrets": findings,
+                "relevant_tokens": relevant_tokens,
+                "timings": timings,
+            }
         )
 
     common = dict(timings)
@@ -772,7 +779,7 @@ def count_repo(
     environ: dict[str, str] | None = None,
 ) -> dict[str, int]:
     """Exact tokens of every packable file as it would be packed in full (secrets redacted)."""
-    if settings is None:
+    if settings is None and (model is None or cache_dir is None):
         from agent.settings import Settings
 
         settings = Settings()
