@@ -103,6 +103,7 @@ def test_a_warm_pack_loads_no_tokenizer_and_gives_the_same_bytes(tmp_path: Path)
     cold, warm = run(), run()
     assert cold["tiktoken"] and cold["ranker"]
     assert not warm["tiktoken"] and not warm["ranker"]
+    assert not cold["settings"] and not warm["settings"]  # model, budget and cache all given
     assert (warm["doc"], warm["relevant"], warm["tokens"]) == (cold["doc"], cold["relevant"], cold["tokens"])
 
 
@@ -127,6 +128,32 @@ def test_outlines_on_workers_equal_outlines_here() -> None:
     ] + [("notes.md", "# Title\n\ntext\n## Part\n"), ("broken.py", "def (:\n")]
     with Outliner(workers=2) as outliner:
         assert outliner(items) == [outline(p, t) for p, t in items]
+
+
+def test_a_repeat_pack_parses_no_outlines(tmp_path: Path, tok, monkeypatch) -> None:
+    # Outlines are parsed ahead for the candidates, and only those reached are kept. The small
+    # ones fill the budget to its last few tokens, so the first pack stops with parsed outlines
+    # left over; a repeat pack stops at the same place, before any it would parse again.
+    def module(i: int) -> str:
+        return "".join(f'def op_{i}_{k}(x, y):\n    """Apply op {k}."""\n    return x * {k} + y\n\n\n' for k in range(1 + i * 7 % 40))
+
+    files = {f"pkg/m{i:02d}.py": module(i) for i in range(30)}
+    files |= {f"pkg/tiny{i:03d}.py": f"def t{i}({'a, ' * (i % 13)}z):\n    return {'1 + ' * 60}1\n" for i in range(120)}
+    root = make_repo(tmp_path / "repo", files, commit=False)  # no commit hash: the same fill each run
+    streamed: list[int] = []
+    stream = Outliner.stream
+
+    def recording(self, items):
+        streamed.append(len(items))
+        return stream(self, items)
+
+    monkeypatch.setattr(Outliner, "stream", recording)
+    task = "op_3_7 in pkg/m03.py returns the wrong value"
+    first = _pack(root, tok, tmp_path / "cache", budget=4_000, task=task)
+    assert first.totals.outline >= 10 and first.budget - first.totals.tokens <= 8 and streamed
+    streamed.clear()
+    second = _pack(root, tok, tmp_path / "cache", budget=4_000, task=task)
+    assert streamed == [] and (second.document, second.totals) == (first.document, first.totals)
 
 
 _PART = st.sampled_from(list("ab \t\n\r<>#`'\"=:{}()/\\_-.,0123456789éß中ひカ😀\u200d\ufeff\x0b")

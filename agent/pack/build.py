@@ -605,10 +605,10 @@ def _build(
                 cache.remember_stat(root, f.path, outline_kind, f.size, f.mtime_ns, hashes[id(f)])
         cached = cache.outlines(list(hashes.values()))
         misses = [f for f in todo if hashes[id(f)] not in cached]
-        for f in misses:
-            check(f)
-        parsed = iter(outliner.stream([(f.path, f.text) for f in misses]))
         missing = {id(f) for f in misses}
+        # Parsing starts at the first candidate that needs it: a repeat pack stops before any
+        # (the candidates it placed were stored), so it forks no workers.
+        parsed: Iterator[str | None] | None = None
         try:
             for f in candidates:
                 if remaining <= 8:
@@ -616,6 +616,10 @@ def _build(
                 if f.outline_block is None:
                     h = hashes[id(f)]
                     if id(f) in missing:
+                        if parsed is None:  # the first miss reached: misses[0]
+                            for g in misses:
+                                check(g)
+                            parsed = iter(outliner.stream([(g.path, g.text) for g in misses]))
                         cached[h] = next(parsed) or ""
                         cache.store_outline(h, cached[h])
                     if not cached[h]:
