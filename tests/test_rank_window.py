@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 from agent.pack import build_pack
-from agent.pack.rank import query_weights, rank_files
+from agent.pack.rank import _without_version_dumps, query_weights, rank_files
 from agent.tokens import get_tokenizer
 
 _ENV = {
@@ -77,6 +77,25 @@ def test_the_source_outranks_the_test_that_repeats_its_names(tmp_path: Path) -> 
                                          for i in range(30)),
     })
     assert _first(root, "to_metres rounds feet wrongly for large values", tmp_path) == "pkg/units.py"
+
+
+def test_a_pasted_version_dump_does_not_rank_the_version_printer(tmp_path: Path) -> None:
+    # Issue templates ask for `show_versions()` output: every package and platform by name. The
+    # module that prints those names must not outrank the code the report is about.
+    packages = ["numpy", "pandas", "scipy", "netCDF4", "h5py", "dask", "matplotlib", "setuptools", "pip"]
+    root = _repo(tmp_path / "repo", {
+        "xr/util/print_versions.py": "".join(f'    ("{n}", lambda mod: mod.__version__),\n' for n in packages)
+        + "def show_versions():\n    print('INSTALLED VERSIONS', 'python', 'OS', 'machine', 'processor')\n",
+        "xr/core/resample.py": _filler(30, "bin") + "def resample_mean(data, freq):\n    return data.mean()  # drops attrs\n",
+        "xr/core/misc.py": _filler(20, "misc"),
+    })
+    dump = "".join(f"{n}: {i}.{i + 2}.1\n" for i, n in enumerate(packages))
+    task = ("resample_mean drops the attrs of the data.\n\n<details>\nINSTALLED VERSIONS\n------------------\n"
+            "python: 3.10.4\nOS: Linux\nmachine: x86_64\nprocessor: x86_64\n\n" + dump + "</details>\n")
+    assert _first(root, task, tmp_path) == "xr/core/resample.py"
+    # Lines of settings are only dropped in a run that looks like versions.
+    assert _without_version_dumps("a: 1\nb: 2\nkeep this\nc: 3\nd: 4\ne: x") == "a: 1\nb: 2\nkeep this\nc: 3\nd: 4\ne: x"
+    assert _without_version_dumps("before\n" + dump + "after") == "before\nafter"
 
 
 def test_query_weights_favour_code_shaped_words_and_split_them() -> None:

@@ -66,6 +66,35 @@ class Ranked:
         self.reasons = [r for r in self.reasons if not r.startswith(signal + ":")] + [f"{signal}: {reason}"]
 
 
+# A version dump pasted from an issue template (`xr.show_versions()`, `pip freeze`, an
+# "Environment" list): five or more `name: value` or `name==value` lines, three of them with a
+# digit in the value. It names every package and platform, and so pulled a repository's own
+# version-printing module into the top three (xarray's util/print_versions.py).
+_SETTING = re.compile(r"^[ \t]*(?:[-*+][ \t]+)?[A-Za-z][\w.\- ]{0,30}?[ \t]*(?::|==|>=)[ \t]*(\S.{0,60})$")
+
+
+def _without_version_dumps(text: str) -> str:
+    """`text` without its runs of `name: version` lines (a blank line may sit inside a run)."""
+    lines = text.split("\n")
+    keep = [True] * len(lines)
+    i = 0
+    while i < len(lines):
+        j = i
+        numeric = 0
+        while j < len(lines):
+            m = _SETTING.match(lines[j])
+            if m is None and (lines[j].strip() or j + 1 == len(lines) or not _SETTING.match(lines[j + 1])):
+                break
+            numeric += m is not None and any(c.isdigit() for c in m.group(1))
+            j += 1
+        if j - i >= 5 and numeric >= 3:
+            keep[i:j] = [False] * (j - i)
+            i = j
+        else:
+            i += 1
+    return "\n".join(line for line, k in zip(lines, keep) if k)
+
+
 def task_terms(text: str) -> list[str]:
     """Lowercased query terms of a statement (stopwords and very short words dropped)."""
     seen: dict[str, None] = {}
@@ -416,6 +445,7 @@ def rank_files(
     task: str, paths: Sequence[str], datas: Sequence[bytes], *, top_k: int = 3
 ) -> list[Ranked]:
     """Every path with its score for `task`, best first (ties in path order)."""
+    task = _without_version_dumps(task)
     ranked = [Ranked(p) for p in paths]
     index = {p: i for i, p in enumerate(paths)}
     text = _Text.join(datas)
