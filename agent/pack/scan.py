@@ -303,7 +303,7 @@ def scan_repo(
     for rel in paths:
         if rel.endswith(".tomeignore"):
             continue
-        full = f"{base}/{rel}"  # git's separators; os.path.join costs a third of a warm scan's loop
+        full = f"{base}/{rel}"  # git's separators; os.path.join took 6-7 ms of a warm django scan
         try:
             st = os.lstat(full)
         except OSError as e:
