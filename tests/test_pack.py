@@ -326,6 +326,31 @@ def test_build_packs_matches_single_builds_and_count_repo_is_exact(tmp_path: Pat
     assert sum(counts.values()) == packs[-1].totals.repo_tokens
 
 
+def test_a_pack_reports_the_secrets_of_what_it_shows_the_same_every_time(tmp_path: Path, tok) -> None:
+    # A redaction is reported by the pack that shows the file: not by a smaller pack built
+    # beside it where the file stays a path, and the same on a warm run as on a cold one.
+    from agent.pack import build_packs
+
+    token = "ghp_" + "Zz9Yy8Xx7Ww6Vv5Uu4Tt3Ss2Rr1Qq0Pp9Oo8"
+    body = "".join(f"def f{i}(x):\n    return x * {i}\n" for i in range(60))
+    root = make_repo(tmp_path / "repo", {
+        **SMALL, **{f"lib/m{i}.py": body for i in range(6)},
+        "lib/keys.py": f"TOKEN = '{token}'\n" + body, ".env": "X=1\n",
+    })
+    task = "f7 in lib/m3.py multiplies wrong"
+
+    def build() -> list:
+        return build_packs(root, budgets=[100_000, 1_500], task=task, tokenizer=tok,
+                           cache_dir=tmp_path / "cache", environ={})
+
+    for large, small in (build(), build()):  # cold, then warm
+        levels = {i.path: i.level for i in small.items}
+        assert levels["lib/keys.py"] == "path" and {i.path: i.level for i in large.items}["lib/keys.py"] == "full"
+        assert [(f.path, f.action) for f in large.secrets] == [(".env", "excluded"), ("lib/keys.py", "redacted")]
+        assert [(f.path, f.action) for f in small.secrets] == [(".env", "excluded")]
+        assert (large.totals.secrets_redacted, small.totals.secrets_redacted) == (1, 0)
+
+
 def test_tree_sitter_outlines_keep_signatures_without_bodies() -> None:
     # The grammars ship in tree-sitter-language-pack's wheel (0.x): no download, works offline.
     js = (

@@ -110,6 +110,7 @@ class _File:
     level: str = "path"
     outline_block: str | None = None
     outline_tokens: int | None = None
+    found: tuple[SecretFinding, ...] = ()  # the secrets redacted from `text`
 
     @property
     def text(self) -> str:
@@ -433,13 +434,15 @@ def _build(
 
     # Secrets: denylisted paths were skipped by the scan; values are redacted from each file
     # as it is packed (a file that stays a path is never shown, so never needs scanning).
+    # A pack reports the files it excluded and the redactions in the files it shows.
     scanner = SecretScanner(environ)
-    findings: list[SecretFinding] = []
     # Records built from our own typed values: construct without re-validating thousands.
     skipped = [Skipped.trusted({"path": p, "reason": r, "size": s}) for p, r, s in scan.skipped]
-    for s in skipped:
-        if s.reason.startswith("secret:"):
-            findings.append(SecretFinding(rule=s.reason.split("matches ", 1)[-1], path=s.path, action="excluded"))
+    excluded = [
+        SecretFinding(rule=s.reason.split("matches ", 1)[-1], path=s.path, action="excluded")
+        for s in skipped
+        if s.reason.startswith("secret:")
+    ]
 
     def check(f: _File) -> None:
         if f.checked:
@@ -449,7 +452,7 @@ def _build(
         if scanner.may_contain(data, path=f.path):
             text, found = scanner.redact(f.source.text, path=f.path, data=data)
             if found:
-                findings.extend(found)
+                f.found = tuple(found)
                 f.redacted = text
 
     if task_text is not None:
@@ -694,6 +697,7 @@ def _build(
             repo_tokens = sum(f.tokens or 0 for f in files)
         lap("manifest")
 
+        findings = [*excluded, *(x for f in files if f.level != "path" for x in f.found)]
         # Our own typed values again: built without validation (which would walk every item).
         totals = PackTotals.trusted(
             {
