@@ -711,8 +711,8 @@ def _build(
                 "outline_tokens": sum(i.tokens for i in items if i.level == "outline"),
                 "tree_tokens": tree_tokens,
                 "repo_tokens": repo_tokens,
-                "secrets_redacted": sum(f.action == "redacted" for f in findings),
-                "secrets_excluded": sum(f.action == "excluded" for f in findings),
+                "secrets_redacted": len(findings) - len(excluded),
+                "secrets_excluded": len(excluded),
             }
         )
         timings = {**common, **timings}

@@ -89,9 +89,7 @@ def _without_version_dumps(text: str) -> str:
             j += 1
         if j - i >= 5 and numeric >= 3:
             keep[i:j] = [False] * (j - i)
-            i = j
-        else:
-            i += 1
+        i = max(j, i + 1)  # a run too short holds no longer run: go on after it
     return "\n".join(line for line, k in zip(lines, keep) if k)
 
 
