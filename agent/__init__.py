@@ -12,8 +12,8 @@ __version__ = "0.1.0"
 
 # public name -> module that defines it
 _EXPORTS = {
-    "solve": "agent.solve",
-    "resume": "agent.solve",
+    "solve": "agent.run",
+    "resume": "agent.run",
     "Task": "agent.records",
     "Result": "agent.records",
     "Settings": "agent.settings",

@@ -51,7 +51,7 @@ class ChatSession:
     def command(self, line: str) -> bool:
         """Run a slash command; False when the session should end."""
         from agent.modes import parse_mode
-        from agent.solve import git_patch
+        from agent.run import git_patch
 
         name, _, arg = line.strip().partition(" ")
         agent = self.run.agent
@@ -97,7 +97,7 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The read-eval loop."""
-    from agent.solve import start_run
+    from agent.run import start_run
     from agent.view import LiveView
 
     console = Console()

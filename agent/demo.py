@@ -1,9 +1,10 @@
 """`tome demo`: the whole loop, offline and without a key.
 
-A copy of examples/demo/repo (a tiny package with a failing test) becomes a real git repository
-in a temporary directory; the scripted server replays examples/demo/script.json (a recorded
-session) over real HTTP; the real loop packs the repo, chooses a mode, plans, calls tools, runs
-the tests, submits; the harness re-runs the check and shows the patch.
+A copy of the demo repository shipped in the package (agent/demo_files/repo: a tiny package with a
+failing test) becomes a real git repository in a temporary directory; the scripted server replays
+agent/demo_files/script.json (a recorded session) over real HTTP; the real loop packs the repo,
+chooses a mode, plans, calls tools, runs the tests, submits; the harness re-runs the check and
+shows the patch.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ TEST_COMMAND = "python -m pytest -q tests"
 
 
 def demo_dir() -> Path:
-    """examples/demo beside the package (present in a source checkout)."""
-    path = Path(__file__).resolve().parents[1] / "examples" / "demo"
+    """The demo's files, shipped inside the package (package data), so a wheel install has them."""
+    path = Path(__file__).resolve().parent / "demo_files"
     if not (path / "script.json").is_file():
-        raise ConfigError(f"the demo files are missing ({path}); run tome demo from a source checkout")
+        raise ConfigError(f"the demo files are missing ({path}); reinstall tome")
     return path
 
 
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the recorded session through the real loop; exit like `tome solve`."""
     from agent.records import Task
     from agent.settings import SafetySettings, Settings
-    from agent.solve import finish_run, start_run
+    from agent.run import finish_run, start_run
     from agent.testing.server import Script, ScriptedServer
     from agent.view import JsonStream, LiveView, result_table
 

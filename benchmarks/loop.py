@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.records import ModelCalled, Task, ToolFinished, ToolStarted  # noqa: E402
 from agent.settings import SafetySettings, Settings  # noqa: E402
-from agent.solve import finish_run, start_run  # noqa: E402
+from agent.run import finish_run, start_run  # noqa: E402
 from agent.testing.server import ScriptedServer, ScriptedToolCall, Turn  # noqa: E402
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from agent.records import Task
 from agent.settings import SafetySettings, Settings
-from agent.solve import finish_run, start_run
+from agent.run import finish_run, start_run
 from agent.testing.server import ScriptedToolCall, Turn
 
 STATS = '''"""Summary statistics."""

@@ -7,7 +7,7 @@ from loop_helpers import FIX_NEW, FIX_OLD, call, settings_for
 
 from agent.chat import SESSION_TASK, ChatSession
 from agent.records import Mode, Task, UserNote
-from agent.solve import start_run
+from agent.run import start_run
 from agent.testing.server import Turn
 
 

@@ -20,7 +20,7 @@ from agent.records import (
     ToolFinished,
     ToolStarted,
 )
-from agent.solve import finish_run, resume_run, start_run
+from agent.run import finish_run, resume_run, start_run
 from agent.testing.server import Fault, Turn
 from agent.trajectory import INTERRUPTED_TOOL
 

@@ -114,14 +114,14 @@ class PredictionsSource(_Source):
 
 
 class AgentSource(_Source):
-    """Runs tome's loop (`agent.solve.solve`) in a clean checkout and takes its patch."""
+    """Runs tome's loop (`agent.run.solve`) in a clean checkout and takes its patch."""
 
     name: str
     needs_checkout: bool = True
     settings_cli: dict[str, Any] = Field(default_factory=dict,
                                          description="Command-line settings layer (model, mode, caps).")
 
-    solver: str = Field(default="agent.solve:solve",
+    solver: str = Field(default="agent.run:solve",
                         description="module:function taking (task, settings, repo=...) -> Result.")
 
     def check_available(self) -> None:
