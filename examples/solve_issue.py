@@ -11,13 +11,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from agent import Settings, Task, solve
+from agent import Task, load_settings, solve
 
 
 def main() -> int:
     repo, statement = Path(sys.argv[1]), sys.argv[2]
     test_command = sys.argv[3] if len(sys.argv) > 3 else None
-    settings = Settings(model="deepseek-v4-pro", max_cost=2.0, max_steps=60)
+    # Your config file and TOME_* variables first, then this script's caps on top.
+    settings = load_settings(repo).settings.model_copy(update={"max_cost": 2.0, "max_steps": 60})
     result = solve(Task(statement=statement, test_command=test_command), settings, repo=repo)
 
     print(f"{result.status}: {result.reason}")
