@@ -6,6 +6,7 @@ rebuilds one from its directory; `finish_run` turns the loop's outcome into a `R
 
 from __future__ import annotations
 
+import json
 import secrets as _secrets
 import subprocess
 import time
@@ -27,17 +28,26 @@ from agent.records import (
     Mode,
     ModeChanged,
     ModelCalled,
+    Pack,
     Result,
+    RunEnded,
     RunStarted,
     Task,
     ToolFinished,
+    ToolStarted,
     Usage,
 )
-from agent.settings import Settings, load_settings
+from agent.settings import Settings, load_settings, user_config_path
 from agent.tokens import get_tokenizer
 from agent.trajectory import INTERRUPTED_TOOL, Trajectory, assistant_turns
 
-__all__ = ["solve", "resume", "Run", "start_run", "resume_run", "finish_run", "as_task", "git_patch"]
+__all__ = [
+    "solve", "resume", "Run", "RunPlan", "plan_run", "start_run", "resume_run", "finish_run", "as_task",
+    "git_patch", "require_key", "final_outcome", "FINAL_STATUSES",
+]
+
+# A run that ended so is over: resuming it reports how it ended and calls no model.
+FINAL_STATUSES = frozenset({"solved", "unchecked"})
 
 # Tokens kept free beside the pack for the conversation (tool outputs, edits, reasoning).
 CONVERSATION_RESERVE = 128_000
@@ -89,6 +99,11 @@ class Run:
     agent: Agent
     trajectory: Trajectory
     settings: Settings
+    ended: Outcome | None = None  # set when the run had already finished
+
+    def go(self) -> Outcome:
+        """Run the loop, or report the end of a run that had already finished."""
+        return self.ended or self.agent.run()
 
 
 def _new_run_id() -> str:
@@ -140,6 +155,59 @@ def _limits(settings: Settings) -> Limits:
     )
 
 
+@dataclass(frozen=True)
+class RunPlan:
+    """What a run sends before its first model call: the pack, the mode and why, the prefix."""
+
+    task: Task
+    repo: Path
+    base: str | None
+    pack: Pack
+    mode: Mode
+    mode_reason: str
+    prefix: PromptPrefix
+
+
+def require_key(settings: Settings) -> None:
+    """Fail before any work when the endpoint's key is missing (a configuration error, exit 2)."""
+    if settings.resolved_api_key() is None:
+        profile = settings.profile()
+        raise ConfigError(
+            f"no API key for {profile.name}: set {profile.api_key_env} "
+            f"(or api_key in {user_config_path()})"
+        )
+
+
+def plan_run(task: Task | str, settings: Settings, *, repo: Path,
+             on_stage: Callable[[str], None] | None = None) -> RunPlan:
+    """Pack the repository and choose the mode: everything up to the first request, writing nothing."""
+    from agent.pack import build_pack
+
+    task = as_task(task)
+    stage = on_stage or (lambda _msg: None)
+    repo = Path(repo).resolve()
+    if not repo.is_dir():
+        raise ConfigError(f"repository {repo} does not exist")
+    profile = settings.profile()
+    stage("packing the repository")
+    explicit = parse_mode(settings.mode)
+    reserve = MODE_TABLE[explicit or Mode.MAX].max_output_tokens + CONVERSATION_RESERVE
+    budget = settings.pack_budget or max(profile.context_window - reserve, 0)
+    pack = build_pack(repo, task=task, budget=budget, model=settings.model, settings=settings)
+    if explicit is not None:
+        mode, reason = explicit, "chosen on the command line"
+    else:
+        choice = choose_mode(task, pack, profile=profile)
+        mode, reason = choice.mode, "; ".join(choice.reasons)
+    stage(f"mode: {mode.label} ({reason})")
+    prefix = PromptPrefix(
+        pack=pack.document,
+        task=task_chunk(task.statement, relevant=pack.relevant, check_command=task.test_command),
+    )
+    return RunPlan(task=task, repo=repo, base=_base_commit(repo), pack=pack, mode=mode,
+                   mode_reason=reason, prefix=prefix)
+
+
 def start_run(
     task: Task | str,
     settings: Settings,
@@ -156,10 +224,8 @@ def start_run(
     on_stage: Callable[[str], None] | None = None,
 ) -> Run:
     """Pack the repository, choose the mode, write the prefix and the first event."""
-    from agent.pack import build_pack
-
-    task = as_task(task)
-    stage = on_stage or (lambda _msg: None)
+    if model is None:
+        require_key(settings)
     repo = Path(repo).resolve()
     if not repo.is_dir():
         raise ConfigError(f"repository {repo} does not exist")
@@ -167,44 +233,27 @@ def start_run(
     run_dir = settings.state_dir / "runs" / run_id
     if worktree:
         repo = make_worktree(repo, run_id, settings.state_dir)
-    base = _base_commit(repo)
+    plan = plan_run(task, settings, repo=repo, on_stage=on_stage)
     profile = settings.profile()
-
-    stage("packing the repository")
-    explicit = parse_mode(settings.mode)
-    reserve = MODE_TABLE[explicit or Mode.MAX].max_output_tokens + CONVERSATION_RESERVE
-    budget = settings.pack_budget or max(profile.context_window - reserve, 0)
-    pack = build_pack(repo, task=task, budget=budget, model=settings.model, settings=settings)
-
-    if explicit is not None:
-        mode, reason = explicit, "chosen on the command line"
-    else:
-        choice = choose_mode(task, pack, profile=profile)
-        mode, reason = choice.mode, "; ".join(choice.reasons)
-    stage(f"mode: {mode.label} ({reason})")
-
-    prefix = PromptPrefix(
-        pack=pack.document,
-        task=task_chunk(task.statement, relevant=pack.relevant, check_command=task.test_command),
-    )
     run_dir.mkdir(parents=True, exist_ok=True)
-    prefix.save(run_dir / "prefix.json")
+    plan.prefix.save(run_dir / "prefix.json")
     traj = Trajectory.create(run_dir / "trajectory.jsonl")
     if on_event:
         traj.subscribe(on_event)
     limits = _limits(settings)
     traj.append(RunStarted(
-        t=time.time(), run_id=run_id, task=task, model=profile.name, base_url=settings.base_url,
-        mode=mode, mode_reason=reason,
-        repo=str(repo), base_commit=base, check_command=task.test_command,
-        prefix_sha256=prefix.sha256(), pack_tokens=pack.totals.tokens,
+        t=time.time(), run_id=run_id, task=plan.task, model=profile.name, base_url=settings.base_url,
+        mode=plan.mode, mode_reason=plan.mode_reason,
+        repo=str(plan.repo), base_commit=plan.base, check_command=plan.task.test_command,
+        prefix_sha256=plan.prefix.sha256(), pack_tokens=plan.pack.totals.tokens,
         limits={"max_steps": limits.max_steps, "max_cost": limits.max_cost,
                 "max_time": limits.max_time, "max_tokens": limits.max_tokens},
     ))
-    agent = _agent(traj, prefix, settings, repo, base, run_dir, model=model, chat=chat,
+    agent = _agent(traj, plan.prefix, settings, plan.repo, plan.base, run_dir, model=model, chat=chat,
                    interactive=interactive, approve=approve, on_delta=on_delta,
-                   pack_tokens=pack.totals.tokens)
-    return Run(run_id=run_id, run_dir=run_dir, repo=repo, agent=agent, trajectory=traj, settings=settings)
+                   pack_tokens=plan.pack.totals.tokens)
+    return Run(run_id=run_id, run_dir=run_dir, repo=plan.repo, agent=agent, trajectory=traj,
+               settings=settings)
 
 
 def _agent(traj: Trajectory, prefix: PromptPrefix, settings: Settings, repo: Path, base: str | None,
@@ -241,8 +290,10 @@ def resume_run(
 ) -> Run:
     """Rebuild a run from its directory; interrupted tool calls are marked as such.
 
-    The run keeps its model and endpoint unless `settings` names others."""
+    The run keeps its model and endpoint unless `settings` names others. A finished run is
+    left as it is: its `ended` says how it ended, and `go()` calls no model."""
     traj = Trajectory.load(run_dir / "trajectory.jsonl")
+    ended = final_outcome(traj)
     prefix = PromptPrefix.load(run_dir / "prefix.json")
     started = traj.started
     if "model" not in settings.model_fields_set:
@@ -251,13 +302,13 @@ def resume_run(
         settings = settings.model_copy(update={"base_url": started.base_url})
     if prefix.sha256() != started.prefix_sha256:
         raise ConfigError(f"{run_dir}/prefix.json does not match the trajectory (edited by hand?)")
-    if on_event:
+    if on_event and ended is None:
         traj.subscribe(on_event)
     now = time.time()
-    for ev in traj.unfinished_tools():
+    for ev in ([] if ended else traj.unfinished_tools()):
         traj.append(ToolFinished(t=now, call_id=ev.call_id, name=ev.name, content=INTERRUPTED_TOOL, ok=False))
     answered = {e.call_id for e in traj.of_type(ToolFinished)}
-    for ev in list(traj.of_type(ModelCalled)):
+    for ev in ([] if ended else list(traj.of_type(ModelCalled))):
         for call in ev.response.message.tool_calls:
             if call.id not in answered and ev.response.finish_reason != "length":
                 traj.append(ToolFinished(t=now, call_id=call.id, name=call.name, ok=False,
@@ -267,7 +318,27 @@ def resume_run(
                    interactive=interactive, approve=approve, on_delta=on_delta,
                    pack_tokens=started.pack_tokens)
     return Run(run_id=started.run_id, run_dir=run_dir, repo=repo, agent=agent, trajectory=traj,
-               settings=settings)
+               settings=settings, ended=ended)
+
+
+def final_outcome(traj: Trajectory) -> Outcome | None:
+    """How a finished run ended (solved, or submitted unchecked); None when it can go on."""
+    last = traj.events[-1]
+    if not isinstance(last, RunEnded) or last.status not in FINAL_STATUSES:
+        return None
+    checks = [e.check for e in traj.of_type(CheckRun)]
+    submits = [e for e in traj.of_type(ToolStarted) if e.name == "submit"]
+    return Outcome(status=last.status, reason=last.reason, exit_code=last.exit_code,
+                   check=checks[-1] if checks else None,
+                   summary=_summary(submits[-1].arguments) if submits else None)
+
+
+def _summary(arguments: str) -> str | None:
+    try:
+        args = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return None
+    return args.get("summary") if isinstance(args, dict) else None
 
 
 def finish_run(run: Run, outcome: Outcome) -> Result:
@@ -319,4 +390,4 @@ def resume(run_dir: Path | str, settings: Settings | None = None, *, model: Mode
     """Continue a crashed or stopped run from its directory."""
     settings = settings or load_settings().settings
     run = resume_run(Path(run_dir), settings, model=model)
-    return finish_run(run, run.agent.run())
+    return finish_run(run, run.go())

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     """Dispatch solve / resume / replay."""
     if args.command == "replay":
         return _replay(args)
-    from agent.solve import finish_run, resume_run, start_run
+    from agent.run import finish_run, resume_run, start_run
     from agent.view import JsonStream, LiveView, result_table
 
     project = args.repo if args.command == "solve" else None
@@ -87,11 +87,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         run_ = resume_run(_run_dir(settings, args.run), settings, interactive=not headless,
                           approve=approve, **hooks)
-    if view is not None:
+    if view is not None and run_.ended is None:
         with view:
-            outcome = run_.agent.run()
+            outcome = run_.go()
     else:
-        outcome = run_.agent.run()
+        outcome = run_.go()
     result: Result = finish_run(run_, outcome)
     if stream is not None:
         stream.result(result)

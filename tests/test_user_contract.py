@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -71,11 +72,18 @@ def test_example_solve_issue_runs_as_written(tmp_path):
 @pytest.mark.slow
 def test_wheel_ships_the_demo(tmp_path):
     """A wheel install must be able to run `tome demo`: its files are package data."""
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
-                           str(ROOT)], capture_output=True, text=True, timeout=300)
+    src = tmp_path / "src"  # a copy of the tracked files: the build leaves build/ beside its source
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True)
+    for name in filter(None, listed.stdout.split("\0")):
+        if (ROOT / name).is_file():
+            (src / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, src / name)
+    out = tmp_path / "wheels"
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(src)],
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    [wheel] = tmp_path.glob("*.whl")
+    [wheel] = out.glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     shipped = {p.relative_to(ROOT).as_posix() for p in demo_dir().rglob("*") if p.is_file()
-               and "__pycache__" not in p.parts}
+               and "__pycache__" not in p.parts and ".pytest_cache" not in p.parts}
     assert shipped and shipped <= names, shipped - names
