@@ -27,7 +27,16 @@ SESSION_TASK = (
     "for changes, work with the tools, run the tests that show the change, then call submit. "
     "Reply in text when you need the user."
 )
-HELP = "/undo  /diff  /cost  /mode [non-think|high|max]  /pack  /quit"
+COMMANDS = {
+    "/help": "this list",
+    "/undo": "bring the files back to how they were before the last turn",
+    "/diff": "the changes so far, as a patch",
+    "/cost": "money, tokens and cache hits so far",
+    "/mode": "show the reasoning mode, or set it: /mode non-think|high|max",
+    "/pack": "what the model was given of the repository",
+    "/quit": "end the session (also /exit, Ctrl-D)",
+}
+HELP = "/help  /undo  /diff  /cost  /mode [non-think|high|max]  /pack  /quit"  # shown as typed: escape it
 
 
 class ChatSession:
@@ -50,6 +59,7 @@ class ChatSession:
 
     def command(self, line: str) -> bool:
         """Run a slash command; False when the session should end."""
+        from agent.errors import ConfigError
         from agent.modes import parse_mode
         from agent.run import git_patch
 
@@ -57,7 +67,9 @@ class ChatSession:
         agent = self.run.agent
         if name in ("/quit", "/exit"):
             return False
-        if name == "/diff":
+        if name == "/help":
+            self.print("\n".join(f"{cmd:<7} {what}" for cmd, what in COMMANDS.items()))
+        elif name == "/diff":
             patch = git_patch(agent.toolbox.ctx.workspace, self.run.trajectory.started.base_commit)
             self.print(patch or "(no changes)")
         elif name == "/undo":
@@ -69,7 +81,11 @@ class ChatSession:
                        f"{u.completion_tokens:,} output, {agent.steps} calls")
         elif name == "/mode":
             if arg.strip():
-                new = parse_mode(arg)
+                try:
+                    new = parse_mode(arg)
+                except ConfigError as e:  # a typo must not end the session
+                    self.print(f"{e}; the mode stays {agent.mode.label}")
+                    return True
                 if new is not None:
                     agent.set_mode(new, "set by the user")
             self.print(f"mode: {agent.mode.label}")
@@ -77,7 +93,7 @@ class ChatSession:
             started = self.run.trajectory.started
             self.print(f"pack: {started.pack_tokens:,} tokens of {started.repo} at {started.base_commit or 'no commit'}")
         else:
-            self.print(f"unknown command {name}; commands: {HELP}")
+            self.print(f"unknown command {name}; /help lists the commands")
         return True
 
     def _undo(self) -> str:
@@ -97,15 +113,16 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """The read-eval loop."""
-    from agent.run import start_run
+    from agent.errors import ConfigError
+    from agent.run import require_key, start_run
     from agent.view import LiveView
 
     console = Console()
     if args.json or not sys.stdin.isatty():
-        console.print("tome chat is interactive; use tome solve --json for scripts", style="red")
-        return 2
+        raise ConfigError("tome chat is interactive; use tome solve --json for scripts")
     settings = settings_from_args(args, args.repo)
-    view = LiveView(console)
+    require_key(settings)  # before the pack, not after the first message
+    view = LiveView(console, verbose=args.verbose)
     run_ = start_run(
         Task(statement=SESSION_TASK), settings, repo=args.repo, interactive=True, chat=True,
         approve=lambda command: Confirm.ask(f"Run destructive command?\n  {command}"),
@@ -113,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         on_stage=lambda m: console.print(f"[dim]{m}[/]"),
     )
     session = ChatSession(run_, print_=lambda text: console.print(escape(text)))
-    console.print(f"[bold]tome chat[/] in {run_.repo}. {HELP}")
+    console.print(f"[bold]tome chat[/] in {escape(str(run_.repo))}. ", escape(HELP), sep="")
     while True:
         try:
             line = Prompt.ask("[bold cyan]you[/]")

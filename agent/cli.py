@@ -1,9 +1,9 @@
 """The `tome` command line: a table of subcommands, each in its own module, loaded on demand.
 
 Exit codes: 0 success (solved and checked), 1 finished without a passing check (or a failing
-doctor row), 2 usage or configuration error (a missing or refused key included: retrying cannot
-help), 3 a limit was reached, 4 model or API error (worth retrying), 130 interrupted, 141 the
-reader of the output went away (`| head`). With `--json`, the last line on stdout is always one
+doctor row), 2 usage or configuration error (a missing key included: retrying cannot help),
+3 a limit was reached, 4 model or API error, 130 interrupted, 141 the reader of the output went
+away (`| head`). With `--json`, the last line on stdout is always one
 `{"result": ...}` object carrying the exit code, whatever ended the command.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import __version__
-from agent.errors import AuthError, BalanceError, ConfigError, Interrupt, ModelError
+from agent.errors import ConfigError, Interrupt, ModelError
 
 __all__ = ["main", "add_settings_options", "settings_from_args", "EXIT", "error_result"]
 
@@ -30,7 +30,7 @@ EPILOG = """\
 exit codes:
   0    solved, and the check passed
   1    finished without a passing check (or a failing doctor row)
-  2    usage or configuration error (bad option, unknown model, missing or refused key)
+  2    usage or configuration error (bad option, unknown model, missing key)
   3    a limit was reached (--max-steps, --max-cost, --max-time, tokens, context)
   4    model or API error (server errors, rate limits after retries): worth retrying
   130  interrupted (Ctrl-C)
@@ -57,6 +57,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("agent.demo", "offline end-to-end demo against the scripted server"),
     "resume": ("agent.solve_cli", "continue a crashed or stopped run"),
     "replay": ("agent.solve_cli", "show a recorded run"),
+    "runs": ("agent.runs_cli", "list recorded runs; runs clean --older-than 30d"),
     "eval": ("agent.evaluation.cli", "score a model on SWE-bench-style tasks"),
 }
 
@@ -114,10 +115,22 @@ def settings_from_args(args: argparse.Namespace, project_dir: Path | None = None
     return loaded.settings
 
 
+class _UsageError(Exception):
+    """argparse's complaint, carried to main so that --json can end with it."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors reach main instead of exiting on their own."""
+
+    def error(self, message: str) -> Any:  # argparse's hook; the default exits 2 itself
+        self.print_usage(sys.stderr)
+        raise _UsageError(f"{self.prog}: {message}")
+
+
 def _parser(selected: str | None) -> argparse.ArgumentParser:
     from agent.settings import user_config_path
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tome", description="A coding agent for 1M-token models (DeepSeek-V4 and friends).",
         epilog=EPILOG.format(user=user_config_path()), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -140,9 +153,7 @@ def error_result(exit_code: int, reason: str, *, kind: str) -> dict[str, Any]:
 def _classify(e: BaseException) -> tuple[int, str, str]:
     """(exit code, kind, message) of an error that ends a command."""
     if isinstance(e, ConfigError):
-        return EXIT["usage"], "usage", str(e)
-    if isinstance(e, (AuthError, BalanceError)):  # a key or an account: retrying cannot help
-        return EXIT["usage"], "config", f"model error: {e}"
+        return EXIT["usage"], "config", str(e)
     if isinstance(e, ModelError):
         return EXIT["model"], "model", f"model error: {e}"
     if isinstance(e, Interrupt):
@@ -182,11 +193,10 @@ def _main(argv: list[str], *, as_json: bool) -> int:
                              as_json=as_json)
     try:
         args = parser.parse_args(argv)
-    except SystemExit as e:  # argparse: --help/--version exit 0, a usage error exits 2
-        code = e.code if isinstance(e.code, int) else EXIT["usage"]
-        if code and as_json:
-            print(json.dumps(error_result(code, "usage error (see stderr)", kind="usage")), flush=True)
-        return code
+    except _UsageError as e:
+        return _finish_error(EXIT["usage"], "usage", str(e), as_json=as_json)
+    except SystemExit as e:  # --help and --version
+        return e.code if isinstance(e.code, int) else EXIT["usage"]
     if args.command is None:
         parser.print_help()
         return EXIT["usage"]

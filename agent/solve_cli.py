@@ -1,8 +1,9 @@
 """`tome solve`, `tome resume` and `tome replay`.
 
-Headless use (`--json`): JSONL events on stdout, then one result object; no colour, no prompts
-(destructive commands are denied). Exit codes: 0 solved with a passing check, 1 finished
-without one, 2 usage or config error, 3 a limit was reached, 4 a model or API error.
+Headless use (`--json`, or no terminal on stdin): JSONL events on stdout, then one result object;
+no colour, no prompts (destructive commands are denied). Exit codes: 0 solved with a passing
+check, 1 finished without one, 2 usage or config error, 3 a limit was reached, 4 a model or API
+error (see `tome --help`).
 """
 
 from __future__ import annotations
@@ -14,51 +15,78 @@ from pathlib import Path
 from rich.console import Console
 from rich.prompt import Confirm
 
-from agent.cli import add_settings_options, settings_from_args
+from agent.cli import add_output_options, add_settings_options, settings_from_args
 from agent.errors import ConfigError
 from agent.records import Result, Task
 
-__all__ = ["configure", "run"]
+__all__ = ["configure", "run", "run_dir_of"]
 
 
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
     """Options of solve / resume / replay."""
     if name == "solve":
-        parser.add_argument("task", nargs="?", help="what to do, in plain words")
-        parser.add_argument("--issue-file", type=Path, help="read the task from this file")
+        parser.add_argument("task", nargs="?", help="what to do, in plain words; - reads it from stdin")
+        parser.add_argument("--issue-file", type=Path, help="read the task from this file (- for stdin)")
         parser.add_argument("--test-command", help="the command that checks the fix")
         parser.add_argument("--repo", type=Path, default=Path("."), help="repository (default: .)")
         parser.add_argument("--worktree", action="store_true",
                             help="work in a new git worktree on branch tome/<run id>")
-        add_settings_options(parser)
-    elif name == "resume":
-        parser.add_argument("run", help="run id or run directory")
+        parser.add_argument("--dry-run", dest="dry_run", action="store_true",
+                            help="print what the model would be sent (chunks, tokens, tools, mode) and stop")
+    if name in ("resume", "replay"):
+        parser.add_argument("run", nargs="?", help="run id or run directory")
+        parser.add_argument("--last", action="store_true", help="the most recent run")
+    if name in ("solve", "resume"):
+        parser.add_argument("--yes", "--approve", dest="yes", action="store_true",
+                            help="interactive: run destructive commands without asking (headless still denies)")
+        parser.add_argument("--patch-out", dest="patch_out", type=Path, help="write the final patch here")
+        parser.add_argument("--output-last-message", dest="last_message", type=Path,
+                            help="write the model's final summary here")
         add_settings_options(parser)
     else:
-        parser.add_argument("run", help="run id or run directory")
-        parser.add_argument("--json", action="store_true", help="print the events as JSONL")
+        add_output_options(parser)
 
 
-def _run_dir(settings, ref: str) -> Path:
+def run_dir_of(settings, ref: str | None, *, last: bool = False) -> Path:
+    """The directory of run `ref` (an id or a path), or of the most recent run with `last`."""
+    from agent.runs_cli import list_runs
+
+    if last or ref is None:
+        runs = list_runs(settings.state_dir)
+        if not last:
+            raise ConfigError("name a run (an id from tome runs, or a run directory) or use --last")
+        if not runs:
+            raise ConfigError(f"no runs in {settings.state_dir / 'runs'}")
+        return runs[0].path
     p = Path(ref)
     if (p / "trajectory.jsonl").is_file():
         return p
     candidate = settings.state_dir / "runs" / ref
     if (candidate / "trajectory.jsonl").is_file():
         return candidate
-    raise ConfigError(f"no run {ref!r} (looked in {p} and {candidate})")
+    raise ConfigError(f"no run {ref!r} (looked in {p} and {candidate}; tome runs lists them)")
+
+
+def _read_text(source: str | Path, what: str) -> str:
+    if str(source) == "-":
+        return sys.stdin.read()
+    try:
+        return Path(source).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read {what} {source}: {e.strerror}") from None
 
 
 def _task(args: argparse.Namespace) -> Task:
     if args.issue_file is not None:
-        try:
-            text = args.issue_file.read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(f"cannot read --issue-file {args.issue_file}: {e.strerror}") from None
+        text = _read_text(args.issue_file, "--issue-file")
+    elif args.task == "-":
+        text = _read_text("-", "the task from")
     elif args.task:
         text = args.task
     else:
-        raise ConfigError("give a task: tome solve \"what to do\" or --issue-file FILE")
+        raise ConfigError('give a task: tome solve "what to do", --issue-file FILE, or - to read stdin')
+    if not text.strip():
+        raise ConfigError("the task is empty")
     return Task(statement=text, test_command=args.test_command)
 
 
@@ -66,40 +94,119 @@ def run(args: argparse.Namespace) -> int:
     """Dispatch solve / resume / replay."""
     if args.command == "replay":
         return _replay(args)
-    from agent.run import finish_run, resume_run, start_run
-    from agent.view import JsonStream, LiveView, result_table
+    from agent.run import finish_run, require_key, resume_run, start_run
 
     project = args.repo if args.command == "solve" else None
     settings = settings_from_args(args, project)
+    if args.command == "solve" and args.dry_run:
+        return _dry_run(_task(args), settings, args)
     headless = args.json or not sys.stdin.isatty()
-    approve = None if headless else (lambda command: Confirm.ask(f"Run destructive command?\n  {command}"))
-    stream = JsonStream() if args.json else None
-    view = None if args.json else LiveView()
-    hooks = {
-        "on_event": stream.on_event if stream else view.on_event,
-        "on_delta": None if stream else view.on_delta,
-    }
+    approve = None if headless else (
+        (lambda _command: True) if args.yes else
+        (lambda command: Confirm.ask(f"Run destructive command?\n  {command}")))
+    show = _Output(args)
     if args.command == "solve":
-        run_ = start_run(_task(args), settings, repo=args.repo, worktree=args.worktree,
-                         interactive=not headless, approve=approve,
-                         on_stage=None if stream else (lambda m: Console(stderr=True).print(f"[dim]{m}[/]")),
-                         **hooks)
+        task = _task(args)  # read stdin before anything else can
+        require_key(settings)
+        run_ = start_run(task, settings, repo=args.repo, worktree=args.worktree,
+                         interactive=not headless, approve=approve, on_stage=show.stage, **show.hooks)
     else:
-        run_ = resume_run(_run_dir(settings, args.run), settings, interactive=not headless,
-                          approve=approve, **hooks)
-    if view is not None and run_.ended is None:
-        with view:
-            outcome = run_.go()
-    else:
-        outcome = run_.go()
+        run_ = resume_run(run_dir_of(settings, args.run, last=args.last), settings,
+                          interactive=not headless, approve=approve, **show.hooks)
+        if run_.ended is None:
+            require_key(settings)
+    outcome = show.follow(run_)
     result: Result = finish_run(run_, outcome)
-    if stream is not None:
-        stream.result(result)
-    else:
-        Console().print(result_table(result))
-        if result.exit_code != 0:
-            Console(stderr=True).print(f"resume with: tome resume {result.run_id}")
+    _write_outputs(args, result)
+    show.result(result)
     return result.exit_code
+
+
+class _Output:
+    """Where a run's events, stages and result go: JSONL, a live view, or (quiet) the result alone."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from agent.view import JsonStream, LiveView
+
+        self.stream = JsonStream() if args.json else None
+        self.quiet = bool(args.quiet) and not args.json
+        self.view = None if (args.json or self.quiet) else LiveView(verbose=args.verbose)
+        self.hooks = {
+            "on_event": self.stream.on_event if self.stream else (self.view.on_event if self.view else None),
+            "on_delta": self.view.on_delta if self.view else None,
+        }
+
+    def stage(self, message: str) -> None:
+        """A preparation step (packing, mode) on stderr, unless quiet or JSON."""
+        if self.view is not None:
+            Console(stderr=True).print(f"[dim]{message}[/]")
+
+    def follow(self, run_):
+        """Run the loop under the live view (a finished run only reports its end)."""
+        if self.view is not None and run_.ended is None:
+            with self.view:
+                return run_.go()
+        return run_.go()
+
+    def result(self, result: Result) -> None:
+        """The result object (JSON) or table, and how to go on."""
+        from agent.view import result_table
+
+        if self.stream is not None:
+            self.stream.result(result)
+            return
+        Console().print(result_table(result))
+        if result.exit_code != 0 and not self.quiet:
+            Console(stderr=True).print(f"resume with: tome resume {result.run_id}")
+
+
+def _write_outputs(args: argparse.Namespace, result: Result) -> None:
+    if args.patch_out is not None:
+        args.patch_out.write_text(result.patch, encoding="utf-8")
+    if args.last_message is not None:
+        args.last_message.write_text((result.summary or result.reason) + "\n", encoding="utf-8")
+
+
+def _dry_run(task: Task, settings, args: argparse.Namespace) -> int:
+    """What the first request would hold, counted with the model's tokenizer; nothing is sent."""
+    import json
+
+    from agent.run import plan_run
+    from agent.view import dry_run_table
+
+    plan = plan_run(task, settings, repo=args.repo)
+    report = dry_run_report(plan, settings)
+    if args.json:
+        print(json.dumps({"result": {"status": "dry-run", "exit_code": 0, **report}}))
+    else:
+        Console().print(dry_run_table(report))
+    return 0
+
+
+def dry_run_report(plan, settings) -> dict:
+    """The first request's chunks with exact token counts, the tools, and the mode with its reason."""
+    import json
+
+    from tools import default_tools
+
+    from agent.tokens import get_tokenizer
+
+    profile = settings.profile()
+    counter = get_tokenizer(profile.tokenizer)
+    schemas = [t.schema() for t in default_tools()]
+    chunks = [("system", plan.prefix.system), ("tools", json.dumps(schemas, sort_keys=True)),
+              ("pack", plan.prefix.pack), ("task", plan.prefix.task)]
+    return {
+        "model": profile.name,
+        "endpoint": settings.base_url or profile.base_url,
+        "mode": plan.mode.value,
+        "mode_label": plan.mode.label,
+        "mode_reason": plan.mode_reason,
+        "chunks": [{"name": n, "tokens": counter.count(text), "chars": len(text)} for n, text in chunks if text],
+        "tools": [s["function"]["name"] for s in schemas],
+        "pack_files": {"full": plan.pack.totals.full, "outline": plan.pack.totals.outline,
+                       "path": plan.pack.totals.path_only},
+    }
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -108,8 +215,8 @@ def _replay(args: argparse.Namespace) -> int:
     from agent.view import JsonStream, LiveView
 
     settings = load_settings().settings
-    traj = Trajectory.load(_run_dir(settings, args.run) / "trajectory.jsonl", repair=False)
-    sink = JsonStream().on_event if args.json else LiveView(Console()).on_event
+    traj = Trajectory.load(run_dir_of(settings, args.run, last=args.last) / "trajectory.jsonl", repair=False)
+    sink = JsonStream().on_event if args.json else LiveView(Console(), verbose=args.verbose).on_event
     for event in traj.events:
         sink(event)
     return 0

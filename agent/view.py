@@ -33,7 +33,10 @@ from agent.records import (
     UserNote,
 )
 
-__all__ = ["LiveView", "JsonStream", "result_table", "short"]
+__all__ = ["LiveView", "JsonStream", "result_table", "dry_run_table", "short"]
+
+
+VERBOSE_LINES = 12  # lines of each observation that --verbose shows
 
 
 def short(text: str, width: int = 100) -> str:
@@ -45,8 +48,9 @@ def short(text: str, width: int = 100) -> str:
 class LiveView:
     """A rich live status for a run; prints a line per finished step above it."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, *, verbose: bool = False) -> None:
         self.console = console or Console(stderr=True)
+        self.verbose = verbose
         self.live: Live | None = None
         self.step = 0
         self.mode = ""
@@ -108,6 +112,9 @@ class LiveView:
         elif isinstance(event, ToolFinished):
             mark = "[green]✓[/]" if event.ok else "[red]✗[/]"
             out.print(f"  {mark} {event.name}: {escape(short(event.content, 110))}")
+            if self.verbose:
+                head = event.content.splitlines()[:VERBOSE_LINES]
+                out.print(Text("\n".join("      " + line for line in head), style="dim"))
             self.tool = ""
         elif isinstance(event, ModeChanged):
             self.mode = event.new.label
@@ -118,11 +125,31 @@ class LiveView:
             out.print(f"[{colour}]check {'passed' if c.passed else 'failed'}[/]: {escape(c.command)}")
         elif isinstance(event, Compacted):
             out.print(f"[yellow]compacted[/] {event.before_tokens:,} → {event.after_tokens:,} tokens")
-        elif isinstance(event, UserNote) and event.source == "harness":
+        elif isinstance(event, UserNote) and event.source == "user":
+            out.print(Panel(escape(event.content.strip()), title="you", expand=False))
+        elif isinstance(event, UserNote):
             out.print(f"  [dim]note: {escape(short(event.content, 110))}[/]")
         elif isinstance(event, RunEnded):
             out.print(f"[bold]ended[/]: {event.status} ({escape(event.reason)})")
         self._refresh()
+
+
+def dry_run_table(report: dict) -> Group:
+    """`tome solve --dry-run`: the first request's chunks with their tokens, the tools, the mode."""
+    t = Table(title=f"first request to {report['model']} at {report['endpoint']} (not sent)")
+    t.add_column("chunk", style="bold")
+    t.add_column("tokens", justify="right")
+    t.add_column("chars", justify="right")
+    for c in report["chunks"]:
+        t.add_row(c["name"], f"{c['tokens']:,}", f"{c['chars']:,}")
+    t.add_row("total", f"{sum(c['tokens'] for c in report['chunks']):,}", "", style="bold")
+    files = report["pack_files"]
+    lines = [
+        f"[bold]mode[/] {report['mode_label']}: {escape(report['mode_reason'])}",
+        f"[bold]pack[/] {files['full']:,} files in full, {files['outline']:,} as outlines, {files['path']:,} as paths",
+        f"[bold]tools[/] {', '.join(report['tools'])}",
+    ]
+    return Group(t, *(Text.from_markup(line) for line in lines))
 
 
 def result_table(result: Result) -> Group:
