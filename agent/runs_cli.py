@@ -118,11 +118,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     t = Table(title=f"{len(runs)} runs in {settings.state_dir / 'runs'}")
     for col in ("run", "started", "repo", "model", "status", "steps", "cost"):
-        t.add_column(col, justify="right" if col in ("steps", "cost") else "left")
+        t.add_column(col, justify="right" if col in ("steps", "cost") else "left",
+                     no_wrap=col != "repo", overflow="fold")
     for r in shown:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started))
         t.add_row(r.run_id, when, escape(r.repo), r.model, r.status, str(r.steps), f"${r.cost:.4f}")
-    Console().print(t)
+    console = Console()
+    if not console.is_terminal:  # a pipe or a file: whole rows, not cut at 80 columns
+        console = Console(width=240)
+    console.print(t)
     return 0
 
 

@@ -67,3 +67,68 @@ def test_destructive_command_asks_and_a_no_refuses(scripted, model_for, repo, tm
     assert asked and "git clean" in asked[0]
     assert marker.read_text() == "precious"
     server.assert_done()
+
+
+def test_a_bad_mode_or_unknown_command_keeps_the_session(scripted, model_for, repo, tmp_path):
+    server = scripted([])
+    session, printed = session_for(server, repo, tmp_path, model_for, [])
+    assert session.command("/mode turbo") is True  # ended the whole session before
+    assert "unknown mode 'turbo'" in printed[-1] and session.run.agent.mode == Mode.NON_THINK
+    assert session.command("/help") is True
+    assert all(cmd in printed[-1] for cmd in ("/undo", "/diff", "/cost", "/mode", "/pack", "/quit"))
+    assert session.command("/frobnicate") is True and "/help" in printed[-1]
+    assert not server.chat_requests
+
+
+def test_chat_in_a_terminal_banner_and_replay_show_what_the_user_typed(scripted, repo, tmp_path):
+    """A real pseudo-terminal: the banner keeps its [non-think|high|max], a chat turn runs, and
+    `tome replay` of the session shows what the user typed."""
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+
+    from test_cli_solve import env_for
+
+    server = scripted([Turn(content="The median of [1, 2] is 1.5 once fixed.")])
+    env = {**env_for(tmp_path), "TERM": "dumb", "COLUMNS": "200"}
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "chat", "--repo", str(repo), "--base-url",
+                             server.base_url, "--mode", "non-think"], stdin=follower, stdout=follower,
+                            stderr=follower, env=env, cwd=repo, close_fds=True)
+    os.close(follower)
+    seen = b""
+
+    def read_until(needle: bytes, seconds: float = 60) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + seconds
+        while needle not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if ready:
+                try:
+                    seen += os.read(leader, 65536)
+                except OSError:
+                    break
+        assert needle in seen, seen.decode(errors="replace")[-2000:]
+
+    try:
+        read_until(b"you")
+        assert b"/mode [non-think|high|max]" in seen
+        os.write(leader, b"what is the median of 1 and 2?\r")
+        read_until(b"1.5")
+        os.write(leader, b"/mode turbo\r")
+        read_until(b"unknown mode")
+        os.write(leader, b"/quit\r")
+        read_until(b"tome replay")
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
+    run_id = seen.decode(errors="replace").split("tome replay", 1)[1].split()[0]
+    replay = subprocess.run([sys.executable, "-m", "agent.cli", "replay", run_id], env=env, cwd=repo,
+                            capture_output=True, text=True, timeout=60)
+    assert replay.returncode == 0, replay.stderr
+    assert "what is the median of 1 and 2?" in replay.stdout + replay.stderr

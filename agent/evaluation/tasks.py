@@ -43,6 +43,30 @@ def instance_from_row(row: dict[str, Any]) -> EvalInstance:
         raise ConfigError(f"task row lacks the field {e.args[0]!r}") from None
 
 
+def _rows(path: Path, text: str) -> list[dict]:
+    """The rows of a .json list or a .jsonl file; a broken line is named as FILE:LINE."""
+    if path.suffix == ".json":
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
+        if not isinstance(rows, list):
+            raise ConfigError(f"{path}: expected a JSON list of task rows")
+        return rows
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}:{number}: not a JSON object: {e.msg} (column {e.colno})") from None
+        if not isinstance(row, dict):
+            raise ConfigError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
 def load_instances(path: Path, *, instance_ids: Iterable[str] | None = None) -> list[EvalInstance]:
     """Instances from a .jsonl (one row a line) or .json (a list) file, in file order.
 
@@ -51,11 +75,11 @@ def load_instances(path: Path, *, instance_ids: Iterable[str] | None = None) -> 
     """
     if not path.is_file():
         raise ConfigError(f"no task file at {path}")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix == ".json":
-        rows = json.loads(text)
-    else:
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read {path}: {e}") from None
+    rows = _rows(path, text)
     wanted = set(instance_ids) if instance_ids else None
     out = [instance_from_row(r) for r in rows if wanted is None or r.get("instance_id") in wanted]
     if wanted is not None:
