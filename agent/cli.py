@@ -58,6 +58,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "resume": ("agent.solve_cli", "continue a crashed or stopped run"),
     "replay": ("agent.solve_cli", "show a recorded run"),
     "runs": ("agent.runs_cli", "list recorded runs; runs clean --older-than 30d"),
+    "models": ("agent.models_cli", "the model profiles: window, output, modes, prices, tokenizer"),
     "eval": ("agent.evaluation.cli", "score a model on SWE-bench-style tasks"),
 }
 

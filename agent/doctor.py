@@ -81,6 +81,9 @@ def _tokenizer_detail(name: str) -> str:
     tok = get_tokenizer(name)
     n = tok.count("def hello():\n    return 'world'\n")
     detail = f"{tok.name} loads offline ({n} tokens in a probe)"
+    if tok.name != name:
+        detail = (f"{name} is not available offline: counting with {tok.name} instead, so token counts "
+                  f"are approximate ({n} tokens in a probe)")
     if name in BULK_ENGINES:  # whole-repository counts have a faster engine where its wheel exists
         bulk = bulk_engine(name)
         package = BULK_ENGINES[name][1]

@@ -14,7 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.errors import ConfigError
 from agent.records import Mode, Usage
 
-__all__ = ["Prices", "ModelProfile", "PROFILES", "get_profile", "DEEPSEEK_PEAK_HOURS_UTC"]
+__all__ = [
+    "Prices", "ModelProfile", "PROFILES", "ALIASES", "GENERIC", "get_profile", "is_known", "canonical",
+    "DEEPSEEK_PEAK_HOURS_UTC",
+]
 
 
 class Prices(BaseModel):
@@ -172,10 +175,46 @@ GENERIC = _profile(
 )
 
 
+# Short names a user may type; each maps to a profile above.
+ALIASES: dict[str, str] = {
+    "pro": "deepseek-v4-pro",
+    "v4-pro": "deepseek-v4-pro",
+    "flash": "deepseek-flash",
+    "v4-flash": "deepseek-flash",
+}
+
+
+def canonical(name: str) -> str:
+    """The profile name behind `name` (an alias or a profile name); other names unchanged."""
+    return ALIASES.get(name.strip().lower(), name.strip())
+
+
+def is_known(name: str) -> bool:
+    """Whether `name` (or its alias) is a built-in profile."""
+    return canonical(name) in PROFILES
+
+
+def _unknown(name: str) -> ConfigError:
+    import difflib
+
+    names = [*PROFILES, *ALIASES]
+    close = difflib.get_close_matches(name.strip().lower(), names, n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return ConfigError(
+        f"unknown model {name!r}.{hint} Known: {', '.join(PROFILES)} (aliases: "
+        f"{', '.join(f'{a}={p}' for a, p in ALIASES.items())}); tome models lists them. For another "
+        "OpenAI-compatible endpoint give --base-url too (a generic profile then applies)."
+    )
+
+
 def get_profile(name: str, **overrides: Any) -> ModelProfile:
-    """The profile for `name`; unknown names get the generic profile under that name."""
-    base = PROFILES.get(name)
+    """The profile for `name` (or its alias). An unknown name is a ConfigError naming the closest
+    known one, unless a `base_url` override says where it is served: then the generic profile
+    applies under that name."""
+    base = PROFILES.get(canonical(name))
     if base is None:
+        if overrides.get("base_url") is None:
+            raise _unknown(name)
         base = GENERIC.model_copy(update={"name": name})
     clean = {k: v for k, v in overrides.items() if v is not None}
     unknown = set(clean) - set(ModelProfile.model_fields)

@@ -268,4 +268,19 @@ def load_settings(
             data = _merge(data, cli_layer)
             sources.append("command line")
 
-    return LoadedSettings(settings=_validate(data, "settings"), sources=sources, warnings=warnings)
+    settings = _validate(data, "settings")
+    warnings.extend(_model_warnings(settings))
+    return LoadedSettings(settings=settings, sources=sources, warnings=warnings)
+
+
+def _model_warnings(settings: Settings) -> list[str]:
+    """An unknown model is an error now (naming the closest known one), unless a base URL says
+    where it is served: then the generic profile applies, and its small window is said."""
+    from agent.profiles import is_known
+
+    profile = settings.profile()  # raises ConfigError for an unknown name without a base URL
+    if is_known(settings.model):
+        return []
+    return [f"model {settings.model!r} is not a known profile: using the generic OpenAI-compatible "
+            f"profile ({profile.context_window:,}-token window, {profile.max_output:,} output); set "
+            "context_window and max_output in your config if the endpoint allows more"]

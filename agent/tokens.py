@@ -385,8 +385,20 @@ def available_tokenizers() -> list[str]:
     return [name for name in _LOADERS if name not in missing]
 
 
+# Tokenizers that no offline package ships, and the one that counts for each instead: the counts
+# are approximate (o200k_base and cl100k_base differ by a few per cent on code and English).
+STAND_INS: dict[str, str] = {"o200k_base": "cl100k_base"}
+
+
+def effective_tokenizer(name: str) -> str:
+    """The tokenizer that really counts for `name`: itself, or its stated stand-in."""
+    return STAND_INS.get(name, name) if name not in _LOADERS else name
+
+
 def get_tokenizer(name: str) -> Tokenizer:
-    """The tokenizer called `name`, loaded once per process; ConfigError if unavailable."""
+    """The tokenizer called `name` (or its stand-in, see STAND_INS), loaded once per process;
+    ConfigError if neither is available."""
+    name = effective_tokenizer(name)
     if name not in _LOADERS:
         raise ConfigError(
             f"tokenizer {name!r} is not available offline; available: {', '.join(available_tokenizers())}"

@@ -237,13 +237,14 @@ class _Counter:
 
 def _resolve_model(model: str | None, settings: Settings | None) -> tuple[str, str, int]:
     from agent.profiles import get_profile
+    from agent.tokens import effective_tokenizer
 
     name = model or (getattr(settings, "model", None) if settings is not None else None) or "deepseek-v4-pro"
     if settings is not None and getattr(settings, "model", None) == name:
         profile = settings.profile()
     else:
         profile = get_profile(name)
-    return name, profile.tokenizer, default_budget(profile.context_window, profile.max_output)
+    return name, effective_tokenizer(profile.tokenizer), default_budget(profile.context_window, profile.max_output)
 
 
 def _tokenizer_loader(
