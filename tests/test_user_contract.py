@@ -87,3 +87,22 @@ def test_wheel_ships_the_demo(tmp_path):
     shipped = {p.relative_to(ROOT).as_posix() for p in demo_dir().rglob("*") if p.is_file()
                and "__pycache__" not in p.parts and ".pytest_cache" not in p.parts}
     assert shipped and shipped <= names, shipped - names
+
+
+@pytest.mark.parametrize("layout", ["owner__repo", "owner__repo.git"])
+def test_repos_dir_takes_a_clone_or_a_bare_mirror(tmp_path, layout):
+    """`--repos-dir` holds owner__repo/ (a clone) or owner__repo.git (`git clone --mirror`)."""
+    from agent.evaluation.workspace import find_repo
+
+    src = tmp_path / "src"
+    src.mkdir()
+    subprocess.run(["git", "init", "-q", str(src)], check=True)
+    subprocess.run(["git", "-C", str(src), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+                    "--allow-empty", "-m", "base"], check=True)
+    repos = tmp_path / "repos"
+    args = ["--mirror"] if layout.endswith(".git") else []
+    subprocess.run(["git", "clone", "-q", *args, str(src), str(repos / layout)], check=True)
+    git_dir = find_repo(repos, "owner/repo")
+    head = subprocess.run(["git", "--git-dir", str(git_dir), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert len(head) == 40

@@ -56,9 +56,10 @@ def file_lock(path: Path) -> Iterator[None]:
 
 
 def find_repo(repos_dir: Path, repo: str) -> Path:
-    """The git dir for `owner/name` under `repos_dir`: owner__name, owner+name or name (bare or not)."""
+    """The git dir for `owner/name` under `repos_dir`: owner__name, owner+name or name, each bare
+    or not, and the bare mirrors owner__name.git and name.git (`git clone --mirror`)."""
     owner, _, name = repo.partition("/")
-    for cand in (f"{owner}__{name}", f"{owner}+{name}", name, f"{name}.git"):
+    for cand in (f"{owner}__{name}", f"{owner}__{name}.git", f"{owner}+{name}", name, f"{name}.git"):
         p = repos_dir / cand
         if (p / ".git").exists():
             return p / ".git"
@@ -66,7 +67,8 @@ def find_repo(repos_dir: Path, repo: str) -> Path:
             return p
         if (p / "repo" / "HEAD").is_file():  # a fetch mirror copied as is
             return p / "repo"
-    raise ConfigError(f"no clone of {repo} under {repos_dir} (expected {owner}__{name}/)")
+    raise ConfigError(f"no clone of {repo} under {repos_dir} (expected {owner}__{name}/ or the bare "
+                      f"mirror {owner}__{name}.git)")
 
 
 def _missing_blobs(git_dir: Path, commit: str) -> list[str]:
