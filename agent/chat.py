@@ -108,27 +108,29 @@ class ChatSession:
 def configure(parser: argparse.ArgumentParser, name: str) -> None:
     """Options of chat."""
     parser.add_argument("--repo", type=Path, default=Path("."), help="repository (default: .)")
+    parser.add_argument("--yes", "--approve", dest="yes", action="store_true",
+                        help="run destructive commands without asking")
     add_settings_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     """The read-eval loop."""
     from agent.errors import ConfigError
-    from agent.run import require_key, start_run
+    from agent.run import RunHooks, RunSpec, start_run
     from agent.view import LiveView
 
     console = Console()
     if args.json or not sys.stdin.isatty():
         raise ConfigError("tome chat is interactive; use tome solve --json for scripts")
     settings = settings_from_args(args, args.repo)
-    require_key(settings)  # before the pack, not after the first message
     view = LiveView(console, verbose=args.verbose)
-    run_ = start_run(
-        Task(statement=SESSION_TASK), settings, repo=args.repo, interactive=True, chat=True,
-        approve=lambda command: Confirm.ask(f"Run destructive command?\n  {command}"),
-        on_event=view.on_event, on_delta=view.on_delta,
-        on_stage=lambda m: console.print(f"[dim]{m}[/]"),
-    )
+    run_ = start_run(RunSpec(
+        task=Task(statement=SESSION_TASK), settings=settings, repo=args.repo, interactive=True, chat=True,
+        approve=(lambda _command: True) if args.yes else
+        (lambda command: Confirm.ask(f"Run destructive command?\n  {command}")),
+        hooks=RunHooks(on_event=view.on_event, on_delta=view.on_delta,
+                       on_stage=lambda m: console.print(f"[dim]{m}[/]")),
+    ))
     session = ChatSession(run_, print_=lambda text: console.print(escape(text)))
     console.print(f"[bold]tome chat[/] in {escape(str(run_.repo))}. ", escape(HELP), sep="")
     while True:

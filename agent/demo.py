@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the recorded session through the real loop; exit like `tome solve`."""
     from agent.records import Task
     from agent.settings import SafetySettings, Settings
-    from agent.run import finish_run, start_run
+    from agent.run import RunHooks, RunSpec, solve
     from agent.testing.server import Script, ScriptedServer
     from agent.view import JsonStream, LiveView, result_table
 
@@ -74,18 +74,10 @@ def run(args: argparse.Namespace) -> int:
             view = None if args.json else LiveView(console)
             if view:
                 console.print(f"[bold]tome demo[/]: scripted model at {server.base_url}, repo {repo}")
-            run_ = start_run(
-                task, settings, repo=repo,
-                on_event=stream.on_event if stream else view.on_event,
-                on_delta=None if stream else view.on_delta,
-                on_stage=None if stream else (lambda m: console.print(f"[dim]{m}[/]")),
-            )
-            if view:
-                with view:
-                    outcome = run_.agent.run()
-            else:
-                outcome = run_.agent.run()
-            result = finish_run(run_, outcome)
+            hooks = RunHooks(on_event=stream.on_event) if stream else RunHooks(
+                on_event=view.on_event, on_delta=view.on_delta,
+                on_stage=lambda m: console.print(f"[dim]{m}[/]"), live=lambda: view)
+            result = solve(RunSpec(task=task, settings=settings, repo=repo, hooks=hooks))
             server.assert_done()
         if stream:
             stream.result(result)

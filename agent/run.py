@@ -1,7 +1,12 @@
 """`solve(task, settings) -> Result`: pack → mode → loop → patch → self-check.
 
-`start_run` prepares a run (workspace, pack, mode, prompt prefix, trajectory); `resume_run`
-rebuilds one from its directory; `finish_run` turns the loop's outcome into a `Result`.
+One path through a run: every entry point (the CLI, chat, eval, the demo, the Python API) builds
+a `RunSpec` and hands it to `start_run` (or to `solve`, which also runs it to its end).
+
+    RunSpec ─► plan_run (pack, mode, prefix) ─► start_run (run dir, trajectory, loop) ─► Run
+    Run ─► complete (the loop, under the live view) ─► finish_run ─► Result
+
+`resume_run` rebuilds a Run from its directory; a finished one reports how it ended.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ import secrets as _secrets
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -42,8 +48,8 @@ from agent.tokens import get_tokenizer
 from agent.trajectory import INTERRUPTED_TOOL, Trajectory, assistant_turns
 
 __all__ = [
-    "solve", "resume", "Run", "RunPlan", "plan_run", "start_run", "resume_run", "finish_run", "as_task",
-    "git_patch", "require_key", "final_outcome", "FINAL_STATUSES",
+    "solve", "resume", "RunSpec", "RunHooks", "Run", "RunPlan", "plan_run", "start_run", "resume_run",
+    "complete", "finish_run", "as_task", "git_patch", "require_key", "final_outcome", "FINAL_STATUSES",
 ]
 
 # A run that ended so is over: resuming it reports how it ended and calls no model.
@@ -89,6 +95,33 @@ def make_worktree(repo: Path, run_id: str, state_dir: Path) -> Path:
     return path
 
 
+@dataclass(frozen=True)
+class RunHooks:
+    """Where a run reports as it goes; each is optional."""
+
+    on_event: Callable[[Event], None] | None = None  # every trajectory event (live view, --json)
+    on_delta: Callable[[Delta], None] | None = None  # streamed model text
+    on_stage: Callable[[str], None] | None = None  # preparation steps (packing, mode)
+    live: Callable[[], AbstractContextManager] | None = None  # entered around the loop (a live view)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one run needs. The CLI, chat, eval, the demo and the Python API all build one
+    and hand it to `start_run` or `solve`: there is no other way into a run."""
+
+    task: Task
+    settings: Settings
+    repo: Path = Path(".")
+    worktree: bool = False  # work in a new git worktree on branch tome/<run id>
+    interactive: bool = False  # a person is there to approve destructive commands
+    approve: Callable[[str], bool] | None = None  # asks that person
+    chat: bool = False  # a text answer ends the turn, not the run
+    model: Model | None = None  # a client to use instead of the one the settings describe
+    run_id: str | None = None
+    hooks: RunHooks = field(default_factory=RunHooks)
+
+
 @dataclass
 class Run:
     """A prepared run: the loop and where its files are."""
@@ -99,6 +132,7 @@ class Run:
     agent: Agent
     trajectory: Trajectory
     settings: Settings
+    hooks: RunHooks = field(default_factory=RunHooks)
     ended: Outcome | None = None  # set when the run had already finished
 
     def go(self) -> Outcome:
@@ -208,38 +242,25 @@ def plan_run(task: Task | str, settings: Settings, *, repo: Path,
                    mode_reason=reason, prefix=prefix)
 
 
-def start_run(
-    task: Task | str,
-    settings: Settings,
-    *,
-    repo: Path,
-    model: Model | None = None,
-    run_id: str | None = None,
-    worktree: bool = False,
-    interactive: bool = False,
-    approve: Callable[[str], bool] | None = None,
-    chat: bool = False,
-    on_delta: Callable[[Delta], None] | None = None,
-    on_event: Callable[[Event], None] | None = None,
-    on_stage: Callable[[str], None] | None = None,
-) -> Run:
-    """Pack the repository, choose the mode, write the prefix and the first event."""
-    if model is None:
+def start_run(spec: RunSpec) -> Run:
+    """Check the key, pack the repository, choose the mode, write the prefix and the first event."""
+    settings, hooks = spec.settings, spec.hooks
+    if spec.model is None:
         require_key(settings)
-    repo = Path(repo).resolve()
+    repo = Path(spec.repo).resolve()
     if not repo.is_dir():
         raise ConfigError(f"repository {repo} does not exist")
-    run_id = run_id or _new_run_id()
+    run_id = spec.run_id or _new_run_id()
     run_dir = settings.state_dir / "runs" / run_id
-    if worktree:
+    if spec.worktree:
         repo = make_worktree(repo, run_id, settings.state_dir)
-    plan = plan_run(task, settings, repo=repo, on_stage=on_stage)
+    plan = plan_run(spec.task, settings, repo=repo, on_stage=hooks.on_stage)
     profile = settings.profile()
     run_dir.mkdir(parents=True, exist_ok=True)
     plan.prefix.save(run_dir / "prefix.json")
     traj = Trajectory.create(run_dir / "trajectory.jsonl")
-    if on_event:
-        traj.subscribe(on_event)
+    if hooks.on_event:
+        traj.subscribe(hooks.on_event)
     limits = _limits(settings)
     traj.append(RunStarted(
         t=time.time(), run_id=run_id, task=plan.task, model=profile.name, base_url=settings.base_url,
@@ -249,11 +270,11 @@ def start_run(
         limits={"max_steps": limits.max_steps, "max_cost": limits.max_cost,
                 "max_time": limits.max_time, "max_tokens": limits.max_tokens},
     ))
-    agent = _agent(traj, plan.prefix, settings, plan.repo, plan.base, run_dir, model=model, chat=chat,
-                   interactive=interactive, approve=approve, on_delta=on_delta,
-                   pack_tokens=plan.pack.totals.tokens)
+    agent = _agent(traj, plan.prefix, settings, plan.repo, plan.base, run_dir, model=spec.model,
+                   chat=spec.chat, interactive=spec.interactive, approve=spec.approve,
+                   on_delta=hooks.on_delta, pack_tokens=plan.pack.totals.tokens)
     return Run(run_id=run_id, run_dir=run_dir, repo=plan.repo, agent=agent, trajectory=traj,
-               settings=settings)
+               settings=settings, hooks=hooks)
 
 
 def _agent(traj: Trajectory, prefix: PromptPrefix, settings: Settings, repo: Path, base: str | None,
@@ -285,13 +306,13 @@ def resume_run(
     model: Model | None = None,
     interactive: bool = False,
     approve: Callable[[str], bool] | None = None,
-    on_delta: Callable[[Delta], None] | None = None,
-    on_event: Callable[[Event], None] | None = None,
+    hooks: RunHooks | None = None,
 ) -> Run:
     """Rebuild a run from its directory; interrupted tool calls are marked as such.
 
     The run keeps its model and endpoint unless `settings` names others. A finished run is
     left as it is: its `ended` says how it ended, and `go()` calls no model."""
+    hooks = hooks or RunHooks()
     traj = Trajectory.load(run_dir / "trajectory.jsonl")
     ended = final_outcome(traj)
     prefix = PromptPrefix.load(run_dir / "prefix.json")
@@ -302,8 +323,8 @@ def resume_run(
         settings = settings.model_copy(update={"base_url": started.base_url})
     if prefix.sha256() != started.prefix_sha256:
         raise ConfigError(f"{run_dir}/prefix.json does not match the trajectory (edited by hand?)")
-    if on_event and ended is None:
-        traj.subscribe(on_event)
+    if hooks.on_event and ended is None:
+        traj.subscribe(hooks.on_event)
     now = time.time()
     for ev in ([] if ended else traj.unfinished_tools()):
         traj.append(ToolFinished(t=now, call_id=ev.call_id, name=ev.name, content=INTERRUPTED_TOOL, ok=False))
@@ -314,11 +335,13 @@ def resume_run(
                 traj.append(ToolFinished(t=now, call_id=call.id, name=call.name, ok=False,
                                          content="[not run: the run stopped before this call ran]"))
     repo = Path(started.repo)
+    if ended is None and model is None:
+        require_key(settings)
     agent = _agent(traj, prefix, settings, repo, started.base_commit, run_dir, model=model, chat=False,
-                   interactive=interactive, approve=approve, on_delta=on_delta,
+                   interactive=interactive, approve=approve, on_delta=hooks.on_delta,
                    pack_tokens=started.pack_tokens)
     return Run(run_id=started.run_id, run_dir=run_dir, repo=repo, agent=agent, trajectory=traj,
-               settings=settings, ended=ended)
+               settings=settings, hooks=hooks, ended=ended)
 
 
 def final_outcome(traj: Trajectory) -> Outcome | None:
@@ -371,8 +394,16 @@ def finish_run(run: Run, outcome: Outcome) -> Result:
     )
 
 
+def complete(run: Run) -> Result:
+    """Run the loop to its end (under the spec's live view, if any) and take the result."""
+    live = run.hooks.live if run.ended is None and run.hooks.live else nullcontext
+    with live():
+        outcome = run.go()
+    return finish_run(run, outcome)
+
+
 def solve(
-    task: Task | str,
+    task: RunSpec | Task | str,
     settings: Settings | None = None,
     *,
     repo: Path | str = ".",
@@ -380,14 +411,16 @@ def solve(
     worktree: bool = False,
     on_event: Callable[[Event], None] | None = None,
 ) -> Result:
-    """Solve `task` in `repo` headlessly: pack, choose the mode, loop, take the patch, check."""
-    settings = settings or load_settings(Path(repo)).settings
-    run = start_run(task, settings, repo=Path(repo), model=model, worktree=worktree, on_event=on_event)
-    return finish_run(run, run.agent.run())
+    """Solve `task` in `repo`: pack, choose the mode, loop, take the patch, check. Headless unless
+    a RunSpec says otherwise (the CLI and eval pass one; the keywords build one)."""
+    if isinstance(task, RunSpec):
+        spec = task
+    else:
+        spec = RunSpec(task=as_task(task), settings=settings or load_settings(Path(repo)).settings,
+                       repo=Path(repo), model=model, worktree=worktree, hooks=RunHooks(on_event=on_event))
+    return complete(start_run(spec))
 
 
 def resume(run_dir: Path | str, settings: Settings | None = None, *, model: Model | None = None) -> Result:
-    """Continue a crashed or stopped run from its directory."""
-    settings = settings or load_settings().settings
-    run = resume_run(Path(run_dir), settings, model=model)
-    return finish_run(run, run.go())
+    """Continue a crashed or stopped run from its directory; a finished one reports how it ended."""
+    return complete(resume_run(Path(run_dir), settings or load_settings().settings, model=model))

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     """Dispatch solve / resume / replay."""
     if args.command == "replay":
         return _replay(args)
-    from agent.run import finish_run, require_key, resume_run, start_run
+    from agent.run import RunSpec, complete, resume_run, solve
 
     project = args.repo if args.command == "solve" else None
     settings = settings_from_args(args, project)
@@ -106,17 +106,12 @@ def run(args: argparse.Namespace) -> int:
         (lambda command: Confirm.ask(f"Run destructive command?\n  {command}")))
     show = _Output(args)
     if args.command == "solve":
-        task = _task(args)  # read stdin before anything else can
-        require_key(settings)
-        run_ = start_run(task, settings, repo=args.repo, worktree=args.worktree,
-                         interactive=not headless, approve=approve, on_stage=show.stage, **show.hooks)
+        spec = RunSpec(task=_task(args), settings=settings, repo=args.repo, worktree=args.worktree,
+                       interactive=not headless, approve=approve, hooks=show.hooks)
+        result: Result = solve(spec)
     else:
-        run_ = resume_run(run_dir_of(settings, args.run, last=args.last), settings,
-                          interactive=not headless, approve=approve, **show.hooks)
-        if run_.ended is None:
-            require_key(settings)
-    outcome = show.follow(run_)
-    result: Result = finish_run(run_, outcome)
+        result = complete(resume_run(run_dir_of(settings, args.run, last=args.last), settings,
+                                     interactive=not headless, approve=approve, hooks=show.hooks))
     _write_outputs(args, result)
     show.result(result)
     return result.exit_code
@@ -126,27 +121,19 @@ class _Output:
     """Where a run's events, stages and result go: JSONL, a live view, or (quiet) the result alone."""
 
     def __init__(self, args: argparse.Namespace) -> None:
+        from agent.run import RunHooks
         from agent.view import JsonStream, LiveView
 
         self.stream = JsonStream() if args.json else None
         self.quiet = bool(args.quiet) and not args.json
-        self.view = None if (args.json or self.quiet) else LiveView(verbose=args.verbose)
-        self.hooks = {
-            "on_event": self.stream.on_event if self.stream else (self.view.on_event if self.view else None),
-            "on_delta": self.view.on_delta if self.view else None,
-        }
-
-    def stage(self, message: str) -> None:
-        """A preparation step (packing, mode) on stderr, unless quiet or JSON."""
-        if self.view is not None:
-            Console(stderr=True).print(f"[dim]{message}[/]")
-
-    def follow(self, run_):
-        """Run the loop under the live view (a finished run only reports its end)."""
-        if self.view is not None and run_.ended is None:
-            with self.view:
-                return run_.go()
-        return run_.go()
+        view = None if (args.json or self.quiet) else LiveView(verbose=args.verbose)
+        if self.stream is not None:
+            self.hooks = RunHooks(on_event=self.stream.on_event)
+        elif view is not None:
+            self.hooks = RunHooks(on_event=view.on_event, on_delta=view.on_delta, on_stage=_stage,
+                                  live=lambda: view)
+        else:
+            self.hooks = RunHooks()
 
     def result(self, result: Result) -> None:
         """The result object (JSON) or table, and how to go on."""
@@ -158,6 +145,11 @@ class _Output:
         Console().print(result_table(result))
         if result.exit_code != 0 and not self.quiet:
             Console(stderr=True).print(f"resume with: tome resume {result.run_id}")
+
+
+def _stage(message: str) -> None:
+    """A preparation step (packing, mode) on stderr."""
+    Console(stderr=True).print(f"[dim]{message}[/]")
 
 
 def _write_outputs(args: argparse.Namespace, result: Result) -> None:

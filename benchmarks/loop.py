@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.records import ModelCalled, Task, ToolFinished, ToolStarted  # noqa: E402
 from agent.settings import SafetySettings, Settings  # noqa: E402
-from agent.run import finish_run, start_run  # noqa: E402
+from agent.run import RunSpec, finish_run, start_run  # noqa: E402
 from agent.testing.server import ScriptedServer, ScriptedToolCall, Turn  # noqa: E402
 
 
@@ -65,7 +65,7 @@ def main() -> int:
             settings = Settings(base_url=server.base_url, api_key="bench", state_dir=work / "state",
                                 cache_dir=work / "cache", mode="high", max_steps=args.steps + 1,
                                 safety=SafetySettings(sandbox="off", approval="deny"))
-            run = start_run(Task(statement="read the code"), settings, repo=repo)
+            run = start_run(RunSpec(task=Task(statement="read the code"), settings=settings, repo=repo))
             result = finish_run(run, run.agent.run())
             usages = [r.usage for r in server.chat_requests if r.usage]
         events = run.trajectory.events

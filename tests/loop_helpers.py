@@ -8,7 +8,7 @@ from typing import Any
 
 from agent.records import Task
 from agent.settings import SafetySettings, Settings
-from agent.run import finish_run, start_run
+from agent.run import RunSpec, finish_run, start_run
 from agent.testing.server import ScriptedToolCall, Turn
 
 STATS = '''"""Summary statistics."""
@@ -82,6 +82,6 @@ def fixing_turns() -> list[Turn]:
 
 def run_once(server: Any, repo: Path, tmp_path: Path, model_for: Any, *, task: Task | None = None, **over: Any):
     settings = settings_for(server, tmp_path, **over)
-    run = start_run(task or Task(statement="median is wrong for even counts", test_command=TEST_CMD),
-                    settings, repo=repo, model=model_for(server, idle_timeout=10.0, timeout=60.0))
+    run = start_run(RunSpec(task=task or Task(statement="median is wrong for even counts", test_command=TEST_CMD),
+                            settings=settings, repo=repo, model=model_for(server, idle_timeout=10.0, timeout=60.0)))
     return run, finish_run(run, run.agent.run())

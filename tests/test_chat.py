@@ -7,7 +7,7 @@ from loop_helpers import FIX_NEW, FIX_OLD, call, settings_for
 
 from agent.chat import SESSION_TASK, ChatSession
 from agent.records import Mode, Task, UserNote
-from agent.run import start_run
+from agent.run import RunSpec, start_run
 from agent.testing.server import Turn
 
 
@@ -16,9 +16,10 @@ def session_for(server, repo, tmp_path, model_for, asked):
         asked.append(command)
         return False
 
-    run = start_run(Task(statement=SESSION_TASK), settings_for(server, tmp_path, safety={"sandbox": "off"}),
-                    repo=repo, model=model_for(server, idle_timeout=10.0, timeout=60.0), chat=True,
-                    interactive=True, approve=approve)
+    run = start_run(RunSpec(task=Task(statement=SESSION_TASK),
+                            settings=settings_for(server, tmp_path, safety={"sandbox": "off"}), repo=repo,
+                            model=model_for(server, idle_timeout=10.0, timeout=60.0), chat=True,
+                            interactive=True, approve=approve))
     printed: list[str] = []
     return ChatSession(run, print_=printed.append), printed
 

@@ -20,7 +20,7 @@ from agent.records import (
     ToolFinished,
     ToolStarted,
 )
-from agent.run import finish_run, resume_run, start_run
+from agent.run import RunSpec, finish_run, resume_run, start_run
 from agent.testing.server import Fault, Turn
 from agent.trajectory import INTERRUPTED_TOOL
 
@@ -127,8 +127,8 @@ def test_repeated_failing_call_is_a_loop(scripted, model_for, repo, tmp_path):
 def test_interrupt_then_resume_continues_the_same_run(scripted, model_for, repo, tmp_path):
     server = scripted(fixing_turns())
     settings = settings_for(server, tmp_path)
-    run = start_run(Task(statement="median is wrong", test_command=TEST_CMD), settings, repo=repo,
-                    model=model_for(server, idle_timeout=10.0, timeout=60.0))
+    run = start_run(RunSpec(task=Task(statement="median is wrong", test_command=TEST_CMD), settings=settings,
+                            repo=repo, model=model_for(server, idle_timeout=10.0, timeout=60.0)))
 
     def stop_at_third_tool(event):
         if isinstance(event, ToolStarted) and event.name == "run_tests":
@@ -219,8 +219,8 @@ def test_secrets_never_reach_the_trajectory(scripted, model_for, repo, tmp_path)
 def test_worktree_run_leaves_the_users_checkout_alone(scripted, model_for, repo, tmp_path):
     server = scripted(fixing_turns())
     settings = settings_for(server, tmp_path)
-    run = start_run(Task(statement="median is wrong", test_command=TEST_CMD), settings, repo=repo,
-                    model=model_for(server, idle_timeout=10.0, timeout=60.0), worktree=True)
+    run = start_run(RunSpec(task=Task(statement="median is wrong", test_command=TEST_CMD), settings=settings,
+                            repo=repo, model=model_for(server, idle_timeout=10.0, timeout=60.0), worktree=True))
     result = finish_run(run, run.agent.run())
     assert result.status == "solved" and run.repo != repo
     assert FIX_NEW in (run.repo / "stats.py").read_text()

@@ -9,7 +9,8 @@ __all__ = ["SUBMIT_TOOLS", "submit"]
 
 @tool
 def submit(ctx: ToolContext, summary: str) -> str:
-    """Finish the task: call this once the work is done and checked; the run ends after it.
+    """Submit the work once it is done and checked: the harness then runs the check; a passing
+    check ends the run, a failing one comes back to you with its output.
 
     Args:
         summary: What you changed and why, and how you checked it (a few sentences).
@@ -20,9 +21,9 @@ def submit(ctx: ToolContext, summary: str) -> str:
             "the summary is empty; say in a few sentences what you changed and how you checked it."
         )
     if ctx.submitted is not None:
-        raise ToolError("the task was already submitted; the run is ending.")
+        raise ToolError("the task was already submitted in this turn; wait for the check's verdict.")
     ctx.submitted = text
-    return "Submitted. The run ends here."
+    return "Submitted. The harness runs the check now; if it fails, you will see its output and can go on."
 
 
 SUBMIT_TOOLS = (submit,)
