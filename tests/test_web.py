@@ -33,6 +33,7 @@ from tools.web import (
     FetchLimits,
     SearchProvider,
     fetch_document,
+    fetch_tool_error,
     fetch_url,
     guarded_request,
     search,
@@ -158,6 +159,16 @@ class _Server:
                             self.wfile.write(b"z")
                             self.wfile.flush()
                             time.sleep(0.1)
+                    except OSError:
+                        return
+                elif p == "/drip-headers":  # one header line every 0.5 s for 30 s
+                    try:
+                        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n")
+                        for i in range(60):
+                            self.wfile.write(f"X-Drip-{i}: z\r\n".encode())
+                            self.wfile.flush()
+                            time.sleep(0.5)
+                        self.wfile.write(b"Content-Length: 2\r\n\r\nok")
                     except OSError:
                         return
                 elif p == "/js":
@@ -413,15 +424,19 @@ def test_size_cap_stops_reading(pages: _Server) -> None:
     assert bomb.truncated and bomb.bytes_read == 100_000  # decompressed bytes count against the cap
 
 
-def test_time_cap(pages: _Server) -> None:
+@pytest.mark.parametrize("path", ["/drip", "/drip-headers"])
+def test_time_cap_covers_the_whole_exchange(pages: _Server, path: str) -> None:
+    # Each dripped byte or header line resets httpx's per-operation read timeout, so only a
+    # deadline over the whole exchange stops these (the server would go on for 30 s or more).
     start = time.monotonic()
-    with pytest.raises(FetchError, match="timed out"):
+    with pytest.raises(FetchError, match="timed out") as e:
         fetch_document(
-            f"http://localhost:{pages.port}/drip",
+            f"http://localhost:{pages.port}{path}",
             guard=NetGuard(["localhost"]),
             limits=FetchLimits(timeout=1.0),
         )
     assert time.monotonic() - start < 10
+    assert fetch_tool_error(e.value).kind == "fetch_failed"
 
 
 def test_error_status_is_reported(tmp_path: Path, pages: _Server) -> None:
