@@ -5,8 +5,11 @@ connection is made to that address (Host header and TLS SNI keep the name), redi
 by hand and each hop is checked again, no proxy is taken from the environment. Bodies are
 streamed and reading stops at the size cap. The whole fetch, redirects included, has one deadline
 that bounds every socket operation (connect, TLS, each read and write), so a server that drips
-bytes cannot keep it alive: httpx's own timeouts are per operation. What comes back is marked as
-untrusted web content in the observation.
+bytes cannot keep it alive: httpx's own timeouts are per operation ("the read timeout ... for a
+chunk of data", https://www.python-httpx.org/advanced/timeouts), so the deadline lives in an
+httpcore network backend (https://www.encode.io/httpcore/network-backends/). The search provider's
+requests take the same path; a provider on a private address needs the user's
+`safety.allow_private_search`. What comes back is marked as untrusted web content in the observation.
 """
 
 from __future__ import annotations
@@ -428,6 +431,7 @@ def fetch_tool_error(e: FetchError) -> ToolError:
 def guard_for(
     ctx: ToolContext, *, extra_hosts: list[str] | None = None, resolver: Resolver | None = None
 ) -> NetGuard:
+    """The SSRF guard for a tool call: the user's `safety.allow_hosts` plus `extra_hosts`."""
     return NetGuard([*ctx.settings.safety.allow_hosts, *(extra_hosts or [])], resolver=resolver)
 
 
@@ -592,12 +596,17 @@ def web_search(ctx: ToolContext, query: str) -> str:
             kind="search_unavailable",
         )
     provider = _provider(spec)
-    # The endpoint the user configured is trusted even on a private address (a local SearXNG).
-    host = urlsplit(provider.url).hostname or ""
+    allow_private = ctx.settings.safety.allow_private_search
+    extra_hosts = [urlsplit(provider.url).hostname or ""] if allow_private else []
     try:
-        results = search(query, provider, guard=guard_for(ctx, extra_hosts=[host]))
+        results = search(query, provider, guard=guard_for(ctx, extra_hosts=extra_hosts))
     except FetchError as e:
-        raise ToolError(f"web search failed: {e}", kind="search_failed") from None
+        hint = "" if allow_private or "refused" not in str(e) else (
+            " A search provider on a private or loopback address (a local SearXNG) needs the "
+            "user's `[safety] allow_private_search = true` in ~/.config/tome/config.toml "
+            "(or TOME_SAFETY_ALLOW_PRIVATE_SEARCH=true); a project's tome.toml cannot allow it."
+        )  # fmt: skip
+        raise ToolError(f"web search failed: {e}{hint}", kind="search_failed") from None
     if not results:
         body = "(no results)"
     else:
