@@ -13,8 +13,8 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from pathlib import Path
 from enum import Enum
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
@@ -65,6 +65,11 @@ class Trust(str, Enum):
 def _trust(level: Trust, *, order: list[Any] | None = None) -> dict[str, Any]:
     """A field's trust declaration; `order` lists a choice's values from strictest to widest."""
     return {"trust": level.value, **({"order": order} if order else {})}
+
+
+def _cap(description: str) -> Any:
+    """A limit that a project file may lower but not raise or remove (None: unset)."""
+    return Field(default=None, description=description, json_schema_extra=_trust(Trust.TIGHTEN))
 
 
 def field_trust(info: FieldInfo) -> Trust:
@@ -125,7 +130,7 @@ def _widens(info: FieldInfo, old: Any, new: Any) -> bool:
 
 
 class Settings(BaseModel):
-    """Every knob tome has; each field says what it does."""
+    """Every knob tome has; each field says what it does and who may set it (user-only by default)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -156,31 +161,11 @@ class Settings(BaseModel):
     )
     max_retries: int = Field(default=6, description="Retries of one model call on transient errors.")
     retry_cap: float = Field(default=60.0, description="Longest single backoff wait in seconds.")
-    pack_budget: int | None = Field(
-        default=None,
-        description="Tokens for the repository pack; window minus reserve when unset.",
-        json_schema_extra=_trust(Trust.TIGHTEN),
-    )
-    max_steps: int | None = Field(
-        default=None,
-        description="Stop after this many model calls.",
-        json_schema_extra=_trust(Trust.TIGHTEN),
-    )
-    max_cost: float | None = Field(
-        default=None,
-        description="Stop before spending more USD than this.",
-        json_schema_extra=_trust(Trust.TIGHTEN),
-    )
-    max_time: float | None = Field(
-        default=None,
-        description="Stop after this many wall seconds.",
-        json_schema_extra=_trust(Trust.TIGHTEN),
-    )
-    max_tokens: int | None = Field(
-        default=None,
-        description="Stop before the run's prompt plus output tokens pass this.",
-        json_schema_extra=_trust(Trust.TIGHTEN),
-    )
+    pack_budget: int | None = _cap("Tokens for the repository pack; window minus reserve when unset.")
+    max_steps: int | None = _cap("Stop after this many model calls.")
+    max_cost: float | None = _cap("Stop before spending more USD than this.")
+    max_time: float | None = _cap("Stop after this many wall seconds.")
+    max_tokens: int | None = _cap("Stop before the run's prompt plus output tokens pass this.")
     state_dir: Path = Field(
         default_factory=lambda: _user_dir("state"),
         description="Where runs (trajectories, spilled outputs) are kept.",
