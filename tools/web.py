@@ -597,7 +597,10 @@ def web_search(ctx: ToolContext, query: str) -> str:
         )
     provider = _provider(spec)
     allow_private = ctx.settings.safety.allow_private_search
-    extra_hosts = [urlsplit(provider.url).hostname or ""] if allow_private else []
+    where = urlsplit(provider.url)
+    host = f"[{where.hostname}]" if ":" in (where.hostname or "") else where.hostname
+    origin = f"{host}:{where.port or (443 if where.scheme == 'https' else 80)}"
+    extra_hosts = [origin] if allow_private else []  # the provider's host and port, nothing more
     try:
         results = search(query, provider, guard=guard_for(ctx, extra_hosts=extra_hosts))
     except FetchError as e:
