@@ -106,6 +106,14 @@ class Fetched(BaseModel):
         return m.group(1) if m else None
 
 
+def _left(deadline: float, timeout: float | None, error: type[Exception]) -> float:
+    """Seconds one socket operation may take: its own timeout, cut to what the deadline leaves."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise error("the fetch deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
 class _DeadlineStream(httpcore.NetworkStream):
     """A connection whose every socket operation ends by the fetch's deadline."""
 
@@ -115,19 +123,13 @@ class _DeadlineStream(httpcore.NetworkStream):
         self._stream = stream
         self._deadline = deadline
 
-    def _left(self, timeout: float | None, error: type[Exception]) -> float:
-        left = self._deadline - time.monotonic()
-        if left <= 0:
-            raise error("the fetch deadline passed")
-        return left if timeout is None else min(timeout, left)
-
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self._stream.read(max_bytes, self._left(timeout, httpcore.ReadTimeout))
+        return self._stream.read(max_bytes, _left(self._deadline, timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         for i in range(0, len(buffer), self._WRITE_CHUNK):
             chunk = buffer[i : i + self._WRITE_CHUNK]
-            self._stream.write(chunk, self._left(timeout, httpcore.WriteTimeout))
+            self._stream.write(chunk, _left(self._deadline, timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
         self._stream.close()
@@ -136,7 +138,7 @@ class _DeadlineStream(httpcore.NetworkStream):
         self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
-        left = self._left(timeout, httpcore.ConnectTimeout)
+        left = _left(self._deadline, timeout, httpcore.ConnectTimeout)
         return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, left), self._deadline)
 
     def get_extra_info(self, info: str) -> Any:
@@ -152,11 +154,8 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                     local_address: str | None = None, socket_options: Any = None) -> httpcore.NetworkStream:  # fmt: skip
-        left = self._deadline - time.monotonic()
-        if left <= 0:
-            raise httpcore.ConnectTimeout("the fetch deadline passed")
-        stream = self._backend.connect_tcp(host, port, left if timeout is None else min(timeout, left),
-                                           local_address, socket_options)  # fmt: skip
+        left = _left(self._deadline, timeout, httpcore.ConnectTimeout)
+        stream = self._backend.connect_tcp(host, port, left, local_address, socket_options)
         return _DeadlineStream(stream, self._deadline)
 
     def connect_unix_socket(self, path: str, timeout: float | None = None,
