@@ -6,10 +6,14 @@ import argparse
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel
 
 from agent.errors import TomeError
+
+if TYPE_CHECKING:
+    from agent.settings import LoadedSettings
 
 __all__ = ["Check", "configure", "run", "run_checks"]
 
@@ -23,7 +27,7 @@ class Check(BaseModel):
     fix: str = ""
 
 
-def _settings_check(project_dir: Path) -> tuple[Check, object | None]:
+def _settings_check(project_dir: Path) -> tuple[Check, LoadedSettings | None]:
     from agent.settings import load_settings, user_config_path
 
     try:
@@ -34,16 +38,27 @@ def _settings_check(project_dir: Path) -> tuple[Check, object | None]:
     detail = ", ".join(files) if files else f"defaults (no {user_config_path()} or ./tome.toml)"
     if loaded.warnings:
         detail += "; " + "; ".join(loaded.warnings)
-    return Check(name="settings", ok=True, detail=detail), loaded.settings
+    return Check(name="settings", ok=True, detail=detail), loaded
+
+
+def _sources_check(loaded: LoadedSettings) -> Check:
+    """Which source set which setting (the last one wins); every other setting is a default."""
+    by_source: dict[str, list[str]] = {}
+    for name, source in loaded.origins.items():
+        by_source.setdefault(source, []).append(name)
+    detail = "; ".join(f"{source}: {', '.join(names)}" for source, names in by_source.items())
+    return Check(name="settings sources", ok=True, detail=detail or "every setting is a default")
 
 
 def run_checks(project_dir: Path | None = None, *, endpoint_timeout: float = 5.0) -> list[Check]:
     """Run every check; never raises for a failing one."""
     checks: list[Check] = []
-    settings_check, settings = _settings_check(project_dir or Path.cwd())
+    settings_check, loaded = _settings_check(project_dir or Path.cwd())
     checks.append(settings_check)
-    if settings is None:
+    if loaded is None:
         return checks
+    checks.append(_sources_check(loaded))
+    settings = loaded.settings
     profile = settings.profile()
     key = settings.resolved_api_key()
     checks.append(

@@ -1,7 +1,11 @@
 """Settings, layered once: defaults, user file, project file, environment, command line.
 
 The project file (`tome.toml` in the repository) is written by whoever wrote the repository, so
-it may tighten safety settings but never widen them: a widening value is ignored with a warning.
+each field declares who may set it (`Trust`, data on the field): most fields (endpoint, key, model,
+state and cache places, the search provider, client behaviour) only the user's file, the
+environment or the command line; a few task-level ones (mode) also the project; budgets and safety
+limits the project may only tighten. A project value it may not set is ignored with a warning.
+A field that declares nothing is user-only, so a new field is safe until someone opens it up.
 """
 
 from __future__ import annotations
@@ -9,10 +13,12 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
 from agent.errors import ConfigError
 from agent.profiles import ModelProfile, get_profile
@@ -22,7 +28,15 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["Settings", "SafetySettings", "load_settings", "user_config_path", "LoadedSettings"]
+__all__ = [
+    "LoadedSettings",
+    "SafetySettings",
+    "Settings",
+    "Trust",
+    "field_trust",
+    "load_settings",
+    "user_config_path",
+]
 
 APP = "tome"
 
@@ -40,6 +54,30 @@ def _user_dir(kind: str) -> Path:
     return Path(fn(APP, appauthor=False))
 
 
+class Trust(str, Enum):
+    """Who may set a settings field."""
+
+    USER = "user"  # user config, environment, command line: never a project file
+    PROJECT = "project"  # a project's tome.toml as well
+    TIGHTEN = "tighten"  # a project's tome.toml only to make it stricter
+
+
+def _trust(level: Trust, *, order: list[Any] | None = None) -> dict[str, Any]:
+    """A field's trust declaration; `order` lists a choice's values from strictest to widest."""
+    return {"trust": level.value, **({"order": order} if order else {})}
+
+
+def _cap(description: str) -> Any:
+    """A limit that a project file may lower but not raise or remove (None: unset)."""
+    return Field(default=None, description=description, json_schema_extra=_trust(Trust.TIGHTEN))
+
+
+def field_trust(info: FieldInfo) -> Trust:
+    """The trust level a field declares; user-only when it declares none."""
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    return Trust(extra.get("trust", Trust.USER.value))
+
+
 class SafetySettings(BaseModel):
     """What the agent may do outside plain file edits; a project file can only tighten these."""
 
@@ -48,38 +86,51 @@ class SafetySettings(BaseModel):
     sandbox: Literal["require", "auto", "off"] = Field(
         default="auto",
         description="Run the shell under bubblewrap: require it, use it when installed, or never.",
+        json_schema_extra=_trust(Trust.TIGHTEN, order=["require", "auto", "off"]),
     )
-    network: bool = Field(default=False, description="Let shell commands reach the network.")
+    network: bool = Field(
+        default=False,
+        description="Let shell commands reach the network.",
+        json_schema_extra=_trust(Trust.TIGHTEN, order=[False, True]),
+    )
     allow_hosts: list[str] = Field(
         default_factory=list,
         description="Private or loopback hosts the web tools may fetch despite the SSRF guard.",
+        json_schema_extra=_trust(Trust.TIGHTEN),
+    )
+    allow_private_search: bool = Field(
+        default=False,
+        description="Let web search reach its provider on a private or loopback address "
+        "(a local SearXNG); only the provider's own host, and only for search requests.",
+        json_schema_extra=_trust(Trust.TIGHTEN, order=[False, True]),
     )
     approval: Literal["deny", "ask", "allow"] = Field(
         default="ask",
         description="Destructive commands: refuse, ask the user (interactive only), or allow.",
+        json_schema_extra=_trust(Trust.TIGHTEN, order=["deny", "ask", "allow"]),
     )
     env_passthrough: list[str] = Field(
         default_factory=list,
         description="Extra environment variables the shell inherits (secrets are withheld otherwise).",
+        json_schema_extra=_trust(Trust.TIGHTEN),
     )
 
 
-_WIDTH_ORDER: dict[str, list[Any]] = {
-    "sandbox": ["require", "auto", "off"],
-    "network": [False, True],
-    "approval": ["deny", "ask", "allow"],
-}
-
-
-def _widens(field: str, old: Any, new: Any) -> bool:
-    if field in _WIDTH_ORDER:
-        order = _WIDTH_ORDER[field]
+def _widens(info: FieldInfo, old: Any, new: Any) -> bool:
+    """Whether `new` is less strict than `old` for a TIGHTEN field."""
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    if "order" in extra:
+        order = extra["order"]
         return order.index(new) > order.index(old)
-    return not set(new) <= set(old)  # list fields: adding entries widens
+    if isinstance(new, list):
+        return not set(new) <= set(old)  # adding entries widens
+    if new is None or old is None:
+        return old is not None  # a cap (None: no cap) widens when removed
+    return bool(new > old)  # a cap widens when raised
 
 
 class Settings(BaseModel):
-    """Every knob tome has; each field says what it does."""
+    """Every knob tome has; each field says what it does and who may set it (user-only by default)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -97,7 +148,9 @@ class Settings(BaseModel):
         default=None, description="Override the profile's largest output (tokens)."
     )
     mode: Literal["auto", "non-think", "high", "max"] = Field(
-        default="auto", description="Reasoning mode, or auto to choose from the task."
+        default="auto",
+        description="Reasoning mode, or auto to choose from the task.",
+        json_schema_extra=_trust(Trust.PROJECT),
     )
     stream: bool = Field(default=True, description="Stream model output for live display.")
     request_timeout: float = Field(
@@ -108,15 +161,11 @@ class Settings(BaseModel):
     )
     max_retries: int = Field(default=6, description="Retries of one model call on transient errors.")
     retry_cap: float = Field(default=60.0, description="Longest single backoff wait in seconds.")
-    pack_budget: int | None = Field(
-        default=None, description="Tokens for the repository pack; window minus reserve when unset."
-    )
-    max_steps: int | None = Field(default=None, description="Stop after this many model calls.")
-    max_cost: float | None = Field(default=None, description="Stop before spending more USD than this.")
-    max_time: float | None = Field(default=None, description="Stop after this many wall seconds.")
-    max_tokens: int | None = Field(
-        default=None, description="Stop before the run's prompt plus output tokens pass this."
-    )
+    pack_budget: int | None = _cap("Tokens for the repository pack; window minus reserve when unset.")
+    max_steps: int | None = _cap("Stop after this many model calls.")
+    max_cost: float | None = _cap("Stop before spending more USD than this.")
+    max_time: float | None = _cap("Stop after this many wall seconds.")
+    max_tokens: int | None = _cap("Stop before the run's prompt plus output tokens pass this.")
     state_dir: Path = Field(
         default_factory=lambda: _user_dir("state"),
         description="Where runs (trajectories, spilled outputs) are kept.",
@@ -126,7 +175,9 @@ class Settings(BaseModel):
         description="Where token-count caches and repository caches are kept.",
     )
     safety: SafetySettings = Field(
-        default_factory=SafetySettings, description="Sandbox, network and approval limits."
+        default_factory=SafetySettings,
+        description="Sandbox, network and approval limits.",
+        json_schema_extra=_trust(Trust.TIGHTEN),
     )
     web_search: str | None = Field(
         default=None,
@@ -157,6 +208,11 @@ class LoadedSettings(BaseModel):
     settings: Settings
     sources: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
+    origins: dict[str, str] = Field(
+        default_factory=dict,
+        description="Each setting a layer set (dotted name, e.g. safety.sandbox) and the source "
+        "whose value won; unnamed settings are defaults.",
+    )
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -185,6 +241,77 @@ def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
     if "OPENAI_BASE_URL" in environ and "base_url" not in layer:
         layer["base_url"] = environ["OPENAI_BASE_URL"]
     return layer
+
+
+def _submodel(info: FieldInfo) -> type[BaseModel] | None:
+    ann = info.annotation
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+def _widening(info: FieldInfo, old: Any, value: Any) -> bool:
+    try:
+        new = TypeAdapter(info.annotation).validate_python(value)
+    except ValidationError:
+        return False  # kept, so that validation names the problem
+    return _widens(info, old, new)
+
+
+def _screen(
+    layer: Mapping[str, Any], model: type[BaseModel], current: BaseModel, prefix: str = ""
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """Split a project layer into what it may set, the user-only names, and widening values."""
+    kept: dict[str, Any] = {}
+    user_only: list[str] = []
+    widening: list[str] = []
+    for key, value in layer.items():
+        info = model.model_fields.get(key)
+        if info is None:
+            kept[key] = value  # validation names an unknown key
+            continue
+        name, trust, sub = prefix + key, field_trust(info), _submodel(info)
+        if trust is Trust.USER:
+            user_only.append(name)
+        elif trust is Trust.TIGHTEN and sub is not None and isinstance(value, Mapping):
+            inner, more_user, more_widening = _screen(value, sub, getattr(current, key), name + ".")
+            user_only += more_user
+            widening += more_widening
+            if inner:
+                kept[key] = inner
+        elif trust is Trust.TIGHTEN and _widening(info, getattr(current, key), value):
+            widening.append(f"{name} = {value!r}")
+        else:
+            kept[key] = value
+    return kept, user_only, widening
+
+
+def _project_layer(
+    path: Path, current: Settings, user_path: Path
+) -> tuple[dict[str, Any], list[str]]:
+    """What a project's tome.toml may set, and a warning for each thing it may not."""
+    kept, user_only, widening = _screen(_read_toml(path), Settings, current)
+    warnings = [
+        f"{path}: ignored {w}: a project file may tighten safety settings and budgets, "
+        "never widen them"
+        for w in widening
+    ]
+    if user_only:
+        warnings.insert(0, (
+            f"{path}: ignored {', '.join(user_only)}: a project file may not choose endpoints, keys, "
+            "models, the search provider, where state goes or how tome's client behaves; set "
+            f"{'it' if len(user_only) == 1 else 'them'} in {user_path}, the environment "
+            "(TOME_*) or on the command line"
+        ))  # fmt: skip
+    return kept, warnings
+
+
+def _dotted(layer: Mapping[str, Any], prefix: str = "") -> list[str]:
+    names: list[str] = []
+    for key, value in layer.items():
+        if isinstance(value, Mapping):
+            names += _dotted(value, f"{prefix}{key}.")
+        else:
+            names.append(prefix + key)
+    return names
 
 
 def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
@@ -218,59 +345,44 @@ def load_settings(
     env = os.environ if environ is None else environ
     sources: list[str] = ["defaults"]
     warnings: list[str] = []
+    origins: dict[str, str] = {}
     data: dict[str, Any] = {}
+
+    def add(layer: Mapping[str, Any], source: str) -> None:
+        nonlocal data
+        data = _merge(data, layer)
+        _validate(data, source)
+        sources.append(source)
+        origins.update(dict.fromkeys(_dotted(layer), source))
 
     user_path = user_file if user_file is not None else user_config_path()
     if user_path.is_file():
-        data = _merge(data, _read_toml(user_path))
-        _validate(data, str(user_path))
-        sources.append(str(user_path))
+        add(_read_toml(user_path), str(user_path))
 
     project_path = (project_dir or Path.cwd()) / "tome.toml"
     if project_path.is_file():
-        layer = _read_toml(project_path)
-        current = _validate(data, "settings").safety
-        safety = dict(layer.pop("safety", {}) or {})
-        for field in list(safety):
-            if field not in SafetySettings.model_fields:
-                continue  # validation below names it
-            new = SafetySettings.model_validate({**current.model_dump(), field: safety[field]})
-            if _widens(field, getattr(current, field), getattr(new, field)):
-                warnings.append(
-                    f"{project_path}: ignored safety.{field} = {safety.pop(field)!r}: "
-                    "a project file may tighten safety settings, never widen them"
-                )
-        if "api_key" in layer:
-            layer.pop("api_key")
-            warnings.append(f"{project_path}: ignored api_key: keys never come from a repository")
-        if safety:
-            layer["safety"] = safety
-        data = _merge(data, layer)
-        _validate(data, str(project_path))
-        sources.append(str(project_path))
+        layer, ignored = _project_layer(project_path, _validate(data, "settings"), user_path)
+        warnings += ignored
+        add(layer, str(project_path))
 
     env_layer = _env_layer(env)
     if env_layer:
-        data = _merge(data, env_layer)
-        _validate(data, "environment")
-        sources.append("environment")
+        add(env_layer, "environment")
 
-    if cli:
-        cli_layer: dict[str, Any] = {}
-        for k, v in cli.items():
-            if v is None:
-                continue
-            if k.startswith("safety."):
-                cli_layer.setdefault("safety", {})[k[7:]] = v
-            else:
-                cli_layer[k] = v
-        if cli_layer:
-            data = _merge(data, cli_layer)
-            sources.append("command line")
+    cli_layer: dict[str, Any] = {}
+    for k, v in (cli or {}).items():
+        if v is None:
+            continue
+        if k.startswith("safety."):
+            cli_layer.setdefault("safety", {})[k[7:]] = v
+        else:
+            cli_layer[k] = v
+    if cli_layer:
+        add(cli_layer, "command line")
 
     settings = _validate(data, "settings")
     warnings.extend(_model_warnings(settings))
-    return LoadedSettings(settings=settings, sources=sources, warnings=warnings)
+    return LoadedSettings(settings=settings, sources=sources, warnings=warnings, origins=origins)
 
 
 def _model_warnings(settings: Settings) -> list[str]:

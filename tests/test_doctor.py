@@ -72,3 +72,24 @@ def test_an_unusable_endpoint_is_a_failing_row_with_a_fix(tmp_path, scripted, ca
     assert not endpoint["ok"] and "TOME_BASE_URL" in endpoint["fix"]
     assert ("AuthError" if case == "wrong key" else "ServerError") in endpoint["detail"]
     assert key not in result.stdout + result.stderr
+
+
+def test_a_planted_endpoint_is_ignored_and_each_setting_shows_its_source(tmp_path, scripted):
+    key = "sk-doctor-secret-43"
+    server, stranger = scripted([], api_key=key), scripted([])
+    user = tmp_path / "home" / ".config" / "tome" / "config.toml"
+    user.parent.mkdir(parents=True)
+    user.write_text(f'base_url = "{server.base_url}"\nmax_cost = 2.0\n')
+    planted = tmp_path / "work" / "tome.toml"
+    planted.parent.mkdir(parents=True)
+    planted.write_text(f'base_url = "{stranger.base_url}"\nmode = "high"\n[safety]\nsandbox = "require"\n')
+    result = doctor(tmp_path, "--json", DEEPSEEK_API_KEY=key, TOME_MAX_STEPS="7")
+    checks = rows(result)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert stranger.requests == [] and [r.path for r in server.requests] == ["/v1/models"]
+    assert server.base_url in checks["endpoint"]["detail"]
+    assert f"{planted}: ignored base_url: a project file may not choose endpoints" in checks["settings"]["detail"]
+    assert checks["settings sources"]["detail"] == (
+        f"{user}: base_url, max_cost; {planted}: mode, safety.sandbox; environment: max_steps"
+    )
+    assert key not in result.stdout + result.stderr

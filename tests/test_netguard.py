@@ -110,3 +110,15 @@ def test_allow_hosts_by_name_address_and_network() -> None:
     ):
         with pytest.raises(URLRefused):
             guard.check(refused)
+
+
+def test_allow_entries_with_a_port_allow_that_port_only() -> None:
+    guard = NetGuard(["searx.lan:8888", "127.0.0.1:8080", "[::1]:8080", "10.1.0.0/16"],
+                     resolver=fixed({"searx.lan": ["10.0.0.8"]}))  # fmt: skip
+    for allowed in ("http://searx.lan:8888/search", "http://127.0.0.1:8080/", "http://[::1]:8080/",
+                    "http://10.1.2.3:9999/"):  # fmt: skip
+        assert guard.check(allowed).addresses
+    for refused in ("http://searx.lan/", "http://searx.lan:8889/", "http://127.0.0.1:8081/",
+                    "http://127.0.0.1/", "http://[::1]:80/", "http://2130706433:8081/"):  # fmt: skip
+        with pytest.raises(URLRefused):
+            guard.check(refused)

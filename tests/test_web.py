@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from agent.settings import SafetySettings, Settings
+from agent.settings import SafetySettings, Settings, load_settings
 from tools.base import Toolbox, ToolContext, ToolError
 from tools.browser import (
     DEFAULT_CHROMIUM,
@@ -33,6 +33,7 @@ from tools.web import (
     FetchLimits,
     SearchProvider,
     fetch_document,
+    fetch_tool_error,
     fetch_url,
     guarded_request,
     search,
@@ -160,6 +161,16 @@ class _Server:
                             time.sleep(0.1)
                     except OSError:
                         return
+                elif p == "/drip-headers":  # one header line every 0.5 s for 30 s
+                    try:
+                        self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n")
+                        for i in range(60):
+                            self.wfile.write(f"X-Drip-{i}: z\r\n".encode())
+                            self.wfile.flush()
+                            time.sleep(0.5)
+                        self.wfile.write(b"Content-Length: 2\r\n\r\nok")
+                    except OSError:
+                        return
                 elif p == "/js":
                     self._send(200, JS_PAGE.replace("INTERNAL", q.get("internal", "9")).encode())
                 elif p == "/api":
@@ -221,12 +232,17 @@ def internal() -> Iterator[_Server]:
 
 
 def make_ctx(
-    tmp_path: Path, *, allow: list[str] | None = None, web_search: str | None = None
+    tmp_path: Path,
+    *,
+    allow: list[str] | None = None,
+    web_search: str | None = None,
+    settings: Settings | None = None,
 ) -> ToolContext:
     ws = tmp_path / "ws"
     ws.mkdir(exist_ok=True)
     (ws / "README.md").write_text("project\n")
-    settings = Settings(safety=SafetySettings(allow_hosts=allow or []), web_search=web_search)
+    if settings is None:
+        settings = Settings(safety=SafetySettings(allow_hosts=allow or []), web_search=web_search)
     return ToolContext(workspace=Workspace(ws), state_dir=tmp_path / "state", settings=settings)
 
 
@@ -413,15 +429,19 @@ def test_size_cap_stops_reading(pages: _Server) -> None:
     assert bomb.truncated and bomb.bytes_read == 100_000  # decompressed bytes count against the cap
 
 
-def test_time_cap(pages: _Server) -> None:
+@pytest.mark.parametrize("path", ["/drip", "/drip-headers"])
+def test_time_cap_covers_the_whole_exchange(pages: _Server, path: str) -> None:
+    # Each dripped byte or header line resets httpx's per-operation read timeout, so only a
+    # deadline over the whole exchange stops these (the server would go on for 30 s or more).
     start = time.monotonic()
-    with pytest.raises(FetchError, match="timed out"):
+    with pytest.raises(FetchError, match="timed out") as e:
         fetch_document(
-            f"http://localhost:{pages.port}/drip",
+            f"http://localhost:{pages.port}{path}",
             guard=NetGuard(["localhost"]),
             limits=FetchLimits(timeout=1.0),
         )
     assert time.monotonic() - start < 10
+    assert fetch_tool_error(e.value).kind == "fetch_failed"
 
 
 def test_error_status_is_reported(tmp_path: Path, pages: _Server) -> None:
@@ -495,13 +515,48 @@ def test_search_unconfigured_says_so(tmp_path: Path) -> None:
 
 
 def test_searxng_results(tmp_path: Path, pages: _Server) -> None:
-    # A configured SearXNG on a loopback address is trusted without allow_hosts.
-    ctx = make_ctx(tmp_path, web_search=f"http://127.0.0.1:{pages.port}")
+    # A SearXNG on a loopback address, allowed by the user for search alone.
+    settings = Settings(web_search=f"http://127.0.0.1:{pages.port}",
+                        safety=SafetySettings(allow_private_search=True))  # fmt: skip
+    ctx = make_ctx(tmp_path, settings=settings)
     out = web_search(ctx, query="widget install")
     assert "Web search (searxng) for 'widget install': 2 results" in out
     assert "1. Result for widget install\n   https://docs.example/x\n   A bold snippet" in out
     assert "\u200b" not in out and "UNTRUSTED WEB CONTENT" in out
     assert pages.hits[-1].startswith("/search?q=widget+install&format=json")
+
+
+def test_private_search_provider_needs_the_users_allow(
+    tmp_path: Path, pages: _Server, internal: _Server
+) -> None:
+    # A provider on a loopback address is refused by the same guard as fetch_url, and the
+    # internal server hears nothing (the `internal` fixture asserts no hits).
+    url = f"http://127.0.0.1:{internal.port}"
+    for ctx in (
+        make_ctx(tmp_path, web_search=url),
+        make_ctx(tmp_path, web_search=f"http://localhost.:{internal.port}/search?"),
+    ):
+        with pytest.raises(ToolError, match="refused .*loopback.*allow_private_search = true"):
+            web_search(ctx, query="q")
+    # A project's tome.toml cannot grant the allow, even for the user's own provider.
+    home, project = tmp_path / "home", tmp_path / "project"
+    home.mkdir()
+    project.mkdir()
+    (home / "config.toml").write_text(f'web_search = "{url}"\n')
+    (project / "tome.toml").write_text("[safety]\nallow_private_search = true\n")
+    loaded = load_settings(project, user_file=home / "config.toml", environ={})
+    assert any("ignored safety.allow_private_search = True" in w for w in loaded.warnings)
+    with pytest.raises(ToolError, match="refused"):
+        web_search(make_ctx(tmp_path, settings=loaded.settings), query="q")
+    # The user's config can, and then only the provider's host is let through, and only for search.
+    (home / "config.toml").write_text(
+        f'web_search = "http://127.0.0.1:{pages.port}"\n[safety]\nallow_private_search = true\n'
+    )
+    ctx = make_ctx(tmp_path, settings=load_settings(project, user_file=home / "config.toml", environ={}).settings)
+    assert "2 results" in web_search(ctx, query="widget")
+    assert pages.hits == ["/search?q=widget&format=json"]
+    with pytest.raises(ToolError, match="refused"):
+        fetch_url(ctx, url=f"http://127.0.0.1:{pages.port}/page")
 
 
 def test_key_providers(pages: _Server) -> None:

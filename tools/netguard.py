@@ -5,7 +5,8 @@ that changes between the check and the connection (rebinding) cannot reach an in
 Refused: loopback, private, link-local, cloud metadata, CGNAT, multicast, reserved and unspecified
 addresses, also when spelled oddly (`2130706433`, `0x7f.1`, `127.1`, `0177.0.0.1`) or wrapped in
 IPv6 (IPv4-mapped, IPv4-compatible, NAT64, 6to4, Teredo). A host the user lists in
-`settings.safety.allow_hosts` (a name, an address or a network) is let through.
+`settings.safety.allow_hosts` (a name, an address or a network) is let through; an entry with a
+port (`searx.lan:8888`, `127.0.0.1:8888`, `[::1]:8888`) lets through that port only.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ _V4_COMPAT = ipaddress.ip_network("::/96")
 _METADATA_V6 = ipaddress.ip_address("fd00:ec2::254")
 # Only these characters can make a number that inet_aton reads as an IPv4 address.
 _NUMERIC_HOST = re.compile(r"^[0-9a-fx.]+$", re.IGNORECASE)
+_WITH_PORT = re.compile(r"^(\[[^\]]+\]|[^:\[\]]+):(\d{1,5})$")
 
 
 class URLRefused(ValueError):
@@ -159,18 +161,27 @@ class NetGuard:
     def __init__(
         self, allow_hosts: Sequence[str] = (), *, resolver: Resolver | None = None
     ) -> None:
-        self._names: set[str] = set()
-        self._nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        # Each allowed name or network with the one port it is for (None: every port).
+        self._names: set[tuple[str, int | None]] = set()
+        self._nets: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, int | None]] = []
         for entry in allow_hosts:
-            e = entry.strip().lower().rstrip(".")
+            e = entry.strip().lower()
+            scoped = _WITH_PORT.match(e)
+            host, port = (scoped.group(1), int(scoped.group(2))) if scoped else (e, None)
+            host = host.rstrip(".")
             try:
-                self._nets.append(ipaddress.ip_network(e.strip("[]"), strict=False))
+                self._nets.append((ipaddress.ip_network(host.strip("[]"), strict=False), port))
             except ValueError:
-                self._names.add(e)
+                self._names.add((host, port))
         self._resolve = resolver or system_resolver
 
-    def _address_allowed(self, ip: IPAddress) -> bool:
-        return any(ip.version == n.version and ip in n for n in self._nets)
+    def _name_allowed(self, host: str, port: int) -> bool:
+        return (host, None) in self._names or (host, port) in self._names
+
+    def _address_allowed(self, ip: IPAddress, port: int) -> bool:
+        return any(
+            ip.version == n.version and ip in n and p in (None, port) for n, p in self._nets
+        )
 
     def check(self, url: str) -> Target:
         """Parse and check `url`; return where to connect, or raise URLRefused saying why."""
@@ -208,7 +219,7 @@ class NetGuard:
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
-        allowed_name = host in self._names
+        allowed_name = self._name_allowed(host, port)
 
         literal = parse_ip(host)
         if literal is not None:
@@ -229,7 +240,7 @@ class NetGuard:
         if not allowed_name:
             for ip in addresses:
                 why = refusal_reason(ip)
-                if why and not self._address_allowed(ip):
+                if why and not self._address_allowed(ip, port):
                     shown = host if literal is None else url
                     raise URLRefused(
                         f"refused {shown}: {ip} is {why}. Internal and metadata addresses are off "

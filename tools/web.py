@@ -3,8 +3,13 @@
 Every request goes through the SSRF guard (tools.netguard): the host is resolved once and the
 connection is made to that address (Host header and TLS SNI keep the name), redirects are followed
 by hand and each hop is checked again, no proxy is taken from the environment. Bodies are
-streamed and reading stops at the size cap; the whole fetch has a deadline. What comes back is
-marked as untrusted web content in the observation.
+streamed and reading stops at the size cap. The whole fetch, redirects included, has one deadline
+that bounds every socket operation (connect, TLS, each read and write), so a server that drips
+bytes cannot keep it alive: httpx's own timeouts are per operation ("the read timeout ... for a
+chunk of data", https://www.python-httpx.org/advanced/timeouts), so the deadline lives in an
+httpcore network backend (https://www.encode.io/httpcore/network-backends/). The search provider's
+requests take the same path; a provider on a private address needs the user's
+`safety.allow_private_search`. What comes back is marked as untrusted web content in the observation.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ import os
 import re
 import ssl
 import time
-from collections.abc import Mapping
-from typing import Literal
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Literal
 from urllib.parse import urlencode, urljoin, urlsplit
 
+import httpcore
 import httpx
 from pydantic import BaseModel, Field
 
@@ -99,6 +106,133 @@ class Fetched(BaseModel):
         return m.group(1) if m else None
 
 
+def _left(deadline: float, timeout: float | None, error: type[Exception]) -> float:
+    """Seconds one socket operation may take: its own timeout, cut to what the deadline leaves."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise error("the fetch deadline passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every socket operation ends by the fetch's deadline."""
+
+    _WRITE_CHUNK = 65536  # one write of a large body is many sends; each gets what time is left
+
+    def __init__(self, stream: httpcore.NetworkStream, deadline: float) -> None:
+        self._stream = stream
+        self._deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _left(self._deadline, timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        for i in range(0, len(buffer), self._WRITE_CHUNK):
+            chunk = buffer[i : i + self._WRITE_CHUNK]
+            self._stream.write(chunk, _left(self._deadline, timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        left = _left(self._deadline, timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, left), self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's socket backend with every connection bound to one deadline."""
+
+    def __init__(self, deadline: float) -> None:
+        self._backend = httpcore.SyncBackend()
+        self._deadline = deadline
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                    local_address: str | None = None, socket_options: Any = None) -> httpcore.NetworkStream:  # fmt: skip
+        left = _left(self._deadline, timeout, httpcore.ConnectTimeout)
+        stream = self._backend.connect_tcp(host, port, left, local_address, socket_options)
+        return _DeadlineStream(stream, self._deadline)
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Any = None) -> httpcore.NetworkStream:  # fmt: skip
+        raise httpcore.ConnectError("the web tools connect over TCP only")
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+# httpx maps httpcore's errors inside its own HTTPTransport only; ours does the same for the
+# kinds _one_hop tells apart.
+_CORE_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+    (httpcore.NetworkError, httpx.NetworkError),
+)
+
+
+@contextmanager
+def _httpx_errors(request: httpx.Request) -> Iterator[None]:
+    try:
+        yield
+    except (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError,
+            httpcore.UnsupportedProtocol, httpcore.ProxyError) as e:  # fmt: skip
+        kind = next((ours for core, ours in _CORE_ERRORS if isinstance(e, core)), httpx.TransportError)
+        raise kind(str(e) or type(e).__name__, request=request) from e
+
+
+class _Body(httpx.SyncByteStream):
+    def __init__(self, stream: Any, request: httpx.Request) -> None:
+        self._stream = stream
+        self._request = request
+
+    def __iter__(self) -> Iterator[bytes]:
+        with _httpx_errors(self._request):
+            yield from self._stream
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+class _DeadlineTransport(httpx.BaseTransport):
+    """An httpx transport over httpcore's public pool, its sockets bound to one deadline."""
+
+    def __init__(self, deadline: float, *, verify: ssl.SSLContext | bool) -> None:
+        context = verify if isinstance(verify, ssl.SSLContext) else httpx.create_ssl_context(verify=verify)
+        self._pool = httpcore.ConnectionPool(ssl_context=context, network_backend=_DeadlineBackend(deadline))
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send `request` through the pool; the body streams on demand."""
+        url = httpcore.URL(scheme=request.url.raw_scheme, host=request.url.raw_host,
+                           port=request.url.port, target=request.url.raw_path)  # fmt: skip
+        core = httpcore.Request(method=request.method, url=url, headers=request.headers.raw,
+                                content=request.stream, extensions=request.extensions)  # fmt: skip
+        with _httpx_errors(request):
+            response = self._pool.handle_request(core)
+        return httpx.Response(status_code=response.status, headers=response.headers,
+                              stream=_Body(response.stream, request), extensions=response.extensions)  # fmt: skip
+
+    def close(self) -> None:
+        """Close every connection of the pool."""
+        self._pool.close()
+
+
+def _timed_out(url: str, limits: FetchLimits, doing: str, read: str = "") -> FetchError:
+    return FetchError(
+        f"timed out {doing} {url}{read}: the whole fetch may take {limits.timeout:g} s at most "
+        "(connect to last byte, redirects included)"
+    )
+
+
 def _one_hop(
     method: str,
     url: str,
@@ -119,17 +253,15 @@ def _one_hop(
     send["Host"] = target.host_header
     send.setdefault("User-Agent", USER_AGENT)
     last_error: Exception | None = None
+    timeout = httpx.Timeout(limits.timeout, connect=limits.connect_timeout)  # and the deadline
     for address in target.addresses:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if time.monotonic() >= deadline:
             break
-        timeout = httpx.Timeout(
-            min(remaining, limits.timeout), connect=min(remaining, limits.connect_timeout)
-        )
         extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
         # A fresh client per hop: a pooled TLS connection must never serve another host name.
+        transport = _DeadlineTransport(deadline, verify=verify)
         with httpx.Client(
-            trust_env=False, follow_redirects=False, timeout=timeout, verify=verify
+            transport=transport, trust_env=False, follow_redirects=False, timeout=timeout
         ) as client:
             request = client.build_request(
                 method,
@@ -143,10 +275,13 @@ def _one_hop(
             except httpx.ConnectError as e:
                 last_error = e  # try the next pinned address
                 continue
+            except httpx.ConnectTimeout:
+                raise _timed_out(url, limits, f"connecting to {address} for") from None
             except httpx.TimeoutException:
-                raise FetchError(f"timed out connecting to {target.host} ({address})") from None
+                raise _timed_out(url, limits, "waiting for the response of") from None
             except httpx.HTTPError as e:
                 raise FetchError(f"request to {url} failed: {e}") from None
+            body = bytearray()
             try:
                 hdrs = {k.lower(): v for k, v in response.headers.items()}
                 result = Fetched(url=url, status=response.status_code, headers=hdrs)
@@ -161,28 +296,23 @@ def _one_hop(
                         f"refused {url}: its content type is {result.content_type!r}; fetch_url reads "
                         "HTML, XHTML, plain text, markdown, JSON and XML only"
                     )
-                body = bytearray()
                 for chunk in response.iter_bytes():
                     body += chunk
                     if len(body) >= limits.max_bytes:
                         del body[limits.max_bytes :]
                         result.truncated = True
                         break
-                    if time.monotonic() > deadline:
-                        raise FetchError(
-                            f"timed out reading {url} after {limits.timeout:g} s ({len(body):,} bytes read)"
-                        )
                 result.body = bytes(body)
                 return result
             except httpx.TimeoutException:
-                raise FetchError(f"timed out reading {url}") from None
+                raise _timed_out(url, limits, "reading", f" ({len(body):,} bytes read)") from None
             except httpx.HTTPError as e:
                 raise FetchError(f"reading {url} failed: {e}") from None
             finally:
                 response.close()
     if last_error is not None:
         raise FetchError(f"cannot connect to {target.host}: {last_error}")
-    raise FetchError(f"timed out fetching {url} after {limits.timeout:g} s")
+    raise _timed_out(url, limits, "fetching")
 
 
 def guarded_request(
@@ -300,6 +430,7 @@ def fetch_tool_error(e: FetchError) -> ToolError:
 def guard_for(
     ctx: ToolContext, *, extra_hosts: list[str] | None = None, resolver: Resolver | None = None
 ) -> NetGuard:
+    """The SSRF guard for a tool call: the user's `safety.allow_hosts` plus `extra_hosts`."""
     return NetGuard([*ctx.settings.safety.allow_hosts, *(extra_hosts or [])], resolver=resolver)
 
 
@@ -464,12 +595,20 @@ def web_search(ctx: ToolContext, query: str) -> str:
             kind="search_unavailable",
         )
     provider = _provider(spec)
-    # The endpoint the user configured is trusted even on a private address (a local SearXNG).
-    host = urlsplit(provider.url).hostname or ""
+    allow_private = ctx.settings.safety.allow_private_search
+    where = urlsplit(provider.url)
+    host = f"[{where.hostname}]" if ":" in (where.hostname or "") else where.hostname
+    origin = f"{host}:{where.port or (443 if where.scheme == 'https' else 80)}"
+    extra_hosts = [origin] if allow_private else []  # the provider's host and port, nothing more
     try:
-        results = search(query, provider, guard=guard_for(ctx, extra_hosts=[host]))
+        results = search(query, provider, guard=guard_for(ctx, extra_hosts=extra_hosts))
     except FetchError as e:
-        raise ToolError(f"web search failed: {e}", kind="search_failed") from None
+        hint = "" if allow_private or "refused" not in str(e) else (
+            " A search provider on a private or loopback address (a local SearXNG) needs the "
+            "user's `[safety] allow_private_search = true` in ~/.config/tome/config.toml "
+            "(or TOME_SAFETY_ALLOW_PRIVATE_SEARCH=true); a project's tome.toml cannot allow it."
+        )  # fmt: skip
+        raise ToolError(f"web search failed: {e}{hint}", kind="search_failed") from None
     if not results:
         body = "(no results)"
     else:
