@@ -416,11 +416,21 @@ def solve(
     if isinstance(task, RunSpec):
         spec = task
     else:
-        spec = RunSpec(task=as_task(task), settings=settings or load_settings(Path(repo)).settings,
-                       repo=Path(repo), model=model, worktree=worktree, hooks=RunHooks(on_event=on_event))
+        spec = RunSpec(task=as_task(task), settings=settings or _loaded(Path(repo)), repo=Path(repo),
+                       model=model, worktree=worktree, hooks=RunHooks(on_event=on_event))
     return complete(start_run(spec))
+
+
+def _loaded(project: Path | None) -> Settings:
+    """The layered settings; what they ignored (a planted key, an unknown model) is a Python warning."""
+    import warnings
+
+    loaded = load_settings(project)
+    for message in loaded.warnings:
+        warnings.warn(message, UserWarning, stacklevel=3)
+    return loaded.settings
 
 
 def resume(run_dir: Path | str, settings: Settings | None = None, *, model: Model | None = None) -> Result:
     """Continue a crashed or stopped run from its directory; a finished one reports how it ended."""
-    return complete(resume_run(Path(run_dir), settings or load_settings().settings, model=model))
+    return complete(resume_run(Path(run_dir), settings or _loaded(None), model=model))
