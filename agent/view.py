@@ -136,7 +136,7 @@ class LiveView:
 
 def dry_run_table(report: dict) -> Group:
     """`tome solve --dry-run`: the first request's chunks with their tokens, the tools, the mode."""
-    t = Table(title=f"first request to {report['model']} at {report['endpoint']} (not sent)")
+    t = Table(title="first request (not sent)")
     t.add_column("chunk", style="bold")
     t.add_column("tokens", justify="right")
     t.add_column("chars", justify="right")
@@ -145,6 +145,7 @@ def dry_run_table(report: dict) -> Group:
     t.add_row("total", f"{sum(c['tokens'] for c in report['chunks']):,}", "", style="bold")
     files = report["pack_files"]
     lines = [
+        f"[bold]model[/] {report['model']} at {escape(report['endpoint'])}",
         f"[bold]mode[/] {report['mode_label']}: {escape(report['mode_reason'])}",
         f"[bold]pack[/] {files['full']:,} files in full, {files['outline']:,} as outlines, {files['path']:,} as paths",
         f"[bold]tools[/] {', '.join(report['tools'])}",
