@@ -36,6 +36,7 @@ from agent.records import (
 from agent.settings import Settings, load_settings
 from agent.tokens import get_tokenizer
 from agent.trajectory import INTERRUPTED_TOOL, Trajectory, assistant_turns
+from tools.workspace import TEMP_PATHSPEC, remove_stale_temp_files
 
 __all__ = ["solve", "resume", "Run", "start_run", "resume_run", "finish_run", "as_task", "git_patch"]
 
@@ -68,7 +69,7 @@ def git_patch(workspace, base: str | None) -> str:
 
     if base is None or not is_repo(workspace):
         return ""
-    return workspace_diff(workspace, base=base, binary=True)
+    return workspace_diff(workspace, base=base, binary=True, paths=[".", TEMP_PATHSPEC])
 
 
 def make_worktree(repo: Path, run_id: str, state_dir: Path) -> Path:
@@ -168,6 +169,7 @@ def start_run(
     if worktree:
         repo = make_worktree(repo, run_id, settings.state_dir)
     base = _base_commit(repo)
+    remove_stale_temp_files(repo)  # what killed writes left, before the pack can show it
     profile = settings.profile()
 
     stage("packing the repository")
@@ -263,6 +265,7 @@ def resume_run(
                 traj.append(ToolFinished(t=now, call_id=call.id, name=call.name, ok=False,
                                          content="[not run: the run stopped before this call ran]"))
     repo = Path(started.repo)
+    remove_stale_temp_files(repo)
     agent = _agent(traj, prefix, settings, repo, started.base_commit, run_dir, model=model, chat=False,
                    interactive=interactive, approve=approve, on_delta=on_delta,
                    pack_tokens=started.pack_tokens)
