@@ -32,7 +32,11 @@ MOD = "def f():\n    return 1\n"
 
 
 class SwappingWorkspace(Workspace):
-    """A workspace where `swapped` is a real directory during each path check, a symlink after."""
+    """A workspace where `swapped` is a real directory during each path check, a symlink after.
+
+    With `swap_after` set, the swap happens once, after that many checks (counted from when
+    `racing` is set), and stays.
+    """
 
     def __init__(self, root: Path, swapped: str, outside: Path) -> None:
         super().__init__(root)
@@ -40,14 +44,19 @@ class SwappingWorkspace(Workspace):
         self.hidden = self.real.with_name(f".{self.real.name}-real")
         self.outside = outside
         self.racing = False
+        self.swap_after: int | None = None
+        self.checks = 0
 
     def resolve(self, path, **kw):  # type: ignore[no-untyped-def]
         """Check with the real directory in place, then swap it for the symlink."""
-        self.restore()
+        if self.swap_after is None:
+            self.restore()
         checked = super().resolve(path, **kw)
         if self.racing:
-            self.real.rename(self.hidden)
-            self.real.symlink_to(self.outside, target_is_directory=True)
+            self.checks += 1
+            if self.swap_after in (None, self.checks):
+                self.real.rename(self.hidden)
+                self.real.symlink_to(self.outside, target_is_directory=True)
         return checked
 
     def restore(self) -> None:
@@ -61,6 +70,8 @@ def _box(tmp_path: Path, swapped: str) -> tuple[Toolbox, SwappingWorkspace]:
     root = tmp_path / "ws"
     (root / "pkg" / "sub").mkdir(parents=True)
     (root / "pkg" / "sub" / "mod.py").write_text(MOD)
+    (root / "pkg" / "sub" / "two.py").write_text(MOD)
+    (root / "top.txt").write_text("top\n")
     outside = tmp_path / "outside"
     shutil.copytree(root / swapped, outside)  # the same files, so every read of it succeeds
     ws = SwappingWorkspace(root, swapped, outside)
@@ -73,6 +84,8 @@ def _call(box: Toolbox, name: str, **args: object):
 
 
 _DIFF = "--- a/pkg/sub/mod.py\n+++ b/pkg/sub/mod.py\n@@ -1,2 +1,2 @@\n def f():\n-    return 1\n+    return 2\n"
+_TWO = _DIFF.replace("pkg/sub/mod.py", "pkg/sub/two.py")
+_TOP = "--- a/top.txt\n+++ b/top.txt\n@@ -1 +1 @@\n-top\n+changed\n"
 _DELETE = "--- a/pkg/sub/mod.py\n+++ /dev/null\n@@ -1,2 +0,0 @@\n-def f():\n-    return 1\n"
 
 # (tool, arguments, an edit made before the race begins so that there is something to undo)
@@ -96,6 +109,7 @@ CALLS = {
     ),
     "apply_patch": ("apply_patch", {"patch": _DIFF}, None),
     "delete": ("apply_patch", {"patch": _DELETE}, None),
+    "apply_patch_rolled_back": ("apply_patch", {"patch": _TOP + _DIFF}, None),  # top.txt goes back
 }
 
 
@@ -121,6 +135,22 @@ def test_directory_swapped_for_symlink_after_the_check_is_refused(tmp_path: Path
     assert tree_digest(ws.root) == inside
     if op.startswith("undo"):  # a refused undo keeps its step: once the tree is sane, it works
         assert _call(box, name, **args).ok
+
+
+def test_a_patch_stopped_half_way_by_the_race_says_which_files_it_could_not_put_back(tmp_path: Path):
+    box, ws = _box(tmp_path, "pkg")
+    outside = tree_digest(ws.outside)
+    ws.racing, ws.swap_after = True, 4  # plan: mod.py, two.py; apply: mod.py, then two.py
+    result = _call(box, "apply_patch", patch=_DIFF + _TWO)
+    ws.racing = False
+    ws.restore()
+
+    assert tree_digest(ws.outside) == outside, "a write landed outside the workspace"
+    assert not result.ok and "became a symlink" in result.content, result.content
+    assert "could not be put back: pkg/sub/mod.py." in result.content
+    assert (ws.root / "pkg" / "sub" / "mod.py").read_text() != MOD
+    assert _call(box, "undo_edit", path="pkg/sub/mod.py").ok  # nothing is lost
+    assert (ws.root / "pkg" / "sub" / "mod.py").read_text() == MOD
 
 
 # --------------------------------------------------------------------------------------------
