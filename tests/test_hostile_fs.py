@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,7 +27,7 @@ from _tools_fixtures import git, tree_digest
 from tools.base import Toolbox, ToolContext
 from tools.edit import EDIT_TOOLS
 from tools.patch import PATCH_TOOLS
-from tools.workspace import TEMP_SUFFIX, Workspace, remove_stale_temp_files
+from tools.workspace import TEMP_SUFFIX, PathError, Workspace, remove_stale_temp_files
 
 MOD = "def f():\n    return 1\n"
 
@@ -110,6 +111,7 @@ CALLS = {
     "apply_patch": ("apply_patch", {"patch": _DIFF}, None),
     "delete": ("apply_patch", {"patch": _DELETE}, None),
     "apply_patch_rolled_back": ("apply_patch", {"patch": _TOP + _DIFF}, None),  # top.txt goes back
+    "view": ("view", {"path": "pkg/sub/mod.py"}, None),  # a read must not show the outside either
 }
 
 
@@ -131,10 +133,27 @@ def test_directory_swapped_for_symlink_after_the_check_is_refused(tmp_path: Path
 
     assert tree_digest(ws.outside) == outside, "a write landed outside the workspace"
     assert not result.ok, result.content
-    assert "nothing was changed" in result.content and "became a symlink" in result.content
+    assert re.search("nothing was (changed|read)", result.content) and "became a symlink" in result.content
     assert tree_digest(ws.root) == inside
     if op.startswith("undo"):  # a refused undo keeps its step: once the tree is sane, it works
         assert _call(box, name, **args).ok
+
+
+@pytest.mark.parametrize("op", ["write_bytes", "delete", "undo"])
+def test_the_workspace_writes_nothing_through_a_directory_swapped_after_resolve(tmp_path: Path, op: str):
+    _, ws = _box(tmp_path, "pkg/sub")
+    target = ws.resolve("pkg/sub/mod.py", write=True)
+    ws.write_bytes(target, b"x = 5\n")  # an edit to undo
+    outside, inside = tree_digest(ws.outside), tree_digest(ws.root)
+    ws.racing = True
+    ws.resolve("pkg/sub/mod.py", write=True)  # checked; now pkg/sub is the symlink
+    with pytest.raises(PathError, match="pkg/sub/ became a symlink"):
+        {"write_bytes": lambda: ws.write_bytes(target, b"evil\n"), "delete": lambda: ws.delete(target),
+         "undo": lambda: ws.undo(target)}[op]()
+    ws.racing = False
+    ws.restore()
+    assert tree_digest(ws.outside) == outside and tree_digest(ws.root) == inside
+    assert ws.history_depth(target) == 1
 
 
 def test_a_patch_stopped_half_way_by_the_race_says_which_files_it_could_not_put_back(tmp_path: Path):

@@ -200,14 +200,18 @@ class Workspace:
         """Bytes of a resolved regular file, or a PathError."""
         if path.is_dir():
             raise PathError(f"{self.rel(path)} is a directory; view it to list its contents.")
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
+        if not _is_within(path, self.root):  # a spill file of a cut result, in tome's state
+            try:
+                return path.read_bytes()
+            except OSError as e:
+                raise PathError(f"{self.rel(path)}: cannot read ({e.strerror}).") from None
+        with self._parent(path, reading=True) as d:
+            found = d.read()
+        if found is None:
             raise PathError(
                 f"{self.rel(path)} does not exist; check the path with find_files, or create it."
-            ) from None
-        except OSError as e:
-            raise PathError(f"{self.rel(path)}: cannot read ({e.strerror}).") from None
+            )
+        return found[0]
 
     def read_text(self, path: Path) -> TextFile:
         """Decode a resolved file for editing; binary files are refused."""
@@ -297,16 +301,17 @@ class Workspace:
         return len(self._history.get(path, []))
 
     @contextmanager
-    def _parent(self, path: Path, *, create: bool = False) -> Iterator[_Dirs]:
+    def _parent(self, path: Path, *, create: bool = False, reading: bool = False) -> Iterator[_Dirs]:
         """The directories down to `path`'s, opened race-free; OS errors become PathErrors."""
         rel = path.relative_to(self.root)
-        if ".git" in rel.parts:
+        if ".git" in rel.parts and not reading:
             raise PathError(f"{self.rel(path)} is inside .git/; it is not editable.")
         try:
             with _Dirs(self.root, rel, create=create) as d:
                 yield d
         except OSError as e:
-            raise PathError(f"{self.rel(path)}: nothing was changed: {_os_error_message(e)}") from None
+            outcome = "nothing was read" if reading else "nothing was changed"
+            raise PathError(f"{self.rel(path)}: {outcome}: {_os_error_message(e)}") from None
 
 
 class _Dirs:
@@ -416,7 +421,7 @@ def _not_a_dir(parent: int, name: str, where: str) -> str:
 def _became_a_symlink(where: str) -> str:
     return (
         f"{where} became a symlink after the path was checked (something is changing the "
-        f"workspace), and writes never follow one. View {where}, then retry."
+        f"workspace), and tome never follows one there. View {where}, then retry."
     )
 
 
@@ -425,7 +430,7 @@ def _os_error_message(e: OSError) -> str:
         return str(e)
     if e.errno == errno.ENOENT:
         return "a directory on its path does not exist (any more); check it with find_files."
-    return f"the file system refused it ({e.strerror or e})."
+    return f"the file system refused ({e.strerror or e})."
 
 
 def _is_within(path: Path, root: Path) -> bool:
