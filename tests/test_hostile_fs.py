@@ -30,6 +30,7 @@ from tools.patch import PATCH_TOOLS
 from tools.workspace import TEMP_SUFFIX, PathError, Workspace, remove_stale_temp_files
 
 MOD = "def f():\n    return 1\n"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class SwappingWorkspace(Workspace):
@@ -84,7 +85,10 @@ def _call(box: Toolbox, name: str, **args: object):
     return box.run("c", name, json.dumps(args))
 
 
-_DIFF = "--- a/pkg/sub/mod.py\n+++ b/pkg/sub/mod.py\n@@ -1,2 +1,2 @@\n def f():\n-    return 1\n+    return 2\n"
+_DIFF = (
+    "--- a/pkg/sub/mod.py\n+++ b/pkg/sub/mod.py\n"
+    "@@ -1,2 +1,2 @@\n def f():\n-    return 1\n+    return 2\n"
+)
 _TWO = _DIFF.replace("pkg/sub/mod.py", "pkg/sub/two.py")
 _TOP = "--- a/top.txt\n+++ b/top.txt\n@@ -1 +1 @@\n-top\n+changed\n"
 _DELETE = "--- a/pkg/sub/mod.py\n+++ /dev/null\n@@ -1,2 +0,0 @@\n-def f():\n-    return 1\n"
@@ -97,7 +101,11 @@ CALLS = {
         {"path": "pkg/sub/mod.py", "old_str": "return 1", "new_str": "return 2"},
         None,
     ),
-    "insert": ("insert", {"path": "pkg/sub/mod.py", "insert_line": 0, "new_str": "import os\n"}, None),
+    "insert": (
+        "insert",
+        {"path": "pkg/sub/mod.py", "insert_line": 0, "new_str": "import os\n"},
+        None,
+    ),
     "undo": (
         "undo_edit",
         {"path": "pkg/sub/mod.py"},
@@ -117,13 +125,16 @@ CALLS = {
 
 @pytest.mark.parametrize("swapped", ["pkg", "pkg/sub"])
 @pytest.mark.parametrize("op", sorted(CALLS))
-def test_directory_swapped_for_symlink_after_the_check_is_refused(tmp_path: Path, op: str, swapped: str):
+def test_directory_swapped_for_symlink_after_the_check_is_refused(
+    tmp_path: Path, op: str, swapped: str
+):
     box, ws = _box(tmp_path, swapped)
     name, args, setup = CALLS[op]
     if setup is not None:
         assert _call(box, setup[0], **setup[1]).ok
     if op == "undo_creation":  # the outside holds the made file too, for undo to delete there
-        shutil.copy(ws.root / "pkg" / "sub" / "made.py", ws.outside / Path("pkg/sub/made.py").relative_to(swapped))
+        made = Path("pkg/sub/made.py")
+        shutil.copy(ws.root / made, ws.outside / made.relative_to(swapped))
     inside, outside = tree_digest(ws.root), tree_digest(ws.outside)
 
     ws.racing = True
@@ -133,30 +144,39 @@ def test_directory_swapped_for_symlink_after_the_check_is_refused(tmp_path: Path
 
     assert tree_digest(ws.outside) == outside, "a write landed outside the workspace"
     assert not result.ok, result.content
-    assert re.search("nothing was (changed|read)", result.content) and "became a symlink" in result.content
+    assert re.search("nothing was (changed|read)", result.content), result.content
+    assert "became a symlink" in result.content
     assert tree_digest(ws.root) == inside
     if op.startswith("undo"):  # a refused undo keeps its step: once the tree is sane, it works
         assert _call(box, name, **args).ok
 
 
 @pytest.mark.parametrize("op", ["write_bytes", "delete", "undo"])
-def test_the_workspace_writes_nothing_through_a_directory_swapped_after_resolve(tmp_path: Path, op: str):
+def test_the_workspace_writes_nothing_through_a_directory_swapped_after_resolve(
+    tmp_path: Path, op: str
+):
     _, ws = _box(tmp_path, "pkg/sub")
     target = ws.resolve("pkg/sub/mod.py", write=True)
     ws.write_bytes(target, b"x = 5\n")  # an edit to undo
     outside, inside = tree_digest(ws.outside), tree_digest(ws.root)
     ws.racing = True
     ws.resolve("pkg/sub/mod.py", write=True)  # checked; now pkg/sub is the symlink
+    act = {
+        "write_bytes": lambda: ws.write_bytes(target, b"evil\n"),
+        "delete": lambda: ws.delete(target),
+        "undo": lambda: ws.undo(target),
+    }[op]
     with pytest.raises(PathError, match="pkg/sub/ became a symlink"):
-        {"write_bytes": lambda: ws.write_bytes(target, b"evil\n"), "delete": lambda: ws.delete(target),
-         "undo": lambda: ws.undo(target)}[op]()
+        act()
     ws.racing = False
     ws.restore()
     assert tree_digest(ws.outside) == outside and tree_digest(ws.root) == inside
     assert ws.history_depth(target) == 1
 
 
-def test_a_patch_stopped_half_way_by_the_race_says_which_files_it_could_not_put_back(tmp_path: Path):
+def test_a_patch_stopped_half_way_by_the_race_names_the_files_it_could_not_put_back(
+    tmp_path: Path,
+):
     box, ws = _box(tmp_path, "pkg")
     outside = tree_digest(ws.outside)
     ws.racing, ws.swap_after = True, 4  # plan: mod.py, two.py; apply: mod.py, then two.py
@@ -188,14 +208,20 @@ from tools.workspace import Workspace
 ws = Workspace(sys.argv[1])
 target = ws.resolve("stats.py", write=True)
 signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # the default action would dump core
 resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
 ws.write_bytes(target, b"x = 1\\n" * 100_000)
 """
 
 
 def _kill_a_write(repo: Path) -> Path:
-    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    proc = subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(repo)], env=env, capture_output=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_WRITER, str(repo)],
+        env=env,
+        cwd=repo.parent,
+        capture_output=True,
+    )
     assert proc.returncode == -signal.SIGXFSZ, proc.stderr.decode()
     temps = [p for p in repo.iterdir() if p.name.endswith(TEMP_SUFFIX)]
     assert len(temps) == 1 and temps[0].stat().st_size == 4096, temps

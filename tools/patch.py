@@ -531,7 +531,7 @@ def apply_patch_to_workspace(ws: Workspace, patch: str, *, fuzzy: bool = True) -
 
 
 def _roll_back(ws: Workspace, done: list[Path]) -> list[str]:
-    """Undo the writes of a patch that failed half-way, newest first; the paths that stay changed."""
+    """Undo a half-applied patch's writes, newest first; returns the paths that stay changed."""
     stuck = []
     for p in reversed(done):
         try:

@@ -5,8 +5,8 @@ Rules, each a `ToolError` the model can act on:
 - a path is resolved against the root and must stay inside it: `..`, absolute paths elsewhere,
   NUL bytes and symlinks that point outside are refused; nothing is ever written under `.git/`;
 - a file is written atomically (temp file in the same directory, fsync, rename) and keeps its
-  mode bits; every write, delete and undo goes through the directory handles of `_Dirs`, so a
-  directory swapped for a symlink after the path check is refused, never followed;
+  mode bits; every read, write, delete and undo goes through the directory handles of
+  `_Dirs`, so a directory swapped for a symlink after the path check is refused, not followed;
 - tome's own temp files are named `.<name>.<pid>.<hex>.tome-tmp` (`TEMP_SUFFIX`): a write killed
   mid-way leaves one, which `remove_stale_temp_files` deletes at the start of the next run and
   `TEMP_PATHSPEC` keeps out of every patch;
@@ -301,7 +301,9 @@ class Workspace:
         return len(self._history.get(path, []))
 
     @contextmanager
-    def _parent(self, path: Path, *, create: bool = False, reading: bool = False) -> Iterator[_Dirs]:
+    def _parent(
+        self, path: Path, *, create: bool = False, reading: bool = False
+    ) -> Iterator[_Dirs]:
         """The directories down to `path`'s, opened race-free; OS errors become PathErrors."""
         rel = path.relative_to(self.root)
         if ".git" in rel.parts and not reading:
@@ -329,7 +331,8 @@ class _Dirs:
         self.fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
         try:
             for i, part in enumerate(self.parts):
-                self.fds.append(_open_dir(self.fds[-1], part, "/".join(self.parts[: i + 1]), create))
+                where = "/".join(self.parts[: i + 1])
+                self.fds.append(_open_dir(self.fds[-1], part, where, create))
         except BaseException:
             self.close()
             raise
