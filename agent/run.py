@@ -46,6 +46,7 @@ from agent.records import (
 from agent.settings import Settings, load_settings, user_config_path
 from agent.tokens import get_tokenizer
 from agent.trajectory import INTERRUPTED_TOOL, Trajectory, assistant_turns
+from tools.workspace import TEMP_PATHSPEC, remove_stale_temp_files
 
 __all__ = [
     "solve", "resume", "RunSpec", "RunHooks", "Run", "RunPlan", "plan_run", "start_run", "resume_run",
@@ -84,7 +85,7 @@ def git_patch(workspace, base: str | None) -> str:
 
     if base is None or not is_repo(workspace):
         return ""
-    return workspace_diff(workspace, base=base, binary=True)
+    return workspace_diff(workspace, base=base, binary=True, paths=[".", TEMP_PATHSPEC])
 
 
 def make_worktree(repo: Path, run_id: str, state_dir: Path) -> Path:
@@ -254,6 +255,7 @@ def start_run(spec: RunSpec) -> Run:
     run_dir = settings.state_dir / "runs" / run_id
     if spec.worktree:
         repo = make_worktree(repo, run_id, settings.state_dir)
+    remove_stale_temp_files(repo)  # what killed writes left, before the pack can show it
     plan = plan_run(spec.task, settings, repo=repo, on_stage=hooks.on_stage)
     profile = settings.profile()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -335,8 +337,10 @@ def resume_run(
                 traj.append(ToolFinished(t=now, call_id=call.id, name=call.name, ok=False,
                                          content="[not run: the run stopped before this call ran]"))
     repo = Path(started.repo)
-    if ended is None and model is None:
-        require_key(settings)
+    if ended is None:
+        if model is None:
+            require_key(settings)
+        remove_stale_temp_files(repo)
     agent = _agent(traj, prefix, settings, repo, started.base_commit, run_dir, model=model, chat=False,
                    interactive=interactive, approve=approve, on_delta=hooks.on_delta,
                    pack_tokens=started.pack_tokens)
