@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from agent.errors import ConfigError
-from agent.loop import Agent, Limits, Outcome
+from agent.loop import Agent, Limits, Outcome, open_call_answers
 from agent.model import Model, OpenAIModel
 from agent.modes import MODE_TABLE, choose_mode, parse_mode
 from agent.prompt import PromptPrefix, task_chunk
@@ -30,12 +30,11 @@ from agent.records import (
     Result,
     RunStarted,
     Task,
-    ToolFinished,
     Usage,
 )
 from agent.settings import Settings, load_settings
 from agent.tokens import get_tokenizer
-from agent.trajectory import INTERRUPTED_TOOL, Trajectory, assistant_turns
+from agent.trajectory import Trajectory, assistant_turns
 
 __all__ = ["solve", "resume", "Run", "start_run", "resume_run", "finish_run", "as_task", "git_patch"]
 
@@ -254,14 +253,8 @@ def resume_run(
     if on_event:
         traj.subscribe(on_event)
     now = time.time()
-    for ev in traj.unfinished_tools():
-        traj.append(ToolFinished(t=now, call_id=ev.call_id, name=ev.name, content=INTERRUPTED_TOOL, ok=False))
-    answered = {e.call_id for e in traj.of_type(ToolFinished)}
-    for ev in list(traj.of_type(ModelCalled)):
-        for call in ev.response.message.tool_calls:
-            if call.id not in answered and ev.response.finish_reason != "length":
-                traj.append(ToolFinished(t=now, call_id=call.id, name=call.name, ok=False,
-                                         content="[not run: the run stopped before this call ran]"))
+    for answer in open_call_answers(traj, "the run stopped before this call ran"):
+        traj.append(answer.model_copy(update={"t": now}))
     repo = Path(started.repo)
     agent = _agent(traj, prefix, settings, repo, started.base_commit, run_dir, model=model, chat=False,
                    interactive=interactive, approve=approve, on_delta=on_delta,
