@@ -36,6 +36,7 @@ from agent.records import (
     UserNote,
 )
 from agent.trajectory import INTERRUPTED_TOOL, Trajectory, history
+from agent.treelock import TreeLock
 from tools.base import Toolbox
 
 __all__ = [
@@ -151,6 +152,7 @@ class Agent:
         chat: bool = False,
         on_delta: Callable[[Delta], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tree_lock: TreeLock | None = None,
     ) -> None:
         self.model = model
         self.toolbox = toolbox
@@ -165,6 +167,7 @@ class Agent:
         self.chat = chat
         self.on_delta = on_delta
         self.clock = clock
+        self.tree_lock = tree_lock  # held while the loop can edit the tree, released at run_ended
         self._started = clock()
         self._elapsed_before = self._recorded_elapsed()
         self._malformed = 0
@@ -228,6 +231,8 @@ class Agent:
 
     def run(self) -> Outcome:
         """Step until an interrupt or a model error; always ends with a run_ended event."""
+        if self.tree_lock is not None:
+            self.tree_lock.acquire()  # again, when a chat goes on after an end
         while True:
             try:
                 self.step()
@@ -483,6 +488,8 @@ class Agent:
         for event in open_call_answers(self.traj, f"the run ended ({status}: {reason})"):
             self._emit(event)
         self._emit(RunEnded(status=status, reason=reason, exit_code=code))
+        if self.tree_lock is not None:
+            self.tree_lock.release()
         return Outcome(status=status, reason=reason, exit_code=code, check=check, summary=summary)
 
 

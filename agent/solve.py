@@ -35,6 +35,7 @@ from agent.records import (
 from agent.settings import Settings, load_settings
 from agent.tokens import get_tokenizer
 from agent.trajectory import Trajectory, assistant_turns
+from agent.treelock import TreeLock, tree_lock
 
 __all__ = ["solve", "resume", "Run", "start_run", "resume_run", "finish_run", "as_task", "git_patch"]
 
@@ -166,6 +167,8 @@ def start_run(
     run_dir = settings.state_dir / "runs" / run_id
     if worktree:
         repo = make_worktree(repo, run_id, settings.state_dir)
+    lock = tree_lock(repo)
+    lock.acquire()  # before anything is written: a refused run leaves no trace
     base = _base_commit(repo)
     profile = settings.profile()
 
@@ -202,14 +205,14 @@ def start_run(
     ))
     agent = _agent(traj, prefix, settings, repo, base, run_dir, model=model, chat=chat,
                    interactive=interactive, approve=approve, on_delta=on_delta,
-                   pack_tokens=pack.totals.tokens)
+                   pack_tokens=pack.totals.tokens, lock=lock)
     return Run(run_id=run_id, run_dir=run_dir, repo=repo, agent=agent, trajectory=traj, settings=settings)
 
 
 def _agent(traj: Trajectory, prefix: PromptPrefix, settings: Settings, repo: Path, base: str | None,
            run_dir: Path, *, model: Model | None, chat: bool, interactive: bool,
            approve: Callable[[str], bool] | None, on_delta: Callable[[Delta], None] | None,
-           pack_tokens: int) -> Agent:
+           pack_tokens: int, lock: TreeLock) -> Agent:
     profile = settings.profile()
     toolbox = _toolbox(repo, base, settings, run_dir, interactive=interactive, approve=approve)
     return Agent(
@@ -225,6 +228,7 @@ def _agent(traj: Trajectory, prefix: PromptPrefix, settings: Settings, repo: Pat
         pack_tokens=pack_tokens,
         chat=chat,
         on_delta=on_delta,
+        tree_lock=lock,
     )
 
 
@@ -241,6 +245,9 @@ def resume_run(
     """Rebuild a run from its directory; interrupted tool calls are marked as such.
 
     The run keeps its model and endpoint unless `settings` names others."""
+    # The tree is locked before the trajectory is rewritten (load repairs a torn last line).
+    lock = tree_lock(Path(Trajectory.load(run_dir / "trajectory.jsonl", repair=False).started.repo))
+    lock.acquire()
     traj = Trajectory.load(run_dir / "trajectory.jsonl")
     prefix = PromptPrefix.load(run_dir / "prefix.json")
     started = traj.started
@@ -250,15 +257,15 @@ def resume_run(
         settings = settings.model_copy(update={"base_url": started.base_url})
     if prefix.sha256() != started.prefix_sha256:
         raise ConfigError(f"{run_dir}/prefix.json does not match the trajectory (edited by hand?)")
+    repo = Path(started.repo)
     if on_event:
         traj.subscribe(on_event)
     now = time.time()
     for answer in open_call_answers(traj, "the run stopped before this call ran"):
         traj.append(answer.model_copy(update={"t": now}))
-    repo = Path(started.repo)
     agent = _agent(traj, prefix, settings, repo, started.base_commit, run_dir, model=model, chat=False,
                    interactive=interactive, approve=approve, on_delta=on_delta,
-                   pack_tokens=started.pack_tokens)
+                   pack_tokens=started.pack_tokens, lock=lock)
     return Run(run_id=started.run_id, run_dir=run_dir, repo=repo, agent=agent, trajectory=traj,
                settings=settings)
 
