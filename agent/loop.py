@@ -485,11 +485,13 @@ class Agent:
 
     def _end(self, status: str, reason: str, code: int, check: CheckRecord | None = None,
              summary: str | None = None) -> Outcome:
-        for event in open_call_answers(self.traj, f"the run ended ({status}: {reason})"):
-            self._emit(event)
-        self._emit(RunEnded(status=status, reason=reason, exit_code=code))
-        if self.tree_lock is not None:
-            self.tree_lock.release()
+        try:
+            for event in open_call_answers(self.traj, f"the run ended ({status}: {reason})"):
+                self._emit(event)
+            self._emit(RunEnded(status=status, reason=reason, exit_code=code))
+        finally:
+            if self.tree_lock is not None:
+                self.tree_lock.release()
         return Outcome(status=status, reason=reason, exit_code=code, check=check, summary=summary)
 
 
@@ -498,7 +500,6 @@ def _canonical(arguments: str) -> str:
         return json.dumps(json.loads(arguments), sort_keys=True)
     except (ValueError, RecursionError, TypeError):  # not JSON, too deep, a 5,000-digit integer
         return arguments.strip()
-
 
 
 def _not_run(call: ToolCall, why: str) -> ToolFinished:

@@ -5,9 +5,11 @@ parameters and its docstring become a pydantic arguments model and an OpenAI too
 (strict-compatible: every property required, optional ones nullable, no extra properties).
 
 Errors split in two (the smolagents rule): whatever the *model* got wrong (invalid JSON, an
-unknown tool, missing, wrong-typed or extra arguments, a `ToolError` raised by the tool) comes
-back as a `ToolResult` with `ok=False` that says what to do next; any other exception is our bug
-and propagates. Every result passes through one bound: a token budget per result, head and tail
+unknown tool, missing, wrong-typed or extra arguments, argument text tome cannot act on such as
+nesting too deep, integers beyond 64 bits or lone surrogates, an OSError on a workspace path the
+model chose, a `ToolError` raised by the tool) comes back as a `ToolResult` with `ok=False` that
+says what to do next; any other exception is our bug and propagates. The line is drawn in two
+places: `_parse_call` (the argument text) and `_execute` (the tool's own run). Every result passes through one bound: a token budget per result, head and tail
 kept, a note saying how much was cut and where the full text was spilled.
 """
 

@@ -1,8 +1,9 @@
 """Search: grep (ripgrep when on PATH, pure Python otherwise), find_files, find_symbol.
 
-Every search is bounded in time (`SEARCH_TIMEOUT`): ripgrep is killed at the deadline, and the
-Python engine matches with the `regex` module, whose matcher itself gives up at a timeout, so a
-catastrophic pattern such as `(a+)+$` ends in an observation instead of freezing the agent.
+Every search is bounded in wall-clock time (`SEARCH_TIMEOUT`) and says so when it runs out:
+ripgrep is killed at the deadline; the Python engine scans in a thread the call waits for only
+until the deadline, matching with the `regex` module, which releases the GIL and gives up at a
+timeout of its own. A catastrophic pattern such as `(a+)+$` is an observation, not a freeze.
 
 Both grep engines see the same files (gitignore-aware like git: `.gitignore` files at every
 level and `.git/info/exclude`; hidden and binary files skipped) and print the same lines.
