@@ -36,11 +36,13 @@ from agent.records import (
     UserNote,
 )
 from agent.trajectory import INTERRUPTED_TOOL, Trajectory, history
+from agent.treelock import TreeLock
 from tools.base import Toolbox
 
 __all__ = [
     "Limits",
     "Agent",
+    "open_call_answers",
     "Outcome",
     "Submitted",
     "LimitReached",
@@ -115,7 +117,12 @@ _NOT_RUN_LENGTH = (
     "[not run: your reply was cut at the output limit (max_tokens) before this call was complete. "
     "Send the call again, with less text around it.]"
 )
-_NOT_RUN_STOPPED = "[not run: the run stopped before this call ran]"
+_NOT_RUN_SUBMITTED = (
+    "you called submit earlier in this turn, so the calls after it were not run; if one is still "
+    "needed after the check, call it again"
+)
+# An escaping bug is an uncaught exception: the process exits with Python's status 1.
+_BUG_EXIT = 1
 _NO_TOOL = (
     "You replied without calling a tool. Work through the tools; when your check passes, call "
     "submit with a summary."
@@ -145,6 +152,7 @@ class Agent:
         chat: bool = False,
         on_delta: Callable[[Delta], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tree_lock: TreeLock | None = None,
     ) -> None:
         self.model = model
         self.toolbox = toolbox
@@ -159,6 +167,7 @@ class Agent:
         self.chat = chat
         self.on_delta = on_delta
         self.clock = clock
+        self.tree_lock = tree_lock  # held while the loop can edit the tree, released at run_ended
         self._started = clock()
         self._elapsed_before = self._recorded_elapsed()
         self._malformed = 0
@@ -222,6 +231,8 @@ class Agent:
 
     def run(self) -> Outcome:
         """Step until an interrupt or a model error; always ends with a run_ended event."""
+        if self.tree_lock is not None:
+            self.tree_lock.acquire()  # again, when a chat goes on after an end
         while True:
             try:
                 self.step()
@@ -231,6 +242,9 @@ class Agent:
                 return self._finish(UserStopped("interrupted by the user"))
             except ModelError as e:
                 return self._end("error", f"model error: {e}", 4)
+            except BaseException as bug:  # our bug: the run still ends on record, then it raises
+                self._end("error", f"internal error: {type(bug).__name__}: {bug}", _BUG_EXIT)
+                raise
 
     def step(self) -> None:
         """One model call and the tool calls it asked for."""
@@ -260,14 +274,7 @@ class Agent:
             self._emit(UserNote(content=_NO_TOOL))
             self._malformed_turn()
             return
-        usable = False
-        for i, call in enumerate(calls):
-            try:
-                usable |= self._run_tool(call)
-            except KeyboardInterrupt:
-                for rest in calls[i + 1:]:
-                    self._emit(ToolFinished(call_id=rest.id, name=rest.name, content=_NOT_RUN_STOPPED, ok=False))
-                raise
+        usable = self._run_calls(calls)
         if usable:
             self._malformed = 0
         else:
@@ -286,15 +293,22 @@ class Agent:
             on_delta=self.on_delta,
         )
 
+    def _run_calls(self, calls: list[ToolCall]) -> bool:
+        """Run a turn's calls in order (none after a submit); True when one could be acted on."""
+        usable = False
+        for i, call in enumerate(calls):
+            usable |= self._run_tool(call)
+            if self.toolbox.ctx.submitted is not None and i + 1 < len(calls):
+                for rest in calls[i + 1:]:
+                    self._emit(_not_run(rest, _NOT_RUN_SUBMITTED))
+                break
+        return usable
+
     def _run_tool(self, call: ToolCall) -> bool:
         """Run one call; True when the model's call was well-formed enough to act on."""
         start = time.monotonic()
-        try:
-            self._emit(ToolStarted(call_id=call.id, name=call.name, arguments=call.arguments))
-            result = self.toolbox.run(call.id, call.name, call.arguments)
-        except KeyboardInterrupt:
-            self._emit(ToolFinished(call_id=call.id, name=call.name, content=INTERRUPTED_TOOL, ok=False))
-            raise
+        self._emit(ToolStarted(call_id=call.id, name=call.name, arguments=call.arguments))
+        result = self.toolbox.run(call.id, call.name, call.arguments)
         content = result.content
         if not result.ok:
             key = hashlib.sha256(f"{call.name}\0{_canonical(call.arguments)}".encode()).hexdigest()
@@ -344,7 +358,7 @@ class Agent:
             if isinstance(e, ToolStarted) and e.name == "run_tests":
                 try:
                     args = json.loads(e.arguments or "{}")
-                except json.JSONDecodeError:
+                except (ValueError, RecursionError):  # the model's argument text, as it came
                     continue
                 if isinstance(args, dict) and args.get("command"):
                     return str(args["command"])
@@ -471,12 +485,42 @@ class Agent:
 
     def _end(self, status: str, reason: str, code: int, check: CheckRecord | None = None,
              summary: str | None = None) -> Outcome:
-        self._emit(RunEnded(status=status, reason=reason, exit_code=code))
+        try:
+            for event in open_call_answers(self.traj, f"the run ended ({status}: {reason})"):
+                self._emit(event)
+            self._emit(RunEnded(status=status, reason=reason, exit_code=code))
+        finally:
+            if self.tree_lock is not None:
+                self.tree_lock.release()
         return Outcome(status=status, reason=reason, exit_code=code, check=check, summary=summary)
 
 
 def _canonical(arguments: str) -> str:
     try:
         return json.dumps(json.loads(arguments), sort_keys=True)
-    except (json.JSONDecodeError, TypeError):
+    except (ValueError, RecursionError, TypeError):  # not JSON, too deep, a 5,000-digit integer
         return arguments.strip()
+
+
+def _not_run(call: ToolCall, why: str) -> ToolFinished:
+    return ToolFinished(call_id=call.id, name=call.name, content=f"[not run: {why}]", ok=False,
+                        error_kind="not_run")
+
+
+def open_call_answers(traj: Trajectory, why: str) -> list[ToolFinished]:
+    """Answers for the calls of `traj` that have none: a call that started was interrupted, a
+    later one was not run. The API refuses a request in which an assistant turn's tool_calls
+    lack a tool message each, so every exit (and a resume after a crash) answers them all."""
+    finished = {e.call_id for e in traj.of_type(ToolFinished)}
+    started = {e.call_id for e in traj.of_type(ToolStarted)}
+    out = []
+    for ev in traj.of_type(ModelCalled):
+        for call in ev.response.message.tool_calls:
+            if call.id in finished:
+                continue
+            if call.id in started:
+                out.append(ToolFinished(call_id=call.id, name=call.name, content=INTERRUPTED_TOOL, ok=False))
+            else:
+                out.append(_not_run(call, why))
+            finished.add(call.id)
+    return out

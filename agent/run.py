@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from agent.errors import ConfigError
-from agent.loop import Agent, Limits, Outcome
+from agent.loop import Agent, Limits, Outcome, open_call_answers
 from agent.model import Model, OpenAIModel
 from agent.modes import MODE_TABLE, choose_mode, parse_mode
 from agent.prompt import PromptPrefix, task_chunk
@@ -39,13 +39,13 @@ from agent.records import (
     RunEnded,
     RunStarted,
     Task,
-    ToolFinished,
     ToolStarted,
     Usage,
 )
 from agent.settings import Settings, load_settings, user_config_path
 from agent.tokens import get_tokenizer
-from agent.trajectory import INTERRUPTED_TOOL, Trajectory, assistant_turns
+from agent.trajectory import Trajectory, assistant_turns
+from agent.treelock import TreeLock, tree_lock
 from tools.workspace import TEMP_PATHSPEC, remove_stale_temp_files
 
 __all__ = [
@@ -255,6 +255,8 @@ def start_run(spec: RunSpec) -> Run:
     run_dir = settings.state_dir / "runs" / run_id
     if spec.worktree:
         repo = make_worktree(repo, run_id, settings.state_dir)
+    lock = tree_lock(repo)
+    lock.acquire()  # before anything is written: a refused run leaves no trace
     remove_stale_temp_files(repo)  # what killed writes left, before the pack can show it
     plan = plan_run(spec.task, settings, repo=repo, on_stage=hooks.on_stage)
     profile = settings.profile()
@@ -274,7 +276,7 @@ def start_run(spec: RunSpec) -> Run:
     ))
     agent = _agent(traj, plan.prefix, settings, plan.repo, plan.base, run_dir, model=spec.model,
                    chat=spec.chat, interactive=spec.interactive, approve=spec.approve,
-                   on_delta=hooks.on_delta, pack_tokens=plan.pack.totals.tokens)
+                   on_delta=hooks.on_delta, pack_tokens=plan.pack.totals.tokens, lock=lock)
     return Run(run_id=run_id, run_dir=run_dir, repo=plan.repo, agent=agent, trajectory=traj,
                settings=settings, hooks=hooks)
 
@@ -282,7 +284,7 @@ def start_run(spec: RunSpec) -> Run:
 def _agent(traj: Trajectory, prefix: PromptPrefix, settings: Settings, repo: Path, base: str | None,
            run_dir: Path, *, model: Model | None, chat: bool, interactive: bool,
            approve: Callable[[str], bool] | None, on_delta: Callable[[Delta], None] | None,
-           pack_tokens: int) -> Agent:
+           pack_tokens: int, lock: TreeLock | None) -> Agent:
     profile = settings.profile()
     toolbox = _toolbox(repo, base, settings, run_dir, interactive=interactive, approve=approve)
     return Agent(
@@ -298,6 +300,7 @@ def _agent(traj: Trajectory, prefix: PromptPrefix, settings: Settings, repo: Pat
         pack_tokens=pack_tokens,
         chat=chat,
         on_delta=on_delta,
+        tree_lock=lock,
     )
 
 
@@ -313,10 +316,15 @@ def resume_run(
     """Rebuild a run from its directory; interrupted tool calls are marked as such.
 
     The run keeps its model and endpoint unless `settings` names others. A finished run is
-    left as it is: its `ended` says how it ended, and `go()` calls no model."""
+    left as it is: its `ended` says how it ended, and `go()` calls no model (nor takes the lock)."""
     hooks = hooks or RunHooks()
-    traj = Trajectory.load(run_dir / "trajectory.jsonl")
-    ended = final_outcome(traj)
+    as_written = Trajectory.load(run_dir / "trajectory.jsonl", repair=False)
+    ended = final_outcome(as_written)
+    lock = None
+    if ended is None:  # locked before the trajectory is rewritten (load repairs a torn last line)
+        lock = tree_lock(Path(as_written.started.repo))
+        lock.acquire()
+    traj = Trajectory.load(run_dir / "trajectory.jsonl", repair=ended is None)
     prefix = PromptPrefix.load(run_dir / "prefix.json")
     started = traj.started
     if "model" not in settings.model_fields_set:
@@ -325,25 +333,19 @@ def resume_run(
         settings = settings.model_copy(update={"base_url": started.base_url})
     if prefix.sha256() != started.prefix_sha256:
         raise ConfigError(f"{run_dir}/prefix.json does not match the trajectory (edited by hand?)")
+    repo = Path(started.repo)
     if hooks.on_event and ended is None:
         traj.subscribe(hooks.on_event)
-    now = time.time()
-    for ev in ([] if ended else traj.unfinished_tools()):
-        traj.append(ToolFinished(t=now, call_id=ev.call_id, name=ev.name, content=INTERRUPTED_TOOL, ok=False))
-    answered = {e.call_id for e in traj.of_type(ToolFinished)}
-    for ev in ([] if ended else list(traj.of_type(ModelCalled))):
-        for call in ev.response.message.tool_calls:
-            if call.id not in answered and ev.response.finish_reason != "length":
-                traj.append(ToolFinished(t=now, call_id=call.id, name=call.name, ok=False,
-                                         content="[not run: the run stopped before this call ran]"))
-    repo = Path(started.repo)
     if ended is None:
+        now = time.time()
+        for answer in open_call_answers(traj, "the run stopped before this call ran"):
+            traj.append(answer.model_copy(update={"t": now}))
         if model is None:
             require_key(settings)
         remove_stale_temp_files(repo)
     agent = _agent(traj, prefix, settings, repo, started.base_commit, run_dir, model=model, chat=False,
                    interactive=interactive, approve=approve, on_delta=hooks.on_delta,
-                   pack_tokens=started.pack_tokens)
+                   pack_tokens=started.pack_tokens, lock=lock)
     return Run(run_id=started.run_id, run_dir=run_dir, repo=repo, agent=agent, trajectory=traj,
                settings=settings, hooks=hooks, ended=ended)
 

@@ -161,6 +161,51 @@ def test_our_bugs_propagate(box: Toolbox):
         box.run("c", "buggy", "{}")
 
 
+@tool
+def touch(ctx: ToolContext, path: str, where: Literal["workspace", "state"] = "workspace") -> str:
+    """Open a file for writing, in the workspace (the model's choice) or in tome's own state dir."""
+    base = ctx.workspace.root if where == "workspace" else ctx.state_dir
+    with open(base / path, "w"):  # noqa: PTH123 - the OSError is the point
+        return "ok"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "kind", "needle"),
+    [
+        # RecursionError, ValueError (Python's 4,300-digit limit), a lone surrogate, deep nesting
+        ('{"name": ' + "[" * 50_000 + "]" * 50_000 + "}", "invalid_json", "nested too deeply"),
+        ('{"name": "x", "times": ' + "7" * 5000 + "}", "invalid_arguments", "5,000 digits"),
+        ('{"name": "x", "times": ' + "7" * 19 + "}", "invalid_arguments", "at most 18 digits"),
+        ('{"name": "\\ud800 and \\udfff"}', "invalid_arguments", "lone UTF-16 surrogate (\\ud800) in `name`"),
+        ('{"name": ' + "[" * 40 + "]" * 40 + "}", "invalid_arguments", "nested more than 32 levels"),
+    ],
+    ids=["recursion", "5000-digits", "beyond-64-bits", "surrogate", "deep"],
+)
+def test_unusable_argument_text_is_the_models_mistake(box: Toolbox, arguments: str, kind: str, needle: str):
+    r = box.run("c", "greet", arguments)
+    assert not r.ok and r.error_kind == kind and needle in r.content, r.content
+    assert "Send one JSON object with: name (string)" in r.content
+
+
+def test_valid_surrogate_pairs_are_characters(box: Toolbox):
+    assert box.run("c", "greet", '{"name": "\\ud83d\\ude00"}').content == "hello \U0001f600"
+
+
+def test_os_errors_on_the_models_paths_are_observations(tmp_path: Path):
+    root, state = tmp_path / "ws", tmp_path / "state"
+    root.mkdir()
+    state.mkdir()
+    box = Toolbox([touch], make_ctx(root, state), tokenizer=CharCounter())
+    r = box.run("c", "touch", json.dumps({"path": "n" * 300}))  # Linux NAME_MAX is 255 bytes
+    assert not r.ok and r.error_kind == "os_error" and "ENAMETOOLONG" in r.content
+    assert "(300 characters)" in r.content and "at most 255 bytes" in r.content
+    r = box.run("c", "touch", json.dumps({"path": "missing/dir/f.txt"}))
+    assert not r.ok and "ENOENT" in r.content and "find_files" in r.content
+    # the same error on a path of tome's own (outside the workspace) is our bug: it raises
+    with pytest.raises(OSError, match="File name too long"):
+        box.run("c", "touch", json.dumps({"path": "n" * 300, "where": "state"}))
+
+
 def test_duplicate_tool_names_refused(tmp_path: Path):
     with pytest.raises(ValueError):
         Toolbox([greet, greet], make_ctx(tmp_path, tmp_path / "s"))

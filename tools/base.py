@@ -5,17 +5,21 @@ parameters and its docstring become a pydantic arguments model and an OpenAI too
 (strict-compatible: every property required, optional ones nullable, no extra properties).
 
 Errors split in two (the smolagents rule): whatever the *model* got wrong (invalid JSON, an
-unknown tool, missing, wrong-typed or extra arguments, a `ToolError` raised by the tool) comes
-back as a `ToolResult` with `ok=False` that says what to do next; any other exception is our bug
-and propagates. Every result passes through one bound: a token budget per result, head and tail
+unknown tool, missing, wrong-typed or extra arguments, argument text tome cannot act on such as
+nesting too deep, integers beyond 64 bits or lone surrogates, an OSError on a workspace path the
+model chose, a `ToolError` raised by the tool) comes back as a `ToolResult` with `ok=False` that
+says what to do next; any other exception is our bug and propagates. The line is drawn in two
+places: `_parse_call` (the argument text) and `_execute` (the tool's own run). Every result passes through one bound: a token budget per result, head and tail
 kept, a note saying how much was cut and where the full text was spilled.
 """
 
 from __future__ import annotations
 
+import errno
 import inspect
 import json
 import logging
+import os
 import re
 import subprocess
 import typing
@@ -328,10 +332,157 @@ def _validation_message(t: Tool, err: ValidationError) -> str:
                 + f", got {got}"
             )
     return (
-        f"Error: invalid arguments for {t.name}:\n"
+        f"invalid arguments for {t.name}:\n"
         + "\n".join(lines)
         + f"\nCall {t.name} again with: {_describe_args(t)}."
     )
+
+
+# The argument-parsing boundary: everything the model can put in its argument text that tome
+# cannot act on is refused here, as the model's mistake, before any tool sees it.
+MAX_ARGUMENT_DEPTH = 32
+# Integers in arguments fit in 64 bits (RFC 8259 section 6: beyond 2**53 they are not even
+# interoperable); converting a longer digit string is where Python's 4,300-digit limit would
+# raise ValueError (sys.get_int_max_str_digits, Python 3.11+).
+MAX_INT_DIGITS = 18
+# A surrogate code point left in a str after JSON decoding is a lone one (a valid pair decodes
+# to one character); RFC 8259 section 8.2 calls such strings unpredictable, and UTF-8 cannot
+# encode them, so a file write or a subprocess argument would fail on it.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+class _LongInteger(Exception):
+    def __init__(self, digits: int) -> None:
+        super().__init__(f"{digits} digits")
+        self.digits = digits
+
+
+def _json_int(digits: str) -> int:
+    n = len(digits.lstrip("-"))
+    if n > MAX_INT_DIGITS:
+        raise _LongInteger(n)
+    return int(digits)
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, parse_int=_json_int)
+
+
+def _where(path: tuple[Any, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".") or "(arguments)"
+
+
+def _argument_problem(args: dict[str, Any]) -> str | None:
+    """What makes decoded arguments unusable (too deep, a lone surrogate), or None."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(args, ())]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > MAX_ARGUMENT_DEPTH:
+            return f"are nested more than {MAX_ARGUMENT_DEPTH} levels deep (at `{_where(path[:4])}...`)"
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if _SURROGATE.search(k):
+                    return _surrogate_problem(k, path)
+                stack.append((v, (*path, k)))
+        elif isinstance(value, list):
+            stack.extend((v, (*path, i)) for i, v in enumerate(value))
+        elif isinstance(value, str) and _SURROGATE.search(value):
+            return _surrogate_problem(value, path)
+    return None
+
+
+def _surrogate_problem(text: str, path: tuple[Any, ...]) -> str:
+    m = _SURROGATE.search(text)
+    assert m is not None
+    return (
+        f"hold a lone UTF-16 surrogate (\\u{ord(m.group()):04x}) in `{_where(path)}`, which is not a "
+        "character and cannot be written to a file or a command: send valid Unicode (a character "
+        "beyond U+FFFF is one \\uXXXX\\uXXXX pair, or the character itself)"
+    )
+
+
+def _parse_call(t: Tool, arguments: str | None) -> dict[str, Any]:
+    """The call's validated arguments; every way they can be unusable is a `ToolError`."""
+    retry = f"Send one JSON object with: {_describe_args(t)}."
+    try:
+        args = _loads(arguments) if arguments and arguments.strip() else {}
+        if isinstance(args, str):  # double-encoded JSON object
+            args = _loads(args)
+    except json.JSONDecodeError as e:
+        raise ToolError(
+            f"the arguments for {t.name} are not valid JSON ({e.msg} at line {e.lineno} "
+            f"column {e.colno}). {retry}",
+            kind="invalid_json",
+        ) from None
+    except _LongInteger as e:
+        raise ToolError(
+            f"the arguments for {t.name} hold an integer of {e.digits:,} digits; numbers in tool "
+            f"arguments have at most {MAX_INT_DIGITS} digits (send long ones as strings). {retry}",
+            kind="invalid_arguments",
+        ) from None
+    except RecursionError:  # the decoder recurses once per nesting level
+        raise ToolError(
+            f"the arguments for {t.name} are nested too deeply to decode (tool arguments are at "
+            f"most {MAX_ARGUMENT_DEPTH} levels deep). {retry}",
+            kind="invalid_json",
+        ) from None
+    if not isinstance(args, dict):
+        raise ToolError(
+            f"the arguments for {t.name} must be a JSON object, not {type(args).__name__}. {retry}",
+            kind="invalid_json",
+        )
+    problem = _argument_problem(args)
+    if problem is not None:
+        raise ToolError(f"the arguments for {t.name} {problem}. {retry}", kind="invalid_arguments")
+    try:
+        return t.validate(args)
+    except ValidationError as e:
+        raise ToolError(_validation_message(t, e), kind="invalid_arguments") from None
+
+
+# The tool-execution boundary: an OSError is the model's when the OS refused a path inside the
+# workspace (which the model chose) for a reason that lies in that path; the rest (a full disk,
+# too many open files, I/O errors, paths of tome's own outside the workspace) are ours and raise.
+_PATH_ERRNOS = frozenset({
+    errno.ENAMETOOLONG, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ELOOP,
+    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTEMPTY, errno.EINVAL, errno.EILSEQ,
+    errno.ETXTBSY, errno.EXDEV,
+})
+_PATH_HINTS = {
+    # Linux: NAME_MAX is 255 bytes per path component, PATH_MAX 4,096 bytes (limits.h, path_resolution(7)).
+    errno.ENAMETOOLONG: "a file name is at most 255 bytes and a whole path at most 4,096: choose a shorter name",
+    errno.ENOENT: "check the path with find_files",
+    errno.ENOTDIR: "a part of the path is a file, not a directory: check it with find_files",
+}
+
+
+def _model_os_error(e: OSError, root: Path) -> bool:
+    names = [n for n in (e.filename, e.filename2) if isinstance(n, (str, bytes))]
+    if e.errno not in _PATH_ERRNOS or not names:
+        return False
+    return all(_is_within(Path(os.path.abspath(os.fsdecode(n))), root) for n in names)
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _execute(t: Tool, ctx: ToolContext, kwargs: dict[str, Any]) -> Any:
+    """Run the tool; an OSError about a workspace path the model chose becomes a `ToolError`."""
+    root = ctx.workspace.root
+    try:
+        return t.fn(ctx, **kwargs)
+    except OSError as e:
+        if not _model_os_error(e, root):
+            raise
+        name = os.fsdecode(e.filename)
+        rel = os.path.relpath(name, root)
+        shown = rel if len(rel) <= 80 else f"{rel[:60]}...{rel[-12:]} ({len(rel):,} characters)"
+        hint = _PATH_HINTS.get(e.errno, "check the path and try another")  # type: ignore[arg-type]
+        raise ToolError(
+            f"{t.name} could not use {shown!r}: {e.strerror} ({errno.errorcode.get(e.errno or 0, e.errno)}); {hint}.",
+            kind="os_error",
+        ) from None
 
 
 class Toolbox:
@@ -397,35 +548,10 @@ class Toolbox:
                 "unknown_tool",
             )
         try:
-            args = json.loads(arguments) if arguments and arguments.strip() else {}
-            if isinstance(args, str):  # double-encoded JSON object
-                args = json.loads(args)
-        except json.JSONDecodeError as e:
-            return self._error(
-                call_id,
-                t.name,
-                f"Error: the arguments for {t.name} are not valid JSON ({e.msg} at line {e.lineno} "
-                f"column {e.colno}). Send one JSON object with: {_describe_args(t)}.",
-                "invalid_json",
-            )
-        if not isinstance(args, dict):
-            return self._error(
-                call_id,
-                t.name,
-                f"Error: the arguments for {t.name} must be a JSON object, not "
-                f"{type(args).__name__}. Send one JSON object with: {_describe_args(t)}.",
-                "invalid_json",
-            )
-        try:
-            kwargs = t.validate(args)
-        except ValidationError as e:
-            result = self._error(call_id, t.name, _validation_message(t, e), "invalid_arguments")
-            result.repaired_from = repaired
-            return result
-        if t.name in self.checkpoint_before:
-            self._checkpoint(f"before {t.name} call {call_id}")
-        try:
-            output = t.fn(self.ctx, **kwargs)
+            kwargs = _parse_call(t, arguments)
+            if t.name in self.checkpoint_before:
+                self._checkpoint(f"before {t.name} call {call_id}")
+            output = _execute(t, self.ctx, kwargs)
         except ToolError as e:
             result = self._error(call_id, t.name, f"Error: {e}", e.kind)
             result.repaired_from = repaired

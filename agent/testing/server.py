@@ -3,8 +3,9 @@
 It replays a script of assistant turns over real HTTP, so tests, the demo and fault drills drive
 the real `openai` SDK. Like DeepSeek it counts prompt tokens with the real tokenizer, reports
 prompt-cache hits by longest common prefix with earlier requests (in fixed token blocks),
-answers 400 when a tool-call turn comes back without its `reasoning_content` in thinking mode,
-and answers DeepSeek's context-length 400 above the window.
+answers 400 when a tool-call turn comes back without its `reasoning_content` in thinking mode
+or without a tool message for each of its calls, and answers DeepSeek's context-length 400
+above the window.
 
 Faults are injected per turn: `faults[i]` shapes attempt `i` of that turn; once they are used
 up the turn is served normally. What each kind does to its attempt:
@@ -53,6 +54,7 @@ __all__ = [
     "ScriptedServer",
     "render_prompt",
     "REASONING_ECHO_MESSAGE",
+    "TOOL_ANSWER_MESSAGE",
 ]
 
 # DeepSeek's wording (2026), so clients can be tested against what they will really see.
@@ -392,6 +394,7 @@ class ScriptedServer:
                     and not isinstance(m.get("reasoning_content"), str)
                 ):
                     raise _HTTPError(400, REASONING_ECHO_MESSAGE)
+        _check_tool_answers(messages)
         text = render_prompt(body, thinking=thinking)
         prompt_tokens = self.tokenizer.count(text)
         completion = int(body.get("max_tokens") or body.get("max_completion_tokens") or 0)
@@ -444,6 +447,29 @@ class ScriptedServer:
             else:
                 self._attempt += 1
         return index, turn, fault
+
+
+# DeepSeek's wording (reported from the official API in langgenius/dify#32222; OpenAI's is the same
+# sentence followed by the ids): an assistant turn's tool_calls each need a tool message after it.
+TOOL_ANSWER_MESSAGE = (
+    "An assistant message with 'tool_calls' must be followed by tool messages responding to each "
+    "'tool_call_id'. (insufficient tool messages following tool_calls message)"
+)
+
+
+def _check_tool_answers(messages: list[Any]) -> None:
+    """400 unless every tool_call id of an assistant turn has a tool message right after the turn."""
+    for i, m in enumerate(messages):
+        if not (isinstance(m, dict) and m.get("role") == "assistant" and m.get("tool_calls")):
+            continue
+        answered: set[Any] = set()
+        for later in messages[i + 1:]:
+            if not (isinstance(later, dict) and later.get("role") == "tool"):
+                break
+            answered.add(later.get("tool_call_id"))
+        missing = [c.get("id") for c in m["tool_calls"] if isinstance(c, dict) and c.get("id") not in answered]
+        if missing:
+            raise _HTTPError(400, f"{TOOL_ANSWER_MESSAGE} Missing: {', '.join(map(str, missing))}")
 
 
 def _usage(
