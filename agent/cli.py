@@ -63,16 +63,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _positive(kind: type) -> Any:
-    """An argparse type: a finite number above zero (NaN, infinities and negatives are usage errors)."""
+def _limit(kind: type) -> Any:
+    """An argparse type: a finite number, 0 or more (NaN, infinities and negatives are usage errors;
+    0 stops before the first model call)."""
 
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text!r}")
         return value
 
     parse.__name__ = kind.__name__
@@ -96,9 +97,9 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--model", help="model name or alias (see tome models), e.g. deepseek-v4-pro, flash")
     g.add_argument("--base-url", dest="base_url", help="OpenAI-compatible endpoint")
     g.add_argument("--mode", choices=list(MODE_CHOICES), help="reasoning mode")
-    g.add_argument("--max-cost", dest="max_cost", type=_positive(float), help="USD cap for the run")
-    g.add_argument("--max-steps", dest="max_steps", type=_positive(int), help="model-call cap")
-    g.add_argument("--max-time", dest="max_time", type=_positive(float), help="wall-seconds cap")
+    g.add_argument("--max-cost", dest="max_cost", type=_limit(float), help="USD cap for the run")
+    g.add_argument("--max-steps", dest="max_steps", type=_limit(int), help="model-call cap")
+    g.add_argument("--max-time", dest="max_time", type=_limit(float), help="wall-seconds cap")
     add_output_options(parser)
 
 
