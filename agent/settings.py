@@ -62,6 +62,14 @@ class SafetySettings(BaseModel):
         default_factory=list,
         description="Extra environment variables the shell inherits (secrets are withheld otherwise).",
     )
+    bwrap: str = Field(
+        default="bwrap",
+        description="The bubblewrap program, a name looked up on PATH or a path; never from a project file.",
+    )
+
+
+# Safety fields that name a program to run: a project file may not set them at all.
+_USER_ONLY_SAFETY = frozenset({"bwrap"})
 
 
 _WIDTH_ORDER: dict[str, list[Any]] = {
@@ -234,6 +242,12 @@ def load_settings(
         for field in list(safety):
             if field not in SafetySettings.model_fields:
                 continue  # validation below names it
+            if field in _USER_ONLY_SAFETY:
+                warnings.append(
+                    f"{project_path}: ignored safety.{field} = {safety.pop(field)!r}: "
+                    "only user config, the environment or the command line may set it"
+                )
+                continue
             new = SafetySettings.model_validate({**current.model_dump(), field: safety[field]})
             if _widens(field, getattr(current, field), getattr(new, field)):
                 warnings.append(

@@ -131,6 +131,14 @@ def _toolbox(repo: Path, base: str | None, settings: Settings, run_dir: Path, *,
     return Toolbox(default_tools(), ctx, tokenizer=get_tokenizer(settings.profile().tokenizer))
 
 
+def _settle_sandbox(settings: Settings, *, interactive: bool,
+                    approve: Callable[[str], bool] | None) -> Settings:
+    """Fail closed before anything is packed or sent: no usable sandbox, no (headless) run."""
+    from tools.sandbox import settle_sandbox
+
+    return settle_sandbox(settings, interactive=interactive, confirm=approve)
+
+
 def _limits(settings: Settings) -> Limits:
     return Limits(
         max_steps=settings.max_steps,
@@ -163,6 +171,7 @@ def start_run(
     repo = Path(repo).resolve()
     if not repo.is_dir():
         raise ConfigError(f"repository {repo} does not exist")
+    settings = _settle_sandbox(settings, interactive=interactive, approve=approve)
     run_id = run_id or _new_run_id()
     run_dir = settings.state_dir / "runs" / run_id
     if worktree:
@@ -242,6 +251,7 @@ def resume_run(
     """Rebuild a run from its directory; interrupted tool calls are marked as such.
 
     The run keeps its model and endpoint unless `settings` names others."""
+    settings = _settle_sandbox(settings, interactive=interactive, approve=approve)
     traj = Trajectory.load(run_dir / "trajectory.jsonl")
     prefix = PromptPrefix.load(run_dir / "prefix.json")
     started = traj.started

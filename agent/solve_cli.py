@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     project = args.repo if args.command == "solve" else None
     settings = settings_from_args(args, project)
     headless = args.json or not sys.stdin.isatty()
-    approve = None if headless else (lambda command: Confirm.ask(f"Run destructive command?\n  {command}"))
+    approve = None if headless else Confirm.ask  # each question says what it asks
     stream = JsonStream() if args.json else None
     view = None if args.json else LiveView()
     hooks = {

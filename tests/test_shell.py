@@ -275,27 +275,25 @@ def test_redact_hook_sees_every_result(tmp_path: Path) -> None:
     assert "[REDACTED]" in box.run("c2", "bash", json.dumps({"command": "echo password=hunter2"})).content
 
 
-def test_no_bwrap_require_errors_and_auto_notes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "bash").symlink_to(shutil.which("bash") or "/bin/bash")
-    monkeypatch.setenv("PATH", str(bin_dir))  # a PATH where bwrap cannot be found
-    ctx = make_ctx(tmp_path, sandbox="require")
+def test_no_bwrap_require_and_headless_refuse_interactive_asks_once(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-such-dir" / "bwrap")  # bwrap's absence, as a real setting
+    ctx = make_ctx(tmp_path, sandbox="require", bwrap=missing)
     before = tree_digest(ctx.workspace.root)
-    with pytest.raises(ToolError, match="sandbox is 'require' but bwrap is not installed"):
+    with pytest.raises(ToolError, match="sandbox is 'require' but .* is not installed"):
         bash(ctx, command="echo should-not-run > ran.txt")
+    headless = make_ctx(tmp_path, sandbox="auto", bwrap=missing)
+    with pytest.raises(ToolError, match="headless run does not start without a sandbox"):
+        bash(headless, command="echo should-not-run > ran.txt")
     assert tree_digest(ctx.workspace.root) == before
-    auto = make_ctx(tmp_path, sandbox="auto")
-    out = bash(auto, command="echo ran")
-    assert "ran" in out and "runs unsandboxed" in out
-    again = bash(auto, command="echo again")  # the note is given once per run
-    assert "again" in again and "unsandboxed" not in again
+    asked: list[str] = []
+    interactive = make_ctx(tmp_path, sandbox="auto", bwrap=missing)
+    interactive.interactive, interactive.approve = True, lambda q: asked.append(q) is None
+    assert "ran" in bash(interactive, command="echo ran")
+    assert "again" in bash(interactive, command="echo again") and len(asked) == 1
 
 
 def test_plan_sandbox_off_never_wraps() -> None:
-    assert plan_sandbox("off", network=False).bwrap is None
+    assert plan_sandbox(SafetySettings(sandbox="off"), interactive=False).bwrap is None
 
 
 # --------------------------------------------------------------------------------------------

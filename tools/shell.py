@@ -19,10 +19,11 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+from agent.errors import ConfigError
 from agent.settings import SafetySettings
 from tools.base import ToolContext, ToolError, tool
 from tools.runner import ProcessResult, run_process
-from tools.sandbox import plan_sandbox, wrap_argv
+from tools.sandbox import plan_sandbox, settle_sandbox, wrap_argv
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -196,11 +197,13 @@ def run_command(
 ) -> tuple[ProcessResult, str | None]:
     """Run `argv` in the workspace with the shell's environment and sandbox: (result, note).
 
-    The note (running unsandboxed) is returned on the first call of a run only."""
+    The note (how the sandbox confines it) is returned on the first call of a run only."""
+    try:  # settled at run start; a context built without `start_run` settles it here, once
+        ctx.settings = settle_sandbox(ctx.settings, interactive=ctx.interactive, confirm=ctx.approve)
+    except ConfigError as e:
+        raise ToolError(f"the shell is disabled: {e}", kind="sandbox_unavailable") from None
     safety = ctx.settings.safety
-    plan = plan_sandbox(safety.sandbox, network=safety.network)
-    if plan.error:
-        raise ToolError(plan.error, kind="sandbox_unavailable")
+    plan = plan_sandbox(safety, interactive=ctx.interactive)
     root = _workspace_root(ctx)
     env = shell_environment(safety, sandboxed=plan.bwrap is not None)
     if plan.bwrap is not None:
