@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -124,6 +125,51 @@ def test_background_leftovers_are_stopped(tmp_path: Path, sandbox: str) -> None:
     assert live_processes_with(token) == []
     plain = bash(ctx, command="echo plain")
     assert "background processes" not in plain and "[exit code 0]" in plain
+
+
+DAEMON = (
+    "import os, sys, time\n"
+    "if os.fork(): sys.exit(0)\n"
+    "os.setsid()\n"
+    "if os.fork(): sys.exit(0)\n"
+    "open('daemon.pid', 'w').write(str(os.getpid()))\n"
+    "time.sleep(1000)\n"
+)
+
+
+def _dead(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2 :].split()[0] in ("Z", "X")
+
+
+@pytest.mark.parametrize("ending", ["exit", "timeout"])
+@pytest.mark.parametrize("sandbox", ["off", pytest.param("require", marks=needs_bwrap)])
+def test_setsid_and_double_forked_daemons_do_not_outlive_the_call(
+    tmp_path: Path, sandbox: str, ending: str
+) -> None:
+    """Issue 12 item 7: a new session escapes a process-group kill, a subreaper still sees it."""
+    ctx = make_ctx(tmp_path, sandbox=sandbox)
+    token = f"1000.{uuid.uuid4().int % 10**9}"
+    daemon = f"python3 -c {shlex.quote(DAEMON)} {token}"
+    command = (
+        f"setsid sleep {token} & echo $! > setsid.pid; {daemon}; "
+        "for _ in $(seq 100); do [ -s daemon.pid ] && break; sleep 0.05; done; echo started"
+    )
+    if ending == "timeout":
+        command += f"; sleep {token}"
+    out = bash(ctx, command=command, timeout=8 if ending == "timeout" else 60)
+    assert "started" in out
+    if ending == "timeout":
+        assert "timed out" in out
+    elif sandbox == "off":  # under bwrap its PID namespace ends them with the command, unremarked
+        assert "background processes" in out
+    assert live_processes_with(token) == []
+    if sandbox == "off":  # under bwrap the files hold pids of its own PID namespace
+        pids = [int((ctx.workspace.root / f).read_text()) for f in ("setsid.pid", "daemon.pid")]
+        assert all(_dead(pid) for pid in pids), pids
 
 
 def test_timeout_group_kill_ignores_sigterm(tmp_path: Path) -> None:
