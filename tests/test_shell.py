@@ -102,6 +102,64 @@ def test_stdin_closed_and_non_interactive_env(tmp_path: Path) -> None:
     assert "cat|true|0|1|dumb|1|noninteractive" in out
 
 
+def _needs(program: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(shutil.which(program) is None, reason=f"{program} is not installed here")
+
+
+@pytest.mark.parametrize(
+    ("command", "program"),
+    [pytest.param(c, p, marks=_needs(p)) for c, p in
+     [("vi a.py", "vi"), ("vim a.py", "vim"), ("cd sub && vim ../a.py", "vim"), ("nano a.py", "nano"),
+      ("timeout 100 vim a.py", "vim"), ("sh -c 'vi a.py'", "vi"), ("top", "top"), ("watch ls", "watch")]],
+)  # fmt: skip
+def test_programs_that_wait_for_a_terminal_are_refused_at_once(
+    tmp_path: Path, command: str, program: str
+) -> None:
+    """Issue 12 item 8: `vi a.py` waited 120 s for a terminal that never comes."""
+    ctx = make_ctx(tmp_path)
+    (ctx.workspace.root / "a.py").write_text("x = 1\n")
+    (ctx.workspace.root / "sub").mkdir()
+    res = Toolbox([bash], ctx, tokenizer=_Chars()).run(
+        "c1", "bash", json.dumps({"command": command, "timeout": 20})
+    )
+    assert not res.ok and res.error_kind == "interactive", res.content
+    assert f"{program} waits for a terminal" in res.content and "timed out" not in res.content
+
+
+@pytest.mark.parametrize(
+    ("command", "program", "expect"),
+    [pytest.param(c, p, e, marks=_needs(p)) for c, p, e in
+     [("printf 'vim a.py\\n' > edit.sh; sh edit.sh", "vim", "Input is not from a terminal"),
+      ("git init -q . && git add a.py && git -c user.name=t -c user.email=t@t commit", "git", "empty commit message"),
+      ("python3 -c \"open('/dev/tty')\"", "python3", "/dev/tty")]],
+)  # fmt: skip
+def test_a_command_that_reads_a_terminal_fails_fast_with_a_hint(
+    tmp_path: Path, command: str, program: str, expect: str
+) -> None:
+    """Not refused beforehand (a script, git's editor, /dev/tty): it finds no terminal and ends."""
+    ctx = make_ctx(tmp_path)
+    (ctx.workspace.root / "a.py").write_text("x = 1\n")
+    out = bash(ctx, command=command, timeout=60)
+    assert "timed out" not in out and expect in out
+    assert "wanted a terminal" in out and "non-interactive form" in out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [pytest.param("vim -es -c 'normal Goadded' -c wq a.py", marks=_needs("vim")),
+     pytest.param("less a.py", marks=_needs("less")), pytest.param("top -b -n 1 | head -1", marks=_needs("top"))],
+)  # fmt: skip
+def test_batch_forms_of_terminal_programs_still_run(tmp_path: Path, command: str) -> None:
+    ctx = make_ctx(tmp_path)
+    (ctx.workspace.root / "a.py").write_text("x = 1\n")
+    out = bash(ctx, command=command, timeout=60)
+    assert "[exit code 0]" in out and "timed out" not in out
+    if command.startswith("vim"):
+        assert (ctx.workspace.root / "a.py").read_text() == "x = 1\nadded\n"
+    if command.startswith("less"):
+        assert "x = 1" in out
+
+
 @pytest.mark.parametrize("sandbox", ["off", pytest.param("require", marks=needs_bwrap)])
 def test_timeout_kills_whole_group(tmp_path: Path, sandbox: str) -> None:
     ctx = make_ctx(tmp_path, sandbox=sandbox)

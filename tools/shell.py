@@ -35,6 +35,7 @@ __all__ = [
     "bash",
     "destructive_reason",
     "format_result",
+    "interactive_reason",
     "require_permission",
     "run_command",
     "shell_environment",
@@ -64,7 +65,22 @@ NON_INTERACTIVE_ENV: Mapping[str, str] = {
     "DEBIAN_FRONTEND": "noninteractive", "PYTHONUNBUFFERED": "1",
     "npm_config_yes": "true", "npm_config_fund": "false", "npm_config_audit": "false",
     "HOMEBREW_NO_AUTO_UPDATE": "1", "COLUMNS": "160", "LINES": "50",
+    # Vim started without a terminal quits at once (`-es` batch mode skips VIMINIT; :help VIMINIT).
+    "VIMINIT": "if !has('ttyin') | cquit | endif",
 }  # fmt: skip
+# What programs print when they wanted a terminal and found none.
+_WANTED_TERMINAL = re.compile(
+    r"/dev/tty|not a tty|not a terminal|Input is not from a terminal|Error opening terminal|"
+    r"failed tty get|terminal is required|no tty present|must be run from a terminal|"
+    r"Aborting commit due to empty commit message",
+    re.IGNORECASE,
+)
+TERMINAL_HINT = (
+    "this command wanted a terminal, and commands here have none (stdin is /dev/null, no "
+    "controlling terminal, editors and pagers are non-interactive): use its non-interactive "
+    "form (git commit -m MSG, --yes/-y, --batch, --no-pager, top -b -n 1) or the edit tools "
+    "(view, str_replace, create, insert) to change files"
+)
 
 
 def shell_environment(
@@ -259,6 +275,58 @@ def destructive_reason(command: str, *, workspace: Path) -> str | None:
 
 
 # --------------------------------------------------------------------------------------------
+# Programs that wait for a terminal
+# --------------------------------------------------------------------------------------------
+
+_VIM = frozenset({"vi", "vim", "nvim", "view", "vimdiff", "rvim", "rview", "ex", "evim", "gvim",
+                  "vim.basic", "vim.tiny", "vim.nox", "vim.gtk3"})  # fmt: skip
+_EDITORS = frozenset({"nano", "pico", "emacs", "emacsclient", "micro", "joe", "jed", "mcedit",
+                      "ne", "kak", "hx", "helix", "mg"})  # fmt: skip
+_SCREENS = frozenset({"top", "htop", "btop", "atop", "iotop", "nmtui", "tig", "ranger", "mc",
+                      "iftop", "nethogs", "watch"})  # fmt: skip
+_INFO_FLAGS = frozenset({"--version", "--help", "-h", "-V", "-v"})
+
+
+def _runs_without_terminal(cmd: Command) -> bool:
+    """True when this invocation of a terminal program runs as a batch tool."""
+    words = set(cmd.argv[1:])
+    if words & _INFO_FLAGS:
+        return True
+    short = "".join(w[1:] for w in words if w.startswith("-") and not w.startswith("--"))
+    if cmd.name in _VIM:  # -es: silent Ex mode, reads commands, needs no terminal (:help -s-ex)
+        return "s" in short and ("e" in short or "E" in short or cmd.name == "ex")
+    if cmd.name == "emacs":
+        return bool(words & {"--batch", "-batch", "--script", "-script"})
+    if cmd.name in ("top", "iotop"):
+        return "b" in short or "--batch" in words
+    if cmd.name == "watch":
+        return bool(words & {"-g", "--chgexit"})
+    return False
+
+
+def interactive_reason(command: str) -> str | None:
+    """Why `command` would wait for a terminal it never gets (an editor, a full-screen tool), or None."""
+    for cmd in read_command_line(command).commands:
+        if cmd.name not in _VIM | _EDITORS | _SCREENS or _runs_without_terminal(cmd):
+            continue
+        if cmd.name in _VIM:
+            how = "vim -es -c 'CMD' -c wq FILE, sed -i, or the edit tools (view, str_replace, create, insert)"
+        elif cmd.name in _EDITORS:
+            how = "the edit tools (view, str_replace, create, insert)" + (
+                ", or emacs --batch" if cmd.name == "emacs" else ""
+            )
+        elif cmd.name == "watch":
+            how = "run the command once, or a loop with sleep and a bound"
+        else:
+            how = "its batch form (top -b -n 1, ps aux, git log)"
+        return (
+            f"{cmd.name} waits for a terminal, and commands here have none (stdin is /dev/null): "
+            f"it would hang until the timeout. Use {how}."
+        )
+    return None
+
+
+# --------------------------------------------------------------------------------------------
 # Running
 # --------------------------------------------------------------------------------------------
 
@@ -316,6 +384,8 @@ def format_result(result: ProcessResult, *, timeout: float, notes: list[str]) ->
             "[background processes the command left running were stopped: each call is its own "
             "process group; start a server and use it within the same command]"
         )
+    if _WANTED_TERMINAL.search(result.output):
+        lines.append(f"[{TERMINAL_HINT}]")
     lines.extend(f"[{n}]" for n in notes)
     return "\n".join(lines) + "\n"
 
@@ -353,9 +423,9 @@ def require_permission(ctx: ToolContext, command: str, why: str) -> None:
 def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> str:
     """Run a bash command in the workspace root and return its output (stdout and stderr interleaved) and exit code.
 
-    Each call is a fresh non-interactive shell: no state carries over between calls, stdin is
-    closed, pagers and editors are disabled. The command and everything it starts are killed at
-    the timeout or when it exits.
+    Each call is a fresh non-interactive shell with no terminal: no state carries over between
+    calls, stdin is closed, pagers and editors are disabled (change files with the edit tools).
+    The command and everything it starts are killed at the timeout or when it exits.
 
     Args:
         command: the bash command line to run, e.g. "python -m pytest tests/test_x.py -q".
@@ -380,6 +450,9 @@ def bash(ctx: ToolContext, command: str, timeout: int = DEFAULT_TIMEOUT) -> str:
             f"note: the requested timeout of {timeout} s is above the maximum; it was clamped to {MAX_TIMEOUT} s"
         )
     root = _workspace_root(ctx)
+    waits = interactive_reason(command)
+    if waits:
+        raise ToolError(waits, kind="interactive")
     why = destructive_reason(command, workspace=root)
     if why:
         require_permission(ctx, command, why)
