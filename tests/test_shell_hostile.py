@@ -31,7 +31,7 @@ HOSTILE = [
     # strings run as shell code, recursively
     "bash -c 'rm -rf ~'", "sh -c 'rm -rf ~'", "bash -lc 'rm -rf ~'", "sh -ec 'cd /; rm -rf etc'",
     """sh -c "bash -c 'rm -rf ~'" """, "bash <<EOF\nrm -rf ~\nEOF", "sh <<< 'rm -rf ~'", "eval 'rm -rf ~'",
-    "su -c 'rm -rf /'", "env -S 'rm -rf ~'", "watch -n 1 rm -rf ~", "sudo bash -c 'timeout 9 rm -rf ~'",
+    "su -c 'rm -rf /'", "trap 'rm -rf ~' EXIT", "env -S 'rm -rf ~'", "watch -n 1 rm -rf ~", "sudo bash -c 'timeout 9 rm -rf ~'",
     # quoting the program name
     "r''m -rf ~", "\\rm -rf ~", "'rm' -rf ~", '"rm" -fr ~', "/bin/rm -rf ~", "$'rm' -rf ~",
     # command substitution

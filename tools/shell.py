@@ -143,9 +143,12 @@ def _where(path: str, base: Path | None) -> Path | None:
     """Where `path` points from `base` (None: not known before it runs: `$X`, `~`, unknown cwd)."""
     if "$" in path or "`" in path or path.startswith("~"):
         return None
-    if not path.startswith("/") and base is None:
+    if path.startswith("/"):
+        p = Path(os.path.normpath(path))
+    elif base is None:
         return None
-    p = Path(os.path.normpath(Path(path) if path.startswith("/") else base / path))  # type: ignore[operator]
+    else:
+        p = Path(os.path.normpath(base / path))
     try:
         return p.resolve() if p.exists() else p
     except OSError:
@@ -202,9 +205,9 @@ def _find_reason(cmd: Command, cwds: list[Path | None], ws: Path) -> str | None:
     if "-delete" not in argv and not runs_deleter:
         return None
     rest = list(argv[1:])
-    while rest and rest[0] in ("-H", "-L", "-P", "-D") or (rest and rest[0].startswith("-O")):
+    while rest and (rest[0] in ("-H", "-L", "-P", "-D") or rest[0].startswith("-O")):
         if rest.pop(0) == "-D" and rest:
-            rest.pop(0)
+            rest.pop(0)  # find(1): -D debugopts
     roots = []
     while rest and not rest[0].startswith("-") and rest[0] not in ("(", "!", ")"):
         roots.append(rest.pop(0))
@@ -215,9 +218,9 @@ def _find_reason(cmd: Command, cwds: list[Path | None], ws: Path) -> str | None:
     for root in roots or ["."]:
         for base in cwds:
             where = _where(root, base)
-            if where is not None and (where == ws) and spares_git:
+            if where == ws and spares_git:
                 continue  # e.g. find . -name '*.pyc' -delete
-            if where is not None and where == ws:
+            if where == ws:
                 return (f"find {root} deleting without a -name filter that spares .git deletes the "
                         "repository history too; add -name PATTERN or start it in a subdirectory")
             why = _place_reason("find deleting under", root, where, ws)

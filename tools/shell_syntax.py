@@ -5,7 +5,7 @@ taken, wherever it sits (subshells, `{ …; }`, `if`/`for`/`while`/`case` bodies
 `$(…)`, pipelines). Each command is then unwrapped the way the programs involved run their
 arguments: wrappers (`sudo`, `env`, `timeout`, `nice`, `xargs`, `nohup`, `command`, `exec`, …) run
 the rest of their words as a command; a shell's `-c` string, a shell's heredoc or herestring,
-`eval`'s words, `watch`'s words, `su -c`, `env -S` and `find -exec … ;` are command lines of their
+`eval`'s words, `trap`'s action, `watch`'s words, `su -c`, `env -S` and `find -exec … ;` are command lines of their
 own, parsed the same way, recursively. Words keep their run-time expansions as written (`$HOME`,
 `$(…)`), so a judge can tell a static path from one known only when it runs.
 """
@@ -296,6 +296,8 @@ def _nested_line(cmd: Command, stdin: str | None) -> str | None:
         return _shell_script(argv, stdin)
     if name == "eval":
         return " ".join(argv[1:])
+    if name == "trap" and len(argv) > 2 and not argv[1].startswith("-"):
+        return argv[1]  # run when a signal or EXIT comes
     if name == "su" or name == "runuser":
         for i, w in enumerate(argv):
             if w in ("-c", "--command") and i + 1 < len(argv):
