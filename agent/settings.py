@@ -245,7 +245,8 @@ def load_settings(
             if field in _USER_ONLY_SAFETY:
                 warnings.append(
                     f"{project_path}: ignored safety.{field} = {safety.pop(field)!r}: "
-                    "only user config, the environment or the command line may set it"
+                    "a project file may not choose which programs run; set it in user config, "
+                    "the environment (TOME_*) or on the command line"
                 )
                 continue
             new = SafetySettings.model_validate({**current.model_dump(), field: safety[field]})

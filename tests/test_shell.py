@@ -214,11 +214,11 @@ def test_setsid_and_double_forked_daemons_do_not_outlive_the_call(
     daemon = f"python3 -c {shlex.quote(DAEMON)} {token}"
     command = (
         f"setsid sleep {token} & echo $! > setsid.pid; {daemon}; "
-        "for _ in $(seq 100); do [ -s daemon.pid ] && break; sleep 0.05; done; echo started"
+        "for _ in $(seq 200); do [ -s daemon.pid ] && break; sleep 0.05; done; echo started"
     )
     if ending == "timeout":
         command += f"; sleep {token}"
-    out = bash(ctx, command=command, timeout=8 if ending == "timeout" else 60)
+    out = bash(ctx, command=command, timeout=20 if ending == "timeout" else 60)
     assert "started" in out
     if ending == "timeout":
         assert "timed out" in out
