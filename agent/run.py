@@ -181,6 +181,14 @@ def _toolbox(repo: Path, base: str | None, settings: Settings, run_dir: Path, *,
     return Toolbox(default_tools(), ctx, tokenizer=get_tokenizer(settings.profile().tokenizer))
 
 
+def _settle_sandbox(settings: Settings, *, interactive: bool,
+                    approve: Callable[[str], bool] | None) -> Settings:
+    """Fail closed before anything is packed or sent: no usable sandbox, no (headless) run."""
+    from tools.sandbox import settle_sandbox
+
+    return settle_sandbox(settings, interactive=interactive, confirm=approve)
+
+
 def _limits(settings: Settings) -> Limits:
     return Limits(
         max_steps=settings.max_steps,
@@ -245,12 +253,13 @@ def plan_run(task: Task | str, settings: Settings, *, repo: Path,
 
 def start_run(spec: RunSpec) -> Run:
     """Check the key, pack the repository, choose the mode, write the prefix and the first event."""
-    settings, hooks = spec.settings, spec.hooks
+    hooks = spec.hooks
     if spec.model is None:
-        require_key(settings)
+        require_key(spec.settings)
     repo = Path(spec.repo).resolve()
     if not repo.is_dir():
         raise ConfigError(f"repository {repo} does not exist")
+    settings = _settle_sandbox(spec.settings, interactive=spec.interactive, approve=spec.approve)
     run_id = spec.run_id or _new_run_id()
     run_dir = settings.state_dir / "runs" / run_id
     if spec.worktree:
@@ -320,6 +329,8 @@ def resume_run(
     hooks = hooks or RunHooks()
     as_written = Trajectory.load(run_dir / "trajectory.jsonl", repair=False)
     ended = final_outcome(as_written)
+    if ended is None:
+        settings = _settle_sandbox(settings, interactive=interactive, approve=approve)
     lock = None
     if ended is None:  # locked before the trajectory is rewritten (load repairs a torn last line)
         lock = tree_lock(Path(as_written.started.repo))

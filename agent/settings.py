@@ -114,6 +114,11 @@ class SafetySettings(BaseModel):
         description="Extra environment variables the shell inherits (secrets are withheld otherwise).",
         json_schema_extra=_trust(Trust.TIGHTEN),
     )
+    bwrap: str = Field(
+        default="bwrap",
+        description="The bubblewrap program, a name looked up on PATH or a path; never from a project file.",
+        json_schema_extra=_trust(Trust.USER),
+    )
 
 
 def _widens(info: FieldInfo, old: Any, new: Any) -> bool:

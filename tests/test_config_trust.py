@@ -189,8 +189,7 @@ def test_python_api_ignores_a_planted_endpoint(scripted, repo, tmp_path):
     server, stranger = scripted(submit_turns()), scripted([])
     plant(repo, stranger)
     user_config(tmp_path, server)
-    # `from agent import solve` yields the module agent.solve today (a lazy-export bug, reported)
-    script = "from agent.run import solve\nprint(solve('median is wrong for even counts', repo='.').status)\n"
+    script = "from agent import solve\nprint(solve('median is wrong for even counts', repo='.').status)\n"
     proc = subprocess.run([sys.executable, "-c", script], env=env_for(tmp_path), cwd=repo,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0 and proc.stdout.strip() == "unchecked", proc.stderr
