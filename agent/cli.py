@@ -38,7 +38,7 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model and limits")
     g.add_argument("--model", help="model name (profile), e.g. deepseek-v4-pro")
     g.add_argument("--base-url", dest="base_url", help="OpenAI-compatible endpoint")
-    g.add_argument("--mode", choices=["auto", "non-think", "high", "max"], help="reasoning mode")
+    g.add_argument("--mode", choices=["auto", "non-think", "low", "high", "max"], help="reasoning mode")
     g.add_argument("--max-cost", dest="max_cost", type=float, help="USD cap for the run")
     g.add_argument("--max-steps", dest="max_steps", type=int, help="model-call cap")
     g.add_argument("--max-time", dest="max_time", type=float, help="wall-seconds cap")

@@ -143,8 +143,12 @@ def test_dropped_reasoning_content_gets_deepseeks_400(scripted):
     # Thinking is DeepSeek-V4's default, so leaving the field out is no escape.
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="deepseek-v4-pro", messages=history)
-    # With the reasoning (even an empty one) or with thinking off, the request passes.
+    # An empty one is rejected too: reported of V4-Pro by litellm and hermes-agent users.
     history[1] = _assistant_with_call("")
+    with pytest.raises(openai.BadRequestError, match="must be passed back"):
+        client.chat.completions.create(model="deepseek-v4-pro", messages=history, extra_body=THINK)
+    # With the reasoning, or with thinking off, the request passes.
+    history[1] = _assistant_with_call("because")
     client.chat.completions.create(model="deepseek-v4-pro", messages=history, extra_body=THINK)
     history[1] = _assistant_with_call(None)
     client.chat.completions.create(model="deepseek-v4-pro", messages=history, extra_body=NO_THINK)
@@ -161,10 +165,20 @@ def test_context_length_400_has_deepseeks_wording(scripted):
     assert server.turns_left == 1
 
 
-def test_only_literal_reasoning_efforts_are_accepted(scripted):
+# api-docs.deepseek.com/guides/thinking_mode: low/high/max, and minimal, medium, xhigh, ultra mapped.
+@pytest.mark.parametrize("effort", ["low", "high", "max", "minimal", "medium", "xhigh", "ultra"])
+def test_every_documented_reasoning_effort_is_accepted(scripted, effort):
+    server = scripted([Turn(content="ok")])
+    reply = sdk(server).chat.completions.create(model="deepseek-v4-pro", messages=USER, reasoning_effort=effort)
+    assert reply.choices[0].message.content == "ok"
+
+
+@pytest.mark.parametrize("effort", ["none", "HIGH", "extreme", ""])
+def test_an_undocumented_reasoning_effort_is_a_400(scripted, effort):
     server = scripted([Turn(content="ok")])
     with pytest.raises(openai.BadRequestError, match="reasoning_effort"):
-        sdk(server).chat.completions.create(model="deepseek-v4-pro", messages=USER, reasoning_effort="medium")
+        sdk(server).chat.completions.create(model="deepseek-v4-pro", messages=USER, reasoning_effort=effort)
+    assert server.turns_left == 1
 
 
 def test_prompt_tokens_are_counted_with_the_real_tokenizer(scripted):
@@ -260,6 +274,35 @@ def test_delay_fault_sends_keepalives_then_the_answer(scripted):
         lines = [ln for ln in r.iter_lines() if ln]
     assert lines[0] == ": keep-alive" and lines[-1] == "data: [DONE]"
     server.assert_done()
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_stall_fault_sends_nothing_after_the_headers(scripted, stream):
+    server = scripted([Turn(content="ok", faults=[Fault(kind="stall", seconds=0.5)])])
+    body = {"model": "deepseek-v4-pro", "messages": USER, "stream": stream}
+    with httpx2.stream("POST", server.base_url + "/chat/completions", json=body, timeout=5) as r:
+        assert r.status_code == 200
+        with pytest.raises(httpx2.RemoteProtocolError):
+            b"".join(r.iter_raw())
+    assert server.turns_left == 1
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_insufficient_fault_serves_a_partial_answer_with_deepseeks_finish_reason(scripted, stream):
+    turn = Turn(content="a complete sentence", tool_calls=[ScriptedToolCall(name="view", arguments={"path": "a"})],
+                faults=[Fault(kind="insufficient")])
+    server = scripted([turn])
+    client = sdk(server)
+    if stream:
+        chunks = list(client.chat.completions.create(model="deepseek-v4-pro", messages=USER, stream=True))
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        calls = [c for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+    else:
+        reply = client.chat.completions.create(model="deepseek-v4-pro", messages=USER)
+        finish, text, calls = [reply.choices[0].finish_reason], reply.choices[0].message.content, reply.choices[0].message.tool_calls or []
+    assert finish == ["insufficient_system_resource"] and text == "a complet"  # the first half
+    assert not calls and server.turns_left == 1
 
 
 def test_cut_fault_breaks_the_stream(scripted):

@@ -16,6 +16,11 @@ up the turn is served normally. What each kind does to its attempt:
     no_finish       a complete answer whose finish_reason is missing; the turn stays
     delay           keep-alive lines for `seconds`, then serve the turn (consumes it)
     malformed_args  serve the turn with every tool call's arguments cut short (consumes it)
+    stall           200, then nothing at all (not even keep-alives) for `seconds`, then close;
+                    the turn stays
+    insufficient    the first half of the answer's text, no tool calls, and
+                    finish_reason "insufficient_system_resource" (DeepSeek ran out of capacity);
+                    the turn stays
 
 Usage (the CLI serves a JSON script until interrupted):
 
@@ -43,6 +48,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from agent.profiles import DEEPSEEK_EFFORTS
 
 __all__ = [
     "Fault",
@@ -80,7 +87,7 @@ class _Record(BaseModel):
 class Fault(_Record):
     """One injected failure (or distortion) of one attempt at a turn; see the module docstring."""
 
-    kind: Literal["status", "keepalive", "cut", "no_finish", "delay", "malformed_args"]
+    kind: Literal["status", "keepalive", "cut", "no_finish", "delay", "malformed_args", "stall", "insufficient"]
     status: int = Field(default=503, description="HTTP status for kind=status.")
     retry_after: str | None = Field(
         default=None, description="Retry-After header value for kind=status: seconds or an HTTP date."
@@ -88,7 +95,7 @@ class Fault(_Record):
     message: str | None = Field(default=None, description="Error message for kind=status.")
     seconds: float = Field(
         default=0.0, description="status: wait before answering; delay: keep-alives before serving; "
-        "keepalive: how long to keep the connection alive (0 = until the client leaves).",
+        "keepalive, stall: how long to keep the connection open (0 = until the client leaves).",
     )
 
     @field_validator("retry_after", mode="before")
@@ -381,16 +388,19 @@ class ScriptedServer:
             raise _HTTPError(400, "messages must be a non-empty list")
         thinking = self._thinking(body)
         effort = body.get("reasoning_effort")
-        if effort is not None and effort not in ("high", "max"):
-            raise _HTTPError(400, f"reasoning_effort must be 'high' or 'max' (tome sends only these), got {effort!r}")
+        if effort is not None and effort not in DEEPSEEK_EFFORTS:
+            accepted = ", ".join(DEEPSEEK_EFFORTS)
+            raise _HTTPError(400, f"reasoning_effort must be one of {accepted}, got {effort!r}")
         if thinking:
             for m in messages:
                 if (
                     isinstance(m, dict)
                     and m.get("role") == "assistant"
                     and m.get("tool_calls")
-                    and not isinstance(m.get("reasoning_content"), str)
+                    and not (isinstance(m.get("reasoning_content"), str) and m["reasoning_content"])
                 ):
+                    # A missing reasoning_content is documented to fail; an empty one is reported
+                    # to (litellm, hermes-agent issues on V4-Pro): both get the 400 here.
                     raise _HTTPError(400, REASONING_ECHO_MESSAGE)
         text = render_prompt(body, thinking=thinking)
         prompt_tokens = self.tokenizer.count(text)
@@ -556,6 +566,11 @@ class _Handler(BaseHTTPRequestHandler):
             srv._stopping.wait(min(srv.keepalive_interval, left))
         return False
 
+    def _stall(self, seconds: float) -> None:
+        """Send nothing for `seconds` (0: until the server stops); the client must give up first."""
+        srv = self.scripted
+        srv._stopping.wait(seconds if seconds > 0 else None)
+
     # ---- routes ----------------------------------------------------------------------------
 
     def do_GET(self) -> None:
@@ -629,6 +644,8 @@ class _Handler(BaseHTTPRequestHandler):
             }
             for i, c in enumerate(turn.tool_calls)
         ]
+        if fault is not None and fault.kind == "insufficient":
+            reasoning, content, calls = reasoning[: len(reasoning) // 2], content[: len(content) // 2], []
         if fault is not None and fault.kind == "malformed_args":
             for c in calls:
                 args = c["function"]["arguments"]
@@ -636,6 +653,8 @@ class _Handler(BaseHTTPRequestHandler):
         finish: str | None = turn.final_reason()
         if fault is not None and fault.kind == "no_finish":
             finish = None
+        if fault is not None and fault.kind == "insufficient":
+            finish = "insufficient_system_resource"
         usage = _usage(srv, prompt_tokens, hit, reasoning, content, calls)
         rec.usage = usage
         rec.status = 200
@@ -645,6 +664,12 @@ class _Handler(BaseHTTPRequestHandler):
             "model": body["model"],
             "system_fingerprint": "fp_tome_scripted",
         }
+
+        if fault is not None and fault.kind == "stall":
+            self._start_chunked("text/event-stream; charset=utf-8" if stream else "application/json")
+            self._stall(fault.seconds)
+            self._drop()
+            return
 
         if stream:
             self._start_chunked("text/event-stream; charset=utf-8")
