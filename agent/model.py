@@ -224,6 +224,18 @@ class _Assembly:
         )
 
 
+def _without_strict(tools: list[dict]) -> list[dict]:
+    """Tool entries without the `strict` flag, for endpoints that do not enforce it (DeepSeek's
+    is a beta of https://api.deepseek.com/beta: api-docs.deepseek.com/guides/tool_calls)."""
+    out = []
+    for t in tools:
+        fn = t.get("function")
+        if isinstance(fn, dict) and "strict" in fn:
+            t = {**t, "function": {k: v for k, v in fn.items() if k != "strict"}}
+        out.append(t)
+    return out
+
+
 def _usage(raw: Any) -> Usage:
     """Usage from the SDK object, reading DeepSeek's extra cache fields where present."""
     if raw is None:
@@ -603,7 +615,7 @@ class OpenAIModel:
             **copy.deepcopy(self.profile.request_fields(Mode(mode))),
         }
         if tools:
-            body["tools"] = tools
+            body["tools"] = tools if self.profile.enforces_strict(self.base_url) else _without_strict(tools)
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
         if stream and "stream_options" in self.profile.accepts:

@@ -471,3 +471,44 @@ def test_from_settings(scripted, api_key):
     assert model._deadline(0.0)[1] == "the 9s call deadline"  # sooner than the 300 s run limit
     assert model.query(ASK, mode=Mode.NON_THINK).message.content == "hi"
     assert "deepseek-v4-pro" in model.list_models(timeout=5)
+
+
+# ---- strict function calling: a beta of https://api.deepseek.com/beta (guides/tool_calls) -------
+
+
+STRICT_TOOL = {"type": "function", "function": {
+    "name": "view", "description": "show a file", "strict": True,
+    "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"],
+                   "additionalProperties": False}}}
+
+
+def test_strict_is_dropped_where_the_endpoint_does_not_enforce_it(scripted, model_for):
+    server = scripted([Turn(content="ok"), Turn(content="ok")])
+    model_for(server).query(ASK, mode=Mode.HIGH, tools=[STRICT_TOOL])
+    sent = server.chat_requests[0].body["tools"][0]["function"]
+    assert "strict" not in sent and sent["parameters"] == STRICT_TOOL["function"]["parameters"]
+    beta = server.base_url.removesuffix("/v1") + "/beta"
+    model_for(server, base_url=beta).query(ASK, mode=Mode.HIGH, tools=[STRICT_TOOL])
+    assert server.chat_requests[1].path.startswith("/beta/")
+    assert server.chat_requests[1].body["tools"][0]["function"]["strict"] is True
+    server.assert_done()
+
+
+def test_every_default_tool_schema_passes_the_beta_strict_check(scripted, model_for):
+    from tools import default_tools
+
+    schemas = [t.schema() for t in default_tools(browser=False)]
+    assert any(s["function"]["strict"] for s in schemas)
+    server = scripted([Turn(content="ok")])
+    beta = server.base_url.removesuffix("/v1") + "/beta"
+    assert model_for(server, base_url=beta).query(ASK, mode=Mode.HIGH, tools=schemas).message.content == "ok"
+
+
+def test_a_nullable_optional_in_a_strict_schema_is_rejected_under_beta(scripted, model_for):
+    nullable = {"type": "function", "function": {**STRICT_TOOL["function"], "parameters": {
+        "type": "object", "additionalProperties": False, "required": ["path", "line"],
+        "properties": {"path": {"type": "string"}, "line": {"anyOf": [{"type": "integer"}, {"type": "null"}]}}}}}
+    server = scripted([Turn(content="never")])
+    beta = server.base_url.removesuffix("/v1") + "/beta"
+    with pytest.raises(BadRequest, match="type 'null' is not supported"):
+        model_for(server, base_url=beta).query(ASK, mode=Mode.HIGH, tools=[nullable])

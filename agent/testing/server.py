@@ -226,6 +226,40 @@ def render_prompt(body: dict[str, Any], *, thinking: bool = True) -> str:
     return "".join(parts)
 
 
+# The JSON Schema subset of strict function calling (api-docs.deepseek.com/guides/tool_calls,
+# strict mode): these types plus enum and anyOf; every object closed, with every property required.
+_STRICT_TYPES = frozenset({"object", "string", "number", "integer", "boolean", "array"})
+
+
+def _strict_problem(tool: Any) -> str | None:
+    """Why a strict tool's schema is outside the strict subset, or None (also for a non-strict tool)."""
+    fn = tool.get("function") if isinstance(tool, dict) else None
+    if not isinstance(fn, dict) or not fn.get("strict"):
+        return None
+    return _schema_problem(fn.get("parameters") or {}, fn.get("name", "?"))
+
+
+def _schema_problem(schema: Any, where: str) -> str | None:
+    if not isinstance(schema, dict):
+        return None
+    kind = schema.get("type")
+    if kind is not None and kind not in _STRICT_TYPES:
+        return f"{where}: type {kind!r} is not supported"
+    if kind == "object":
+        props = schema.get("properties") or {}
+        if schema.get("additionalProperties") is not False:
+            return f"{where}: additionalProperties must be false"
+        if set(schema.get("required") or []) != set(props):
+            return f"{where}: every property must be required"
+        for name, sub in props.items():
+            if problem := _schema_problem(sub, f"{where}.{name}"):
+                return problem
+    for sub in [schema.get("items"), *(schema.get("anyOf") or [])]:
+        if problem := _schema_problem(sub, where):
+            return problem
+    return None
+
+
 def _phrase(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
@@ -377,8 +411,11 @@ class ScriptedServer:
             raise _HTTPError(400, f"thinking must be {{'type': 'enabled' | 'disabled'}}, got {thinking!r}")
         return thinking["type"] == "enabled"
 
-    def _validate(self, body: Any) -> tuple[bool, str, int]:
-        """Check a chat request like DeepSeek does; returns (thinking, prompt text, prompt tokens)."""
+    def _validate(self, body: Any, *, beta: bool = False) -> tuple[bool, str, int]:
+        """Check a chat request like DeepSeek does; returns (thinking, prompt text, prompt tokens).
+
+        `beta`: the request came under /beta, where `strict` tool schemas are enforced.
+        """
         if not isinstance(body, dict):
             raise _HTTPError(400, "Failed to deserialize the JSON body into the target type")
         if body.get("model") not in self.models:
@@ -402,6 +439,10 @@ class ScriptedServer:
                     # A missing reasoning_content is documented to fail; an empty one is reported
                     # to (litellm, hermes-agent issues on V4-Pro): both get the 400 here.
                     raise _HTTPError(400, REASONING_ECHO_MESSAGE)
+        if beta:
+            for problem in (_strict_problem(t) for t in body.get("tools") or []):
+                if problem:
+                    raise _HTTPError(400, f"strict function calling: {problem}")
         text = render_prompt(body, thinking=thinking)
         prompt_tokens = self.tokenizer.count(text)
         completion = int(body.get("max_tokens") or body.get("max_completion_tokens") or 0)
@@ -618,7 +659,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self, rec: RecordedRequest) -> None:
         srv = self.scripted
         body = rec.body
-        thinking, text, prompt_tokens = srv._validate(body)
+        thinking, text, prompt_tokens = srv._validate(body, beta="/beta/" in self.path)
         index, turn, fault = srv._take_attempt(body)
         rec.turn = index
         rec.fault = fault.kind if fault else None
