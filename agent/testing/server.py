@@ -2,9 +2,9 @@
 
 It replays a script of assistant turns over real HTTP, so tests, the demo and fault drills drive
 the real `openai` SDK. Like DeepSeek it counts prompt tokens with the real tokenizer, reports
-prompt-cache hits by longest common prefix with earlier requests (in fixed token blocks),
-answers 400 when a tool-call turn comes back without its `reasoning_content` in thinking mode,
-and answers DeepSeek's context-length 400 above the window.
+prompt-cache hits as DeepSeek's cache units would (`PrefixCache`), answers 400 when a tool-call
+turn comes back without its `reasoning_content` (or with an empty one) in thinking mode, and
+answers DeepSeek's context-length 400 above the window.
 
 Faults are injected per turn: `faults[i]` shapes attempt `i` of that turn; once they are used
 up the turn is served normally. What each kind does to its attempt:
@@ -35,7 +35,9 @@ Usage (the CLI serves a JSON script until interrupted):
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import re
 import socket
 import sys
 import threading
@@ -59,7 +61,9 @@ __all__ = [
     "RecordedRequest",
     "ScriptedServer",
     "render_prompt",
+    "PrefixCache",
     "REASONING_ECHO_MESSAGE",
+    "DEFAULT_CACHE_INTERVAL",
 ]
 
 # DeepSeek's wording (2026), so clients can be tested against what they will really see.
@@ -193,8 +197,15 @@ def _text_of(content: Any) -> str:
     return json.dumps(content, sort_keys=True)
 
 
+# The open-weights V4 encoder puts the Max effort marker at the very start of the prompt (belief
+# from issue 13; settled by encoding/encoding_dsv4.py of deepseek-ai/DeepSeek-V4-Pro on Hugging
+# Face), so a switch into or out of Max shares no cached prefix with what came before.
+MAX_EFFORT_MARKER = "<|effort:max|>"
+
+
 def render_prompt(body: dict[str, Any], *, thinking: bool = True) -> str:
-    """The canonical text of a request's prompt: leading system messages, tools, then the rest.
+    """The canonical text of a request's prompt: the effort marker (Max), leading system
+    messages, tools, then the rest.
 
     Prefix caching and token counts are computed on this text, so two requests that share a
     message prefix share a text prefix.
@@ -202,28 +213,124 @@ def render_prompt(body: dict[str, Any], *, thinking: bool = True) -> str:
     messages = body.get("messages") or []
     tools = body.get("tools") or []
     parts: list[str] = []
+    if thinking and DEEPSEEK_EFFORTS.get(body.get("reasoning_effort") or "") == "max":
+        parts.append(MAX_EFFORT_MARKER)
     i = 0
     while i < len(messages) and isinstance(messages[i], dict) and messages[i].get("role") == "system":
         parts.append(f"<|system|>{_text_of(messages[i].get('content'))}\n")
         i += 1
     if tools:
         parts.append(f"<|tools|>{json.dumps(tools, sort_keys=True, ensure_ascii=False)}\n")
-    for m in messages[i:]:
-        if not isinstance(m, dict):
-            continue
-        role = m.get("role", "")
-        parts.append(f"<|{role}|>")
-        calls = m.get("tool_calls") or []
-        if role == "assistant" and calls and thinking and m.get("reasoning_content"):
-            parts.append(f"<think>{m['reasoning_content']}</think>")
-        if role == "tool":
-            parts.append(f"[{m.get('tool_call_id', '')}]")
-        parts.append(_text_of(m.get("content")))
-        for c in calls:
-            fn = c.get("function", {}) if isinstance(c, dict) else {}
-            parts.append(f"<|call|>{fn.get('name', '')}({fn.get('arguments', '')})")
-        parts.append("\n")
+    parts += [render_message(m, thinking=thinking) for m in messages[i:] if isinstance(m, dict)]
     return "".join(parts)
+
+
+def render_message(m: dict[str, Any], *, thinking: bool = True) -> str:
+    """One non-leading message as it appears in the prompt text."""
+    role = m.get("role", "")
+    parts = [f"<|{role}|>"]
+    calls = m.get("tool_calls") or []
+    if role == "assistant" and calls and thinking and m.get("reasoning_content"):
+        parts.append(f"<think>{m['reasoning_content']}</think>")
+    if role == "tool":
+        parts.append(f"[{m.get('tool_call_id', '')}]")
+    parts.append(_text_of(m.get("content")))
+    for c in calls:
+        fn = c.get("function", {}) if isinstance(c, dict) else {}
+        parts.append(f"<|call|>{fn.get('name', '')}({fn.get('arguments', '')})")
+    parts.append("\n")
+    return "".join(parts)
+
+
+# ---- the prefix cache -------------------------------------------------------------------------
+
+# Tokens between the cache units DeepSeek cuts inside a long prompt. The guide says "fixed token
+# intervals" without the number: 4,096 is a belief, to be settled by a live run
+# (benchmarks/cache_hits.py --cache-interval shows how much the figures depend on it).
+DEFAULT_CACHE_INTERVAL = 4_096
+# A newline followed by a non-space character is a pre-token boundary of the V4 tokenizer
+# (agent.tokens, count_batch), so counting the pieces between such seams counts the whole.
+_SEAM = re.compile(r"\n(?=\S)")
+
+
+class PrefixCache:
+    """DeepSeek's context cache as its guide describes it (api-docs.deepseek.com/guides/kv_cache).
+
+    A request hits only a whole stored *unit*: the longest unit that is a prefix of its prompt.
+    Units are stored at the end of each request's input (the whole prompt) and at the end of
+    its output (the prompt followed by the answer as the next request will render it), at a
+    common prefix detected with an earlier prompt (usable by later requests, not by the one that
+    revealed it), and every `interval` tokens inside a long prompt (cut at the nearest seam, a
+    pre-token boundary, at or after the interval). Units are kept as (length, digest).
+    """
+
+    def __init__(self, tokenizer: Any, *, interval: int = DEFAULT_CACHE_INTERVAL) -> None:
+        self.tokenizer = tokenizer
+        self.interval = max(1, interval)
+        self._units: dict[int, dict[bytes, int]] = {}
+        self._prompts: list[str] = []
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _digest(text: str) -> bytes:
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+    def _add(self, text: str, tokens: int) -> None:
+        self._units.setdefault(len(text), {}).setdefault(self._digest(text), tokens)
+
+    def units(self) -> list[tuple[int, int]]:
+        """Stored units as (characters, tokens), shortest first."""
+        with self._lock:
+            return sorted((n, t) for n, d in self._units.items() for t in d.values())
+
+    def lookup(self, text: str) -> int:
+        """Tokens of the longest stored unit that is a prefix of `text` (0: a full miss)."""
+        with self._lock:
+            lengths = sorted((n for n in self._units if n <= len(text)), reverse=True)
+            for n in lengths:
+                tokens = self._units[n].get(self._digest(text[:n]))
+                if tokens is not None:
+                    return tokens
+        return 0
+
+    def request(self, text: str, prompt_tokens: int) -> int:
+        """Serve one prompt: its hit, then the units it stores (input end, intervals, common prefix)."""
+        hit = min(self.lookup(text), prompt_tokens)
+        shared = max((_common_prefix(text, p) for p in self._prompts), default=0)
+        intervals = self._interval_cuts(text)
+        with self._lock:
+            self._prompts.append(text)
+            self._add(text, prompt_tokens)
+            for end, tokens in intervals:
+                self._add(text[:end], tokens)
+        if 0 < shared < len(text) and not self._has(text[:shared]):
+            self.store(text[:shared], self.tokenizer.count(text[:shared]))
+        return hit
+
+    def _has(self, text: str) -> bool:
+        with self._lock:
+            return self._digest(text) in self._units.get(len(text), {})
+
+    def store(self, text: str, tokens: int) -> None:
+        """Store one unit (the end of a model output, a detected common prefix)."""
+        with self._lock:
+            self._add(text, tokens)
+
+    def _interval_cuts(self, text: str) -> list[tuple[int, int]]:
+        """(end offset, tokens so far) at the first seam past each multiple of the interval."""
+        ends = [m.end() for m in _SEAM.finditer(text)]
+        starts = [0, *ends]
+        pieces = [text[a:b] for a, b in zip(starts, [*ends, len(text)])]
+        counts = self.tokenizer.count_batch(pieces) if hasattr(self.tokenizer, "count_batch") else [
+            self.tokenizer.count(p) for p in pieces]
+        cuts: list[tuple[int, int]] = []
+        total, target = 0, self.interval
+        for end, n in zip(ends, counts):
+            total += n
+            if total >= target:
+                cuts.append((end, total))
+                target = (total // self.interval + 1) * self.interval
+        return cuts
 
 
 # The JSON Schema subset of strict function calling (api-docs.deepseek.com/guides/tool_calls,
@@ -291,7 +398,7 @@ class ScriptedServer:
         tokenizer: Any = None,
         models: Sequence[str] = DEFAULT_MODELS,
         context_window: int = 1_048_576,
-        cache_block: int = 64,
+        cache_interval: int = DEFAULT_CACHE_INTERVAL,
         api_key: str | None = None,
         thinking_default: bool = True,
         keepalive_interval: float = 0.05,
@@ -301,7 +408,7 @@ class ScriptedServer:
         self.script = script if isinstance(script, Script) else Script(script)
         self.models = list(models)
         self.context_window = context_window
-        self.cache_block = cache_block
+        self.cache_interval = cache_interval
         self.thinking_default = thinking_default
         self.keepalive_interval = keepalive_interval
         self.chunk_chars = max(1, chunk_chars)
@@ -313,7 +420,7 @@ class ScriptedServer:
         self._lock = threading.Lock()
         self._next_turn = 0
         self._attempt = 0
-        self._prompts: list[str] = []
+        self._cache: PrefixCache | None = None
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -458,14 +565,13 @@ class ScriptedServer:
             )
         return thinking, text, prompt_tokens
 
-    def _cache_hit(self, text: str, prompt_tokens: int) -> int:
+    @property
+    def cache(self) -> PrefixCache:
+        """The prefix cache shared by every request to this server."""
         with self._lock:
-            best = max((_common_prefix(text, p) for p in self._prompts), default=0)
-            self._prompts.append(text)
-        if best == 0:
-            return 0
-        shared = prompt_tokens if best == len(text) else self.tokenizer.count(text[:best])
-        return min(prompt_tokens, shared) // self.cache_block * self.cache_block
+            if self._cache is None:
+                self._cache = PrefixCache(self.tokenizer, interval=self.cache_interval)
+            return self._cache
 
     def _take_attempt(self, body: dict[str, Any]) -> tuple[int, Turn, Fault | None]:
         """The turn this request is for and the fault for this attempt (None: serve normally)."""
@@ -673,7 +779,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(rec, _HTTPError(fault.status, fault.message or message, kind), headers)
             return
 
-        hit = srv._cache_hit(text, prompt_tokens)
+        hit = srv.cache.request(text, prompt_tokens)
         reasoning = (turn.reasoning_content or "") if thinking else ""
         content = turn.content or ""
         calls = [
@@ -698,6 +804,11 @@ class _Handler(BaseHTTPRequestHandler):
             finish = "insufficient_system_resource"
         usage = _usage(srv, prompt_tokens, hit, reasoning, content, calls)
         rec.usage = usage
+        if fault is None or fault.consumes_turn:
+            answer = {"role": "assistant", "content": content, "reasoning_content": reasoning,
+                      "tool_calls": [{k: v for k, v in c.items() if k != "index"} for c in calls]}
+            rendered = render_message(answer, thinking=thinking)
+            srv.cache.store(text + rendered, prompt_tokens + srv.tokenizer.count(rendered))
         rec.status = 200
         meta = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
@@ -800,12 +911,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agent.testing.server", description=main.__doc__)
     parser.add_argument("script", type=Path, help="JSON file: a list of turns or {\"turns\": [...]}")
     parser.add_argument("--port", type=int, default=0, help="port (default: any free one)")
-    parser.add_argument("--cache-block", type=int, default=64, help="prefix-cache block, tokens")
+    parser.add_argument("--cache-interval", type=int, default=DEFAULT_CACHE_INTERVAL,
+                        help="tokens between the cache units cut inside a long prompt")
     parser.add_argument("--context-window", type=int, default=1_048_576, help="tokens")
     args = parser.parse_args(argv)
     script = Script.from_json(args.script)
     server = ScriptedServer(
-        script, port=args.port, cache_block=args.cache_block, context_window=args.context_window
+        script, port=args.port, cache_interval=args.cache_interval, context_window=args.context_window
     )
     with server:
         print(server.base_url, flush=True)
