@@ -236,6 +236,15 @@ def _without_strict(tools: list[dict]) -> list[dict]:
     return out
 
 
+def _reports_cache(raw: Any) -> bool:
+    """Whether a usage object carries prompt-cache fields (DeepSeek's, or OpenAI's cached_tokens)."""
+    if raw is None:
+        return False
+    details = getattr(raw, "prompt_tokens_details", None)
+    return getattr(raw, "prompt_cache_hit_tokens", None) is not None or (
+        details is not None and getattr(details, "cached_tokens", None) is not None)
+
+
 def _usage(raw: Any) -> Usage:
     """Usage from the SDK object, reading DeepSeek's extra cache fields where present."""
     if raw is None:
@@ -664,6 +673,7 @@ class OpenAIModel:
             model=assembly.model or self.profile.name,
             request_id=assembly.response_id,
             elapsed=self._clock() - start,
+            cache_reported=_reports_cache(assembly.usage),
         )
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:

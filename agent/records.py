@@ -156,6 +156,7 @@ class ModelResponse(Record):
     model: str = ""
     request_id: str | None = None
     elapsed: float = 0.0
+    cache_reported: bool = False  # the provider sent prompt-cache fields in its usage
 
 
 class Delta(Record):
