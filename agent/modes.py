@@ -72,7 +72,7 @@ class ModeSpec(BaseModel):
 
     mode: Mode = Field(description="The mode this row describes.")
     max_output_tokens: int = Field(
-        description="max_tokens to request (clamped to the profile)."
+        description="max_tokens to request where the profile sets no cap for this mode (clamped to it)."
     )
     max_steps: int = Field(
         description="Model turns this mode may take before the step limit."
@@ -88,34 +88,10 @@ class ModeSpec(BaseModel):
 MODE_TABLE: dict[Mode, ModeSpec] = {
     s.mode: s
     for s in [
-        ModeSpec(
-            mode=Mode.NON_THINK,
-            max_output_tokens=16_384,
-            max_steps=40,
-            cost_share=0.2,
-            next=Mode.HIGH,
-        ),
-        ModeSpec(
-            mode=Mode.LOW,
-            max_output_tokens=32_768,
-            max_steps=60,
-            cost_share=0.3,
-            next=Mode.HIGH,
-        ),
-        ModeSpec(
-            mode=Mode.HIGH,
-            max_output_tokens=65_536,
-            max_steps=80,
-            cost_share=0.5,
-            next=Mode.MAX,
-        ),
-        ModeSpec(
-            mode=Mode.MAX,
-            max_output_tokens=131_072,
-            max_steps=150,
-            cost_share=1.0,
-            next=None,
-        ),
+        ModeSpec(mode=Mode.NON_THINK, max_output_tokens=16_384, max_steps=40, cost_share=0.2, next=Mode.HIGH),
+        ModeSpec(mode=Mode.LOW, max_output_tokens=32_768, max_steps=60, cost_share=0.3, next=Mode.HIGH),
+        ModeSpec(mode=Mode.HIGH, max_output_tokens=65_536, max_steps=80, cost_share=0.5, next=Mode.MAX),
+        ModeSpec(mode=Mode.MAX, max_output_tokens=131_072, max_steps=150, cost_share=1.0, next=None),
     ]
 }
 

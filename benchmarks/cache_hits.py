@@ -25,10 +25,9 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.records import Task  # noqa: E402
-from agent.settings import SafetySettings, Settings  # noqa: E402
 from agent.solve import finish_run, start_run  # noqa: E402
 from agent.testing.server import DEFAULT_CACHE_INTERVAL, ScriptedServer, ScriptedToolCall, Turn  # noqa: E402
-from loop import copy_repo  # noqa: E402  (benchmarks/loop.py)
+from loop import bench_settings, copy_repo  # noqa: E402  (benchmarks/loop.py)
 
 
 def _turns(files: list[str], steps: int) -> list[Turn]:
@@ -59,9 +58,7 @@ def main() -> int:
         repo = copy_repo(args.repo.resolve(), work / "repo")
         files = sorted(p.relative_to(repo).as_posix() for p in repo.rglob("*.py") if ".git" not in p.parts)
         with ScriptedServer(_turns(files, args.steps), cache_interval=args.cache_interval) as server:
-            settings = Settings(base_url=server.base_url, api_key="bench", state_dir=work / "state",
-                                cache_dir=work / "cache", mode="high", max_steps=args.steps + 1,
-                                safety=SafetySettings(sandbox="off", approval="deny"))
+            settings = bench_settings(server, work, steps=args.steps)
             run = start_run(Task(statement="read the code"), settings, repo=repo)
             result = finish_run(run, run.agent.run())
             first_run = [r.usage for r in server.chat_requests if r.usage]
