@@ -457,3 +457,15 @@ def test_strict_is_enforced_only_under_deepseeks_beta_url() -> None:
     assert pro.enforces_strict("https://api.deepseek.com/beta/")
     assert get_profile("gpt-4.1").enforces_strict("https://api.openai.com/v1")
     assert not get_profile("some-local-model").enforces_strict("http://127.0.0.1:8000/v1")
+
+
+def test_a_pack_that_fills_its_budget_leaves_think_max_its_context() -> None:
+    # solve.start_run reserves the Max cap plus the conversation out of the window before packing;
+    # with the old 128K cap a full pack left 259K, under the 384K Think Max wants, and
+    # escalation skipped Max.
+    from agent.modes import mode_allowed
+    from agent.solve import CONVERSATION_RESERVE
+
+    budget = DEEPSEEK.context_window - output_cap(Mode.MAX, DEEPSEEK) - CONVERSATION_RESERVE
+    assert mode_allowed(Mode.MAX, DEEPSEEK, pack_tokens=budget) is None
+    assert escalate(Mode.HIGH, profile=DEEPSEEK, pack_tokens=budget) is Mode.MAX
