@@ -287,10 +287,10 @@ def test_defaults_outlast_deepseeks_ten_minute_queue():
 
 @pytest.mark.parametrize("stream", [True, False])
 def test_keepalives_count_as_life_while_queued(scripted, model_for, sleeps, stream):
-    # A queue six times the (shortened) idle limit, kept alive every 0.1 s: one request, no retry.
-    server = scripted([Turn(content="served", faults=[Fault(kind="delay", seconds=3.0)])], keepalive_interval=0.1)
+    # A queue three times the (shortened) idle limit, kept alive every 0.1 s: one request, no retry.
+    server = scripted([Turn(content="served", faults=[Fault(kind="delay", seconds=4.5)])], keepalive_interval=0.1)
     kinds: list[str] = []
-    reply = model_for(server, stream=stream, idle_timeout=0.5).query(
+    reply = model_for(server, stream=stream, idle_timeout=1.5).query(
         ASK, mode=Mode.HIGH, on_delta=lambda d: kinds.append(d.kind))
     assert reply.message.content == "served" and sleeps == [] and len(server.requests) == 1
     # The live view hears "queued" while only keep-alives arrive, and not once the answer flows.
@@ -361,7 +361,7 @@ def test_a_non_think_tool_turn_is_accepted_after_escalation(scripted, model_for)
 def test_persistent_faults_raise_typed_errors_after_every_retry(scripted, model_for, sleeps, fault, error):
     server = scripted([Turn(content="never", faults=[fault] * 5)])
     with pytest.raises(error, match="gave up after 3 attempts"):
-        model_for(server, max_retries=2, idle_timeout=0.3).query(ASK, mode=Mode.HIGH)
+        model_for(server, max_retries=2, idle_timeout=1.0).query(ASK, mode=Mode.HIGH)
     assert len(server.requests) == 3 and len(sleeps) == 2
 
 
