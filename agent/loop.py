@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from agent.errors import ContextOverflow, Interrupt, ModelError
 from agent.model import Model
-from agent.modes import MODE_TABLE, escalate
+from agent.modes import MODE_TABLE, escalate, output_cap
 from agent.profiles import ModelProfile
 from agent.prompt import PromptPrefix, render
 from agent.records import (
@@ -381,7 +381,7 @@ class Agent:
                 raise LimitReached("tokens", f"token limit: {spent:,} spent, the next call needs about "
                                    f"{prompt_tokens + expected_out:,} of {lim.max_tokens:,}")
         if lim.max_cost is not None:
-            previous = self._last_prompt_tokens()
+            previous = self._cacheable_prompt_tokens()
             estimate = self.profile.cost(Usage(
                 prompt_tokens=prompt_tokens,
                 cache_hit_tokens=min(previous, prompt_tokens),
@@ -409,10 +409,12 @@ class Agent:
                        f"{spec.cost_share:.0%} x ${cap:g})",
             ))
 
-    def _last_prompt_tokens(self) -> int:
+    def _cacheable_prompt_tokens(self) -> int:
+        """The last prompt's tokens, which the next call can hit in the cache; none after a
+        switch into or out of a mode whose prompts start differently (Think Max's marker)."""
         for e in reversed(self.traj.events):
             if isinstance(e, ModelCalled):
-                return e.response.usage.prompt_tokens
+                return e.response.usage.prompt_tokens if self.profile.same_prefix(e.mode, self.mode) else 0
         return 0
 
     def _count(self, text: str) -> int:
@@ -440,7 +442,7 @@ class Agent:
     def _fit(self, messages: list[Message]) -> tuple[int, int]:
         """max_tokens for the next call, compacting once if the history no longer fits."""
         window = self.profile.context_window - self.limits.context_margin
-        want = min(MODE_TABLE[self.mode].max_output_tokens, self.profile.max_output)
+        want = output_cap(self.mode, self.profile)
         prompt = self._prompt_tokens(messages)
         if prompt + self.limits.min_output > window:
             self._compact(f"the prompt ({prompt:,} tokens) no longer leaves room for output")

@@ -24,7 +24,7 @@ from pathlib import Path
 from agent.errors import ConfigError
 from agent.loop import Agent, Limits, Outcome, open_call_answers
 from agent.model import Model, OpenAIModel
-from agent.modes import MODE_TABLE, choose_mode, parse_mode
+from agent.modes import choose_mode, output_cap, parse_mode
 from agent.prompt import PromptPrefix, task_chunk
 from agent.records import (
     CheckRecord,
@@ -234,7 +234,7 @@ def plan_run(task: Task | str, settings: Settings, *, repo: Path,
     profile = settings.profile()
     stage("packing the repository")
     explicit = parse_mode(settings.mode)
-    reserve = MODE_TABLE[explicit or Mode.MAX].max_output_tokens + CONVERSATION_RESERVE
+    reserve = output_cap(explicit or Mode.MAX, profile) + CONVERSATION_RESERVE
     budget = settings.pack_budget or max(profile.context_window - reserve, 0)
     pack = build_pack(repo, task=task, budget=budget, model=settings.model, settings=settings)
     if explicit is not None:

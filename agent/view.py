@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import IO
 
 from rich.console import Console, Group
@@ -58,6 +59,7 @@ class LiveView:
         self.usage = Usage()
         self.cost = 0.0
         self.streamed = 0
+        self.queued_since: float | None = None
 
     def __enter__(self) -> LiveView:
         self.live = Live(self._status(), console=self.console, refresh_per_second=8, transient=True)
@@ -78,17 +80,26 @@ class LiveView:
             f"[bold]tokens[/] {self.usage.prompt_tokens + self.usage.completion_tokens:,}",
             f"[bold]cache hit[/] {hit:.0%}",
             f"[bold]cost[/] ${self.cost:.4f}",
-            f"[dim]{escape(self.tool) or ('streaming ' + str(self.streamed) + ' chars' if self.streamed else '')}[/]",
+            f"[dim]{escape(self.tool) or self._activity()}[/]",
         )
         return t
+
+    def _activity(self) -> str:
+        if self.queued_since is not None:
+            return f"queued at the provider ({time.monotonic() - self.queued_since:.0f}s of keep-alives)"
+        return f"streaming {self.streamed} chars" if self.streamed else ""
 
     def _refresh(self) -> None:
         if self.live is not None:
             self.live.update(self._status())
 
     def on_delta(self, delta: Delta) -> None:
-        """Count streamed characters while the model answers."""
-        self.streamed += len(delta.text)
+        """Count streamed characters while the model answers; keep-alives alone mean queued."""
+        if delta.kind == "queued":
+            self.queued_since = self.queued_since or time.monotonic()
+        else:
+            self.queued_since = None
+            self.streamed += len(delta.text)
         self._refresh()
 
     def on_event(self, event: Event) -> None:
@@ -101,6 +112,7 @@ class LiveView:
         elif isinstance(event, ModelCalled):
             self.step += 1
             self.streamed = 0
+            self.queued_since = None
             self.usage = self.usage + event.response.usage
             self.cost += event.response.cost
             msg = event.response.message

@@ -2,7 +2,8 @@
 
 A tool is a plain typed function whose first parameter is the `ToolContext`; its other
 parameters and its docstring become a pydantic arguments model and an OpenAI tools JSON schema
-(strict-compatible: every property required, optional ones nullable, no extra properties).
+(in DeepSeek's strict subset: closed objects, no null types, optional parameters left out of
+`required`; `strict` is set on the tools whose every parameter is required).
 
 Errors split in two (the smolagents rule): whatever the *model* got wrong (invalid JSON, an
 unknown tool, missing, wrong-typed or extra arguments, argument text tome cannot act on such as
@@ -141,7 +142,9 @@ def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
 
 
 def _strictify(schema: Any, *, optional: frozenset[str] = frozenset()) -> Any:
-    """Make a pydantic JSON schema strict-compatible (OpenAI structured outputs rules)."""
+    """Bring a pydantic JSON schema into the strict subset DeepSeek documents (guides/tool_calls,
+    strict mode): no titles or defaults, closed objects, no `null` type; a parameter with a
+    default is optional by leaving it out of `required` (omitted means its default)."""
     if isinstance(schema, list):
         return [_strictify(s) for s in schema]
     if not isinstance(schema, dict):
@@ -154,23 +157,28 @@ def _strictify(schema: Any, *, optional: frozenset[str] = frozenset()) -> Any:
             out[key] = {k: _strictify(v) for k, v in value.items()}
         else:
             out[key] = _strictify(value)
+    out = _without_null(out)
     if out.get("type") == "object" and "properties" in out:
         out["additionalProperties"] = False
-        out["required"] = list(out["properties"])
-        for name in optional:
-            prop = out["properties"].get(name)
-            if prop is not None and not _accepts_null(prop):
-                desc = prop.pop("description", None)
-                out["properties"][name] = {"anyOf": [prop, {"type": "null"}]}
-                if desc:
-                    out["properties"][name]["description"] = desc
+        required = schema.get("required", [])
+        out["required"] = [name for name in out["properties"] if name in required and name not in optional]
     return out
 
 
-def _accepts_null(prop: dict[str, Any]) -> bool:
-    if prop.get("type") == "null":
-        return True
-    return any(isinstance(p, dict) and p.get("type") == "null" for p in prop.get("anyOf", []))
+def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """`prop` with any `null` branch of its anyOf removed (a one-branch anyOf is inlined)."""
+    branches = prop.get("anyOf")
+    if not isinstance(branches, list) or not any(_is_null(b) for b in branches):
+        return prop
+    rest = [b for b in branches if not _is_null(b)]
+    out = {k: v for k, v in prop.items() if k != "anyOf"}
+    if len(rest) == 1:
+        return {**rest[0], **out}
+    return {**out, "anyOf": rest}
+
+
+def _is_null(branch: Any) -> bool:
+    return isinstance(branch, dict) and branch.get("type") == "null"
 
 
 def _param_hints(fn: Callable[..., Any]) -> dict[str, Any]:
@@ -228,14 +236,17 @@ class Tool:
         params.setdefault("properties", {})
         params["type"] = "object"
         params["additionalProperties"] = False
-        params["required"] = list(params["properties"])
+        params.setdefault("required", [])
+        # Strict mode requires every property (DeepSeek's and OpenAI's rules), so only a tool
+        # without optional parameters can be strict; the model layer drops the flag where the
+        # endpoint does not enforce it.
         return {
             "type": "function",
             "function": {
                 "name": self.name,
                 "description": self.description,
                 "parameters": params,
-                "strict": True,
+                "strict": not self.defaults,
             },
         }
 
