@@ -456,7 +456,8 @@ def test_strict_is_enforced_only_under_deepseeks_beta_url() -> None:
     assert not pro.enforces_strict("https://api.deepseek.com")
     assert pro.enforces_strict("https://api.deepseek.com/beta/")
     assert get_profile("gpt-4.1").enforces_strict("https://api.openai.com/v1")
-    assert not get_profile("some-local-model").enforces_strict("http://127.0.0.1:8000/v1")
+    local = get_profile("some-local-model", base_url="http://127.0.0.1:8000/v1")
+    assert not local.enforces_strict("http://127.0.0.1:8000/v1")
 
 
 def test_a_pack_that_fills_its_budget_leaves_think_max_its_context() -> None:
