@@ -46,6 +46,7 @@ from agent.errors import (
     StreamError,
 )
 from agent.profiles import ModelProfile
+from agent.secrets import redact_outgoing
 from agent.records import (
     AssistantMessage,
     Delta,
@@ -505,7 +506,7 @@ class OpenAIModel:
             body["max_tokens"] = max_tokens
         if stream and "stream_options" in self.profile.accepts:
             body["stream_options"] = {"include_usage": True}
-        return body
+        return redact_outgoing(body)  # the one redaction step for what leaves the machine
 
     def query(
         self,

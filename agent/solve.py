@@ -118,7 +118,7 @@ def _toolbox(repo: Path, base: str | None, settings: Settings, run_dir: Path, *,
     from tools.base import ToolContext, Toolbox
     from tools.workspace import Workspace
 
-    from agent.secrets import redact as redact_secrets
+    from agent.secrets import redact_outgoing
 
     ctx = ToolContext(
         workspace=Workspace(repo, base_commit=base),
@@ -126,7 +126,7 @@ def _toolbox(repo: Path, base: str | None, settings: Settings, run_dir: Path, *,
         settings=settings,
         interactive=interactive,
         approve=approve,
-        redact=lambda text: redact_secrets(text)[0],
+        redact=redact_outgoing,
     )
     return Toolbox(default_tools(), ctx, tokenizer=get_tokenizer(settings.profile().tokenizer))
 

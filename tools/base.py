@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from agent.errors import TomeError
+from agent.secrets import redact_outgoing
 from agent.settings import Settings
 
 if TYPE_CHECKING:
@@ -477,8 +478,7 @@ class Toolbox:
         self, text: str, *, call_id: str = "", name: str = ""
     ) -> tuple[str, bool, str | None]:
         """Redact secrets, then fit `text` in the result budget: (content, truncated, spilled_to)."""
-        if self.ctx.redact is not None:  # one place for every tool, so no result can skip it
-            text = self.ctx.redact(text)
+        text = redact_outgoing(text)  # every result and its spill file, whatever the tool
         budget = self.result_token_budget
         # Every token covers at least one byte, so a short text needs no counting.
         if len(text) <= budget and len(text.encode("utf-8")) <= budget:
