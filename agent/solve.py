@@ -33,6 +33,7 @@ from agent.records import (
     ToolFinished,
     Usage,
 )
+from agent.secrets import redact_outgoing
 from agent.settings import Settings, load_settings
 from agent.tokens import get_tokenizer
 from agent.trajectory import INTERRUPTED_TOOL, Trajectory, assistant_turns
@@ -104,7 +105,7 @@ def _make_checker(ctx) -> Callable[[str], CheckRecord]:
         return CheckRecord(
             command=command,
             passed=run.ok,
-            summary=ctx.redact(summary) if ctx.redact else summary,
+            summary=redact_outgoing(summary),
             passed_count=run.passed,
             failed_count=run.failed + run.errors,
         )
@@ -118,15 +119,12 @@ def _toolbox(repo: Path, base: str | None, settings: Settings, run_dir: Path, *,
     from tools.base import ToolContext, Toolbox
     from tools.workspace import Workspace
 
-    from agent.secrets import redact_outgoing
-
     ctx = ToolContext(
         workspace=Workspace(repo, base_commit=base),
         state_dir=run_dir,
         settings=settings,
         interactive=interactive,
         approve=approve,
-        redact=redact_outgoing,
     )
     return Toolbox(default_tools(), ctx, tokenizer=get_tokenizer(settings.profile().tokenizer))
 
