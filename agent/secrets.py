@@ -317,8 +317,9 @@ class SecretScanner:
         self._always = [i for i, r in enumerate(rules) if not r.needles]
         # Says which scanner judged a file clean (caches of clean files key on it); the values
         # go in hashed together, never as they are.
-        # Long texts come back on every request (the pack, earlier tool results): judged once.
-        self._clean_long = functools.lru_cache(maxsize=256)(self._clean)
+        # Texts come back on every request (the pack, every earlier result): each judged once.
+        # A request fits the window, so it holds fewer texts this long than this (no thrashing).
+        self._clean_long = functools.lru_cache(maxsize=16_384)(self._clean)
         self.fingerprint = hashlib.sha256(
             "\0".join([*(f"{r.name}\1{r.pattern.pattern}" for r in rules), *(v for v, _ in self._values)]).encode(
                 "utf-8", "surrogatepass"
@@ -411,7 +412,7 @@ class SecretScanner:
         return self.redact(text)[0]
 
 
-_MEMO_CHARS = 4096
+_MEMO_CHARS = 256
 _T = TypeVar("_T")
 
 
