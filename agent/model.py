@@ -46,7 +46,6 @@ from agent.errors import (
     StreamError,
 )
 from agent.profiles import ModelProfile
-from agent.secrets import redact_outgoing
 from agent.records import (
     AssistantMessage,
     Delta,
@@ -59,6 +58,7 @@ from agent.records import (
     Usage,
     UserMessage,
 )
+from agent.secrets import redact_outgoing
 
 __all__ = ["Model", "OpenAIModel", "to_wire"]
 

@@ -233,7 +233,7 @@ def _entropy(value: str) -> float:
 # Values that are code or names, not secrets: `settings.SECRET_KEY`, `os.environ[`, `get_token()`,
 # `Optional[str]`, `TokenOpt`, `OPENAI_API_KEY`, `demo-key-not-secret`, `urn:ietf:params:oauth`.
 # A name is letters-only pieces (digit-only pieces allowed) between separators; a random value
-# almost never is one (a 32-character base64 value is letters-only with odds of about 1 in 800).
+# almost never is one (a 32-character base64 value is letters-only with odds of about 1 in 770).
 _CODE_LIKE = re.compile(
     r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*[(\[].*"  # a call or an index
     r"|[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+[()\[\]{}]*"  # an attribute
@@ -267,6 +267,9 @@ def _is_config(path: str | None) -> bool:
         return True
     dot = name.rfind(".")
     return dot >= 0 and name[dot:] in _CONFIG_SUFFIXES
+
+
+_MEMO_CHARS = 256  # shorter texts cost less to scan than to look up
 
 
 def _line_numbers(text: str, spans: list[tuple[int, int, str]]) -> Iterator[int]:
@@ -315,11 +318,11 @@ class SecretScanner:
         needles.extend(v for v, _ in self._values)
         self._automaton = ahocorasick_rs.BytesAhoCorasick([n.encode("utf-8", "surrogatepass") for n in needles])
         self._always = [i for i, r in enumerate(rules) if not r.needles]
-        # Says which scanner judged a file clean (caches of clean files key on it); the values
-        # go in hashed together, never as they are.
         # Texts come back on every request (the pack, every earlier result): each judged once.
         # A request fits the window, so it holds fewer texts this long than this (no thrashing).
         self._clean_long = functools.lru_cache(maxsize=16_384)(self._clean)
+        # Says which scanner judged a file clean (caches of clean files key on it); the values
+        # go in hashed together, never as they are.
         self.fingerprint = hashlib.sha256(
             "\0".join([*(f"{r.name}\1{r.pattern.pattern}" for r in rules), *(v for v, _ in self._values)]).encode(
                 "utf-8", "surrogatepass"
@@ -403,7 +406,6 @@ class SecretScanner:
         out.append(text[pos:])
         return "".join(out), findings
 
-
     def clean(self, text: str) -> str:
         """`text` (of unknown origin: every rule applies) with its secrets redacted; `text` itself if none."""
         return self._clean_long(text) if len(text) >= _MEMO_CHARS else self._clean(text)
@@ -412,7 +414,6 @@ class SecretScanner:
         return self.redact(text)[0]
 
 
-_MEMO_CHARS = 256
 _T = TypeVar("_T")
 
 

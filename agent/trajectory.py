@@ -14,7 +14,6 @@ from pathlib import Path
 from pydantic import TypeAdapter, ValidationError
 
 from agent.errors import ConfigError
-from agent.secrets import redact_outgoing
 from agent.records import (
     AssistantMessage,
     Compacted,
@@ -28,6 +27,7 @@ from agent.records import (
     UserMessage,
     UserNote,
 )
+from agent.secrets import redact_outgoing
 
 __all__ = ["Trajectory", "history", "assistant_turns", "COMPACTED_STUB", "INTERRUPTED_TOOL"]
 
