@@ -181,9 +181,9 @@ def start_run(
         mode, reason = choice.mode, "; ".join(choice.reasons)
     stage(f"mode: {mode.label} ({reason})")
 
-    prefix = PromptPrefix(
+    prefix = PromptPrefix(  # saved in the run directory as it is sent: redacted
         pack=pack.document,
-        task=task_chunk(task.statement, relevant=pack.relevant, check_command=task.test_command),
+        task=redact_outgoing(task_chunk(task.statement, relevant=pack.relevant, check_command=task.test_command)),
     )
     run_dir.mkdir(parents=True, exist_ok=True)
     prefix.save(run_dir / "prefix.json")

@@ -2,8 +2,9 @@
 
 The scripted model reads them every way a line can come back prefixed: `view` (line numbers),
 `grep` (`path:line:`), `cat -n` (tab after the number), `git log -p` / `git show` (`+`), the
-`git_diff` tool, and one output long enough to be spilled. No request the server received, no
-file of the run (trajectory, spill files) and no line of the `--json` output may hold a value.
+`git_diff` tool, and one output long enough to be spilled; the task itself quotes one. No request
+the server received, no file of the run (trajectory, prefix, spill files) and no line of the
+`--json` output may hold a value.
 """
 
 from __future__ import annotations
@@ -47,9 +48,11 @@ def _turns() -> list[Turn]:
 
 
 def test_no_secret_leaves_the_machine_in_a_full_run(scripted, repo, tmp_path):
-    values = _secret_repo(repo)
+    pasted = _value()  # a user pasting a log line into the task
+    values = (*_secret_repo(repo), pasted)
     server = scripted(_turns())
-    proc = tome(["solve", "median is wrong for even counts", "--repo", str(repo), "--base-url", server.base_url,
+    task = f"median is wrong for even counts (the log said: api_key={pasted})"
+    proc = tome(["solve", task, "--repo", str(repo), "--base-url", server.base_url,
                  "--mode", "non-think", "--json", "--test-command", TEST_CMD], env=env_for(tmp_path), cwd=repo)
     assert proc.returncode == 0, proc.stderr
     server.assert_done()
