@@ -151,8 +151,10 @@ def _parser(selected: str | None) -> argparse.ArgumentParser:
 
 def error_result(exit_code: int, reason: str, *, kind: str) -> dict[str, Any]:
     """The `--json` result object of a command that ended in an error before (or instead of) a run."""
+    from agent.secrets import redact_outgoing
+
     return {"result": {"run_id": None, "status": "error", "error": kind, "exit_code": exit_code,
-                       "reason": reason}}
+                       "reason": redact_outgoing(reason)}}
 
 
 def _classify(e: BaseException) -> tuple[int, str, str]:

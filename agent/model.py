@@ -66,6 +66,7 @@ from agent.records import (
     Usage,
     UserMessage,
 )
+from agent.secrets import redact_outgoing
 
 __all__ = ["Model", "OpenAIModel", "TimeLimitReached", "REASONING_PLACEHOLDER", "to_wire"]
 
@@ -629,7 +630,7 @@ class OpenAIModel:
             body["max_tokens"] = max_tokens
         if stream and "stream_options" in self.profile.accepts:
             body["stream_options"] = {"include_usage": True}
-        return body
+        return redact_outgoing(body)  # the one redaction step for what leaves the machine
 
     def query(
         self,

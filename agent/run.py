@@ -42,6 +42,7 @@ from agent.records import (
     ToolStarted,
     Usage,
 )
+from agent.secrets import redact_outgoing
 from agent.settings import Settings, load_settings, user_config_path
 from agent.tokens import get_tokenizer
 from agent.trajectory import Trajectory, assistant_turns
@@ -154,7 +155,7 @@ def _make_checker(ctx) -> Callable[[str], CheckRecord]:
         return CheckRecord(
             command=command,
             passed=run.ok,
-            summary=ctx.redact(summary) if ctx.redact else summary,
+            summary=redact_outgoing(summary),
             passed_count=run.passed,
             failed_count=run.failed + run.errors,
         )
@@ -168,15 +169,12 @@ def _toolbox(repo: Path, base: str | None, settings: Settings, run_dir: Path, *,
     from tools.base import ToolContext, Toolbox
     from tools.workspace import Workspace
 
-    from agent.secrets import redact as redact_secrets
-
     ctx = ToolContext(
         workspace=Workspace(repo, base_commit=base),
         state_dir=run_dir,
         settings=settings,
         interactive=interactive,
         approve=approve,
-        redact=lambda text: redact_secrets(text)[0],
     )
     return Toolbox(default_tools(), ctx, tokenizer=get_tokenizer(settings.profile().tokenizer))
 
@@ -243,9 +241,9 @@ def plan_run(task: Task | str, settings: Settings, *, repo: Path,
         choice = choose_mode(task, pack, profile=profile)
         mode, reason = choice.mode, "; ".join(choice.reasons)
     stage(f"mode: {mode.label} ({reason})")
-    prefix = PromptPrefix(
+    prefix = PromptPrefix(  # saved in the run directory as it is sent: redacted
         pack=pack.document,
-        task=task_chunk(task.statement, relevant=pack.relevant, check_command=task.test_command),
+        task=redact_outgoing(task_chunk(task.statement, relevant=pack.relevant, check_command=task.test_command)),
     )
     return RunPlan(task=task, repo=repo, base=_base_commit(repo), pack=pack, mode=mode,
                    mode_reason=reason, prefix=prefix)

@@ -33,6 +33,7 @@ from agent.records import (
     Usage,
     UserNote,
 )
+from agent.secrets import redact_outgoing
 
 __all__ = ["LiveView", "JsonStream", "result_table", "dry_run_table", "short"]
 
@@ -201,12 +202,13 @@ class JsonStream:
 
     def on_event(self, event: Event) -> None:
         """One event as one line."""
-        self.stream.write(json.dumps({"event": event.model_dump(mode="json")}) + "\n")
+        self.stream.write(json.dumps({"event": redact_outgoing(event.model_dump(mode="json"))}) + "\n")
         self.stream.flush()
 
     def result(self, result: Result) -> None:
         """The final line."""
         payload = result.model_dump(mode="json")
         payload["cache_hit_ratio"] = result.cache_hit_ratio
-        self.stream.write(json.dumps({"result": payload}) + "\n")
+        # The patch too: a CI log is public, and a diff of a config file may hold its secrets.
+        self.stream.write(json.dumps({"result": redact_outgoing(payload)}) + "\n")
         self.stream.flush()

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from agent.errors import TomeError
+from agent.invisible import invisible_note, show_invisible
+from agent.secrets import redact_outgoing
 from agent.settings import Settings
 
 if TYPE_CHECKING:
@@ -613,9 +615,13 @@ class Toolbox:
     def bound(
         self, text: str, *, call_id: str = "", name: str = ""
     ) -> tuple[str, bool, str | None]:
-        """Redact secrets, then fit `text` in the result budget: (content, truncated, spilled_to)."""
-        if self.ctx.redact is not None:  # one place for every tool, so no result can skip it
+        """Redact secrets, show invisible characters, fit the result budget: (content, truncated, spilled_to)."""
+        text = redact_outgoing(text)  # every result and its spill file, whatever the tool
+        if self.ctx.redact is not None:  # a caller's own rules, on top
             text = self.ctx.redact(text)
+        text, invisible = show_invisible(text)  # file text, shell and test output alike
+        if invisible:
+            text = f"{invisible_note(invisible, where='This output')}\n{text}"
         budget = self.result_token_budget
         # Every token covers at least one byte, so a short text needs no counting.
         if len(text) <= budget and len(text.encode("utf-8")) <= budget:
