@@ -11,7 +11,7 @@ from loop_helpers import call, make_repo, settings_for
 from agent.loop import LimitReached
 from agent.profiles import get_profile
 from agent.records import Delta, Mode, ModelCalled, Task
-from agent.solve import start_run
+from agent.run import RunSpec, start_run
 from agent.testing.server import Turn
 
 
@@ -21,7 +21,8 @@ def _one_step_then_cap(scripted, model_for, tmp_path, new_mode: Mode):
     server = scripted([Turn(reasoning_content="look", tool_calls=[call("view", path="stats.py")]),
                        Turn(reasoning_content="again", tool_calls=[call("view", path="stats.py")])])
     settings = settings_for(server, tmp_path, mode="high")
-    run = start_run(Task(statement="median is wrong"), settings, repo=repo, model=model_for(server))
+    run = start_run(RunSpec(task=Task(statement="median is wrong"), settings=settings, repo=repo,
+                            model=model_for(server)))
     agent = run.agent
     agent.step()
     first = next(iter(agent.traj.of_type(ModelCalled))).response
