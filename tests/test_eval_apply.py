@@ -15,7 +15,7 @@ import pytest
 from agent.cli import main
 from agent.tokens import get_tokenizer
 from agent.evaluation.score import ScoreConfig, apply_patch, prepare_checkout, score_prediction
-from agent.evaluation.synthetic import make_synthetic, synthetic_spec_table
+from agent.evaluation.synthetic import make_synthetic, synthetic_setup, synthetic_spec_table
 from agent.records import EvalInstance, Prediction, TestStatus
 
 
@@ -76,10 +76,7 @@ def test_an_already_applied_patch_counts_as_applied(drifted, tmp_path):
 
 @pytest.fixture
 def setup(tmp_path: Path) -> tuple[EvalInstance, ScoreConfig]:
-    inst = make_synthetic(tmp_path / "repos")
-    cfg = ScoreConfig(repos_dir=tmp_path / "repos", env_cache=tmp_path / "envs",
-                      work_dir=tmp_path / "work", specs=synthetic_spec_table())
-    return inst, cfg
+    return synthetic_setup(tmp_path)
 
 
 def test_the_patch_diff_log_includes_new_files(setup, tmp_path):
