@@ -73,7 +73,10 @@ def _patch_paths(patch: str) -> list[str]:
 
 
 # swebench/harness/run_evaluation.py @ 7a21e05, GIT_APPLY_CMDS (lines 54-59): the first command
-# that exits 0 applied the patch; before each retry the tree is reset (lines 302-309).
+# that exits 0 applied the patch; before each retry the tree is reset (lines 302-309). `--reject`
+# exits 1 whenever it rejects a hunk (git builtin/apply.c, apply_patch: `if (apply_with_reject)
+# exit(1)`), so it succeeds only where plain `git apply` would: patches with drifted context
+# are placed by `--3way` (when the cache has the preimage blob) or by `patch --fuzz`.
 APPLY_CHAIN: list[list[str]] = [
     ["git", "apply", "--verbose"],
     ["git", "apply", "--verbose", "--3way"],
