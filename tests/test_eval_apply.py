@@ -157,3 +157,12 @@ def test_a_blob_nothing_can_supply_is_a_clear_error_naming_the_file(tmp_path):
     empty = Prediction(instance_id=inst.instance_id, model_name_or_path="empty")
     score = score_prediction(inst, empty, config=cfg, log_dir=tmp_path / "log2")
     assert score.status == "error" and "the repository cache lacks" in score.error
+
+
+def test_a_model_patch_our_diff_parser_rejects_is_still_applied_by_the_chain(setup, tmp_path):
+    inst, cfg = setup
+    odd = "\n" + inst.patch.replace("@@ -1,", "@@ -9,") + "diff --git a/x.png b/x.png\nBinary files differ\n"
+    pred = Prediction(instance_id=inst.instance_id, model_name_or_path="m", model_patch=odd)
+    score = score_prediction(inst, pred, config=cfg, log_dir=tmp_path / "log")
+    assert score.status == "resolved", score.error
+    assert score.applied_with == "git apply --verbose"

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 from unidiff import PatchSet
+from unidiff.errors import UnidiffParseError
 
 from agent.errors import TomeError
 from agent.evaluation.envs import Environment, ensure_env, env_key, restore_missing, run_logged
@@ -63,8 +66,12 @@ class PatchError(TomeError):
 
 def _patch_paths(patch: str) -> list[str]:
     paths: list[str] = []
-    for f in PatchSet(patch):
-        for p in (f.source_file, f.target_file):
+    try:
+        pairs = [(f.source_file, f.target_file) for f in PatchSet(patch)]
+    except UnidiffParseError:  # a model's patch need not parse as a whole: its git headers then
+        pairs = re.findall(r"^diff --git (a/\S+) (b/\S+)", patch, re.MULTILINE)
+    for pair in pairs:
+        for p in pair:
             if p and p != "/dev/null":
                 p = p[2:] if p[:2] in ("a/", "b/") else p
                 if p not in paths:
@@ -100,16 +107,16 @@ def _write_patch_file(patch: str, *, name: str, log: Path) -> Path:
     return file
 
 
-def _refuse_missing(patch: str, missing: list[str], name: str) -> None:
+def _refuse_missing(patch: str, missing: Sequence[str], name: str) -> None:
     lacking = [p for p in _patch_paths(patch) if p in set(missing)]
     if lacking:
         raise PatchError(f"{name} patch changes {lacking[0]}, whose blob the repository cache lacks "
                          f"(and no remote supplied it){f'; also {lacking[1:]}' if lacking[1:] else ''}")
 
 
-def apply_patch(repo: Path, patch: str, *, name: str, log: Path, missing: list[str] = ()) -> str:
+def apply_patch(repo: Path, patch: str, *, name: str, log: Path, missing: Sequence[str] = ()) -> str:
     """Apply a model patch through the official chain; the command that placed it, or PatchError."""
-    _refuse_missing(patch, list(missing), name)
+    _refuse_missing(patch, missing, name)
     file = _write_patch_file(patch, name=name, log=log)
     last = None
     for attempt, cmd in enumerate(APPLY_CHAIN):
@@ -126,9 +133,9 @@ def apply_patch(repo: Path, patch: str, *, name: str, log: Path, missing: list[s
     raise PatchError(f"{name} patch does not apply: " + " | ".join(why[-4:]))
 
 
-def apply_test_patch(repo: Path, patch: str, *, log: Path, missing: list[str] = ()) -> None:
+def apply_test_patch(repo: Path, patch: str, *, log: Path, missing: Sequence[str] = ()) -> None:
     """The eval script's `git apply -v -` (test_spec/python.py, make_eval_script_list_py): no fallback."""
-    _refuse_missing(patch, list(missing), "test")
+    _refuse_missing(patch, missing, "test")
     file = _write_patch_file(patch, name="test", log=log)
     done = _logged(["git", "apply", "--verbose", str(file)], repo, log)
     if done.returncode:
