@@ -120,6 +120,7 @@ def test_django_verbose_runner():
         f"test_modelchoicefield_value_placeholder ({c})": S.FAILED,
         "test_booleanfield (forms_tests.tests.test_error_messages.FormsErrorMessagesTestCase)": S.PASSED,
         "RFC 850 dates two-digit years are interpreted relative to now.": S.PASSED,
+        "test_parsing_rfc850 (utils_tests.test_http.HttpDateProcessingTests)": S.PASSED,
         "test_sqlite_only (backends.tests.Tests)": S.SKIPPED,
         "test_broken (utils_tests.test_http.HttpDateProcessingTests)": S.ERROR,
         "test_prints (utils_tests.test_http.HttpDateProcessingTests)": S.PASSED,
@@ -128,9 +129,18 @@ def test_django_verbose_runner():
     assert {k: got.get(k) for k in expected} == expected
     # datasets made on Python 3.11 (django 5.0) use the long form: it is there too
     assert got[f"test_modelchoicefield_value_placeholder ({c}.test_modelchoicefield_value_placeholder)"] == S.FAILED
-    # officially `... expected failure` is no result, and an id line without a verdict is no key
+    # officially `... expected failure` is no result
     assert "test_known_bug (backends.tests.Tests)" not in got
-    assert "test_parsing_rfc850 (utils_tests.test_http.HttpDateProcessingTests)" not in got
+
+
+def test_django_test_with_a_docstring_is_keyed_by_its_id_line_too():
+    # django 3.1 datasets name `test_field_name (model_fields.tests.BasicFieldTests)`, which
+    # Python 3.11 prints on its own line before the docstring line that carries the verdict
+    log = ("test_field_name (model_fields.tests.BasicFieldTests.test_field_name)\n"
+           "A defined field name (name=\"fieldname\") is used instead of the model ... ok\n")
+    got = parse_django(log)
+    assert got["test_field_name (model_fields.tests.BasicFieldTests)"] == S.PASSED
+    assert got['A defined field name (name="fieldname") is used instead of the model'] == S.PASSED
 
 
 def test_django_shared_docstring_keeps_its_last_report():

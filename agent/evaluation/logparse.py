@@ -4,9 +4,10 @@ Each parser maps a log to {test id: TestStatus} exactly as the official one buil
 map (SWE-bench/SWE-bench @ 7a21e05, swebench/harness/log_parsers/python.py): the same lines
 count, an id is cut where theirs is cut (pytest: at the first whitespace, so `test_x[a b]` is
 `test_x[a`), and a test reported twice keeps its last status (a dict assignment there). The
-one addition is an environment fact, not a grading rule: Python 3.11's unittest prints django
-ids as `name (module.Class.name)`, while datasets made on older Pythons name `name (module.Class)`;
-the django parser keeps both keys.
+additions are environment facts, not grading rules, both for django: Python 3.11's unittest
+prints ids as `name (module.Class.name)` where datasets made on older Pythons name
+`name (module.Class)`, and a test with a docstring is reported under its id line as well as under
+the docstring line; the parser keeps every form.
 """
 
 from __future__ import annotations
@@ -157,30 +158,34 @@ _DJANGO_INTERRUPTED = [
 ]
 
 
-def _django_line(line: str, out: dict[str, TestStatus], prev: str | None) -> str | None:
+def _django_line(line: str, prev: str | None) -> tuple[list[tuple[str, TestStatus]], str | None]:
+    got: list[tuple[str, TestStatus]] = []
     if "--version is equivalent to version" in line:
-        out["--version is equivalent to version"] = TestStatus.PASSED
+        got.append(("--version is equivalent to version", TestStatus.PASSED))
     if " ... " in line:
         prev = line.split(" ... ")[0]
     for suffix in (" ... ok", " ... OK", " ...  OK"):
         if line.endswith(suffix):
             if line.strip().startswith("Applying sites.0002_alter_domain_unique...test_no_migrations"):
                 line = line.split("...", 1)[-1].strip()  # the official fix for django__django-7188
-            out[line.rsplit(suffix, 1)[0]] = TestStatus.PASSED
+            got.append((line.rsplit(suffix, 1)[0], TestStatus.PASSED))
             break
     if " ... skipped" in line:
-        out[line.split(" ... skipped")[0]] = TestStatus.SKIPPED
+        got.append((line.split(" ... skipped")[0], TestStatus.SKIPPED))
     if line.endswith(" ... FAIL"):
-        out[line.split(" ... FAIL")[0]] = TestStatus.FAILED
+        got.append((line.split(" ... FAIL")[0], TestStatus.FAILED))
     if line.startswith("FAIL:"):
-        out[line.split()[1].strip()] = TestStatus.FAILED
+        got.append((line.split()[1].strip(), TestStatus.FAILED))
     if line.endswith(" ... ERROR"):
-        out[line.split(" ... ERROR")[0]] = TestStatus.ERROR
+        got.append((line.split(" ... ERROR")[0], TestStatus.ERROR))
     if line.startswith("ERROR:"):
-        out[line.split()[1].strip()] = TestStatus.ERROR
+        got.append((line.split()[1].strip(), TestStatus.ERROR))
     if line.lstrip().startswith("ok") and prev is not None:  # output between `...` and `ok`
-        out[prev] = TestStatus.PASSED
-    return prev
+        got.append((prev, TestStatus.PASSED))
+    return got, prev
+
+
+_DJANGO_ID_LINE = re.compile(r"^\w+ \([\w.]+\)$")
 
 
 def parse_django(log: str) -> dict[str, TestStatus]:
@@ -190,8 +195,18 @@ def parse_django(log: str) -> dict[str, TestStatus]:
     """
     out: dict[str, TestStatus] = {}
     prev: str | None = None
-    for line in log.split("\n"):
-        prev = _django_line(line.strip(), out, prev)
+    id_line: str | None = None
+    for raw in log.split("\n"):
+        line = raw.strip()
+        got, prev = _django_line(line, prev)
+        for test, status in got:
+            out[test] = status
+        if id_line is not None and got and " ... " in line:
+            # Environment: a test with a docstring prints `name (module.Class)`, then the
+            # docstring's first line and the verdict. The official parser keys the docstring
+            # line; the datasets of older django versions name the id line: keep both.
+            out[id_line] = got[-1][1]
+        id_line = line if _DJANGO_ID_LINE.match(line) else None
     for pattern in _DJANGO_INTERRUPTED:
         for m in re.finditer(pattern, log, re.MULTILINE):
             out[m.group(1)] = TestStatus.PASSED
