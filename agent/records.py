@@ -486,6 +486,10 @@ class Score(Record):
     error: str | None = None
     fail_to_pass: dict[str, TestStatus] = Field(default_factory=dict)
     pass_to_pass: dict[str, TestStatus] = Field(default_factory=dict)
+    excluded: dict[str, str] = Field(
+        default_factory=dict, description="Dataset tests left out of the verdict (known failures): id -> why.")
+    note: str | None = Field(default=None, description="Why an unresolved verdict is not the tests' own.")
+    applied_with: str | None = Field(default=None, description="The apply command that placed the model patch.")
     cost: float = 0.0
     usage: Usage = Field(default_factory=Usage)
     mode: str | None = None
@@ -518,5 +522,7 @@ class EvalReport(Record):
     unresolved_ids: list[str] = Field(default_factory=list)
     error_ids: list[str] = Field(default_factory=list)
     empty_patch_ids: list[str] = Field(default_factory=list)
+    excluded_tests: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="Per instance, the tests left out of its verdict and why.")
     wall_time: float = 0.0
     scores: list[Score] = Field(default_factory=list)

@@ -1,11 +1,12 @@
 """Self-validation of `tome eval` on the real runnable SWE-bench instances (not a unit test).
 
-Runs `tome eval --model gold` and `--model empty` on the instances ../shared/swe/RUNNABLE.md
-lists as runnable, leaving out the PASS_TO_PASS tests listed there as broken on Python 3.11
-(env_broken_p2p). Gold must resolve 100%, empty 0%. Prints a table per repository.
+Runs `tome eval --model gold` and `--model empty` in one clean run (fresh run folders) on the
+instances ../shared/swe/RUNNABLE.md lists as runnable; tome eval's built-in known-failures table
+leaves out the PASS_TO_PASS tests broken on Python 3.11 (and report.json lists them). Gold must
+resolve 100%, empty 0%. Prints a table per repository and the wall time.
 
-    python benchmarks/swe_selfcheck.py --repos-dir /work/scratch/eval/repos \
-        --work /work/scratch/eval --workers 2
+    python benchmarks/swe_selfcheck.py --repos-dir /work/scratch/eval/repos --workers 2 \
+        [--repos pallets/flask pytest-dev/pytest] [--instance-ids ...]
 
 The repositories are clones named <owner>__<name> (django/django from a fork that has every
 base commit); environments are cached under <work>/envs and reused between runs.
@@ -15,43 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-SWE = Path(__file__).resolve().parents[2] / "shared" / "swe"
-
-
-def write_tasks(swe: Path, out: Path) -> int:
-    """The runnable instances as a tasks file, less their env-broken PASS_TO_PASS tests."""
-    results = {r["instance_id"]: r for r in json.loads((swe / "runnable_results.json").read_text())}
-    n = 0
-    with out.open("w") as fh:
-        for line in (swe / "lite.jsonl").read_text().splitlines():
-            row = json.loads(line)
-            r = results.get(row["instance_id"])
-            if not r or not r["verdict"].startswith("OK"):
-                continue
-            broken = set(r["env_broken_p2p"])
-            row["PASS_TO_PASS"] = [t for t in row["PASS_TO_PASS"] if t not in broken]
-            fh.write(json.dumps(row) + "\n")
-            n += 1
-    return n
-
-
-def run_eval(model: str, tasks: Path, args: argparse.Namespace) -> tuple[dict, float]:
-    """One `tome eval` run through the real command line; its report and wall seconds."""
-    t0 = time.monotonic()
-    cmd = [sys.executable, "-m", "agent.cli", "eval", str(tasks), "--model", model,
-           "--repos-dir", str(args.repos_dir), "--env-cache", str(args.work / "envs"),
-           "--output-dir", str(args.work / "runs"), "--workers", str(args.workers),
-           "--run-id", f"selfcheck-{model}", "--timeout", str(args.timeout), "--rescore"]
-    if args.instance_ids:
-        cmd += ["--instance-ids", *args.instance_ids]
-    subprocess.run(cmd, check=False, cwd=Path(__file__).resolve().parents[1])
-    report = json.loads((args.work / "runs" / f"selfcheck-{model}" / "report.json").read_text())
-    return report, time.monotonic() - t0
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _swe import CHECKOUT, SWE, run_eval, runnable_rows, write_tasks  # noqa: E402
 
 
 def env_build_times(envs: Path) -> dict[str, float]:
@@ -70,21 +40,28 @@ def main() -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repos-dir", type=Path, required=True)
-    p.add_argument("--work", type=Path, required=True, help="tasks file, envs/ and runs/ go here")
-    p.add_argument("--swe", type=Path, default=SWE)
+    p.add_argument("--work", type=Path, default=CHECKOUT / "tome-eval" / "selfcheck",
+                   help="tasks file, envs/ and runs/ go here")
+    p.add_argument("--swe", type=Path, default=SWE, help="the SWE-bench data folder (default ../shared/swe)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--timeout", type=float, default=1800)
+    p.add_argument("--repos", nargs="+", help="only these repositories (owner/name)")
     p.add_argument("--instance-ids", nargs="+")
     p.add_argument("--only", choices=["gold", "empty"], help="run one of the two")
+    p.add_argument("--resume", action="store_true", help="keep earlier results instead of a clean run")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     tasks = args.work / "runnable.jsonl"
-    n = write_tasks(args.swe, tasks)
+    rows = runnable_rows(args.swe, repos=args.repos, ids=args.instance_ids)
+    write_tasks(rows, tasks)
+    n = len(rows)
     wall: dict[str, float] = {}
     reports: dict[str, dict] = {}
     t0 = time.monotonic()
     for model in [args.only] if args.only else ["gold", "empty"]:
-        reports[model], wall[model] = run_eval(model, tasks, args)
+        reports[model], wall[model] = run_eval(
+            tasks, f"selfcheck-{model}", ["--model", model], repos_dir=args.repos_dir, work=args.work,
+            workers=args.workers, timeout=args.timeout, clean=not args.resume)
     total_wall = time.monotonic() - t0
     builds = env_build_times(args.work / "envs")
     table = Table(title=f"tome eval self-check on {n} runnable SWE-bench instances")
@@ -100,7 +77,7 @@ def main() -> int:
             r[model] += s["status"] == "resolved"
             # unresolved for the right reason: a FAIL_TO_PASS test really fails, PASS_TO_PASS all pass
             r["why"] += model == "empty" and s["status"] == "unresolved" and all(
-                v in ("PASSED", "XFAIL") for v in s["pass_to_pass"].values()) and any(
+                v in ("PASSED", "XFAIL", "SKIPPED") for v in s["pass_to_pass"].values()) and any(
                 v in ("FAILED", "ERROR") for v in s["fail_to_pass"].values())
             r["err"] += s["status"] == "error"
             r["setup"] += s["setup_time"]
@@ -123,7 +100,10 @@ def main() -> int:
         bad = report["unresolved_ids"] + report["error_ids"] if model == "gold" else report["resolved_ids"]
         console.print(f"{model}: resolved {report['resolved_instances']}/{report['total_instances']}, "
                       f"errors {report['error_instances']}, wall {wall[model]:.0f}s; wrong: {bad}")
-    console.print(f"whole run wall time: {total_wall:.0f}s with --workers {args.workers}")
+    for iid, tests in reports[next(iter(reports))].get("excluded_tests", {}).items():
+        console.print(f"excluded (known failures) {iid}: {sorted(tests)}")
+    console.print(f"whole run wall time: {total_wall:.0f}s with --workers {args.workers}"
+                  f"{' (resumed)' if args.resume else ' (clean run)'}")
     gold_ok = "gold" not in reports or reports["gold"]["resolved_instances"] == n
     empty_ok = "empty" not in reports or reports["empty"]["resolved_instances"] == 0
     return 0 if gold_ok and empty_ok else 1

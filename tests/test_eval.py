@@ -24,7 +24,7 @@ from agent.evaluation.sources import (
     GoldSource,
     PredictionsSource,
 )
-from agent.evaluation.synthetic import make_synthetic, synthetic_spec_table
+from agent.evaluation.synthetic import make_synthetic, synthetic_setup, synthetic_spec_table
 from agent.evaluation.tasks import load_instances
 from agent.evaluation.workspace import checkout, find_repo
 from agent.records import (
@@ -40,10 +40,7 @@ from agent.records import (
 
 @pytest.fixture
 def setup(tmp_path: Path) -> tuple[EvalInstance, ScoreConfig]:
-    inst = make_synthetic(tmp_path / "repos")
-    cfg = ScoreConfig(repos_dir=tmp_path / "repos", env_cache=tmp_path / "envs",
-                      work_dir=tmp_path / "work", specs=synthetic_spec_table())
-    return inst, cfg
+    return synthetic_setup(tmp_path)
 
 
 @pytest.mark.parametrize(("source", "status", "add"), [

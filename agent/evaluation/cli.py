@@ -45,6 +45,9 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     parser.add_argument("--retry-errors", action="store_true", help="on a rerun, run errored tasks again")
     parser.add_argument("--rescore", action="store_true",
                         help="on a rerun, judge finished tasks again from their kept test logs")
+    parser.add_argument("--known-failures", type=Path, metavar="FILE",
+                        help='JSON {"instance_id": {"reason": ..., "tests": [...]}} of tests to leave out '
+                        "of the verdict (added to the built-in table; each is listed in report.json)")
     parser.add_argument("--env-specs", type=Path,
                         help='JSON {"owner/repo": {"version or *": {EnvSpec fields}}} added to the built-in specs')
 
@@ -70,6 +73,11 @@ def run(args: argparse.Namespace) -> int:
     )
 
     from agent.evaluation.envspecs import load_spec_file
+    from agent.evaluation.known_failures import (
+        builtin_known_failures,
+        load_known_failures,
+        merge_known_failures,
+    )
     from agent.evaluation.report import (
         build_report,
         print_report,
@@ -95,10 +103,14 @@ def run(args: argparse.Namespace) -> int:
         instances = [i for i in instances if i.instance_id in have]
     run_id = _run_id(args, source.name)
     run_dir = (args.output_dir / run_id).resolve()
+    known = builtin_known_failures()
+    if args.known_failures is not None:
+        known = merge_known_failures(known, load_known_failures(args.known_failures))
     config = ScoreConfig(repos_dir=args.repos_dir.resolve(),
                          env_cache=(args.env_cache or default_env_cache()).resolve(),
                          work_dir=run_dir / "checkouts", timeout=args.timeout,
-                         specs=load_spec_file(args.env_specs) if args.env_specs else None)
+                         specs=load_spec_file(args.env_specs) if args.env_specs else None,
+                         known_failures=known)
     runcfg = RunConfig(run_dir=run_dir, workers=args.workers, executor=args.executor,
                        task_timeout=args.task_timeout, ray_address=args.ray_address,
                        retry_errors=args.retry_errors, rescore=args.rescore)

@@ -22,9 +22,9 @@ from pydantic import BaseModel, ConfigDict
 
 from agent.errors import TomeError
 from agent.evaluation.envspecs import EnvSpec
-from agent.evaluation.workspace import checkout, file_lock
+from agent.evaluation.workspace import Checkout, checkout, file_lock
 
-__all__ = ["EnvError", "Environment", "ensure_env", "env_key", "run_logged"]
+__all__ = ["EnvError", "Environment", "ensure_env", "env_key", "restore_missing", "run_logged"]
 
 
 class EnvError(TomeError):
@@ -96,6 +96,20 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+def restore_missing(co: Checkout, steps: list[str], *, env: dict[str, str], log: Path) -> None:
+    """Run the spec's restore steps for files the cache lacks; EnvError naming any still missing."""
+    if not co.missing:
+        return
+    for step in steps:
+        run_logged(step, cwd=co.path, env=env, log=log)
+    absent = [p for p in co.missing if not (co.path / p).exists()]
+    if absent:
+        raise EnvError(f"the repository cache lacks {absent[0]}"
+                       f"{f' (and {len(absent) - 1} more: {absent[1:4]})' if len(absent) > 1 else ''} at "
+                       f"{co.commit[:12]}, no remote supplied it and no restore step of the spec does; "
+                       "fetch the full repository or add a restore step")
+
+
 def _tail(log: Path, n: int = 15) -> str:
     lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
     return "\n".join(lines[-n:])
@@ -142,12 +156,12 @@ def ensure_env(spec: EnvSpec, key: str, *, cache_dir: Path, git_dir: Path, setup
         env = Environment(key=key, python=str(venv / "bin" / "python"), bin_dir=venv / "bin", root=root)
         vars_ = env.env_vars(spec, src)
         vars_.pop("PYTHONPATH", None)
-        steps: list[str | list[str]] = []
         if spec.pins:
-            steps.append([env.python, "-m", "pip", "install", "--no-input", *spec.pins])
-        steps += spec.restore if co.missing else []
-        steps += spec.install
-        for step in steps:
+            pins = [env.python, "-m", "pip", "install", "--no-input", *spec.pins]
+            if run_logged(pins, cwd=src, env=vars_, log=log):
+                raise EnvError(f"{key}: `{shlex.join(pins)}` failed; see {log}\n{_tail(log)}")
+        restore_missing(co, spec.restore, env=vars_, log=log)
+        for step in spec.install:
             if run_logged(step, cwd=src, env=vars_, log=log):
                 raise EnvError(f"{key}: `{step if isinstance(step, str) else shlex.join(step)}` "
                                f"failed; see {log}\n{_tail(log)}")

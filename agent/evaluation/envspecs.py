@@ -1,7 +1,13 @@
 """Per-repository environment specs as data: pins per (repo, version), install, how to run tests.
 
 The table follows ../shared/swe/RUNNABLE.md (what was checked to work on Python 3.11 here) and
-SWE-bench's own per-version specs. Commands run with the environment's `bin/` first on PATH.
+SWE-bench's own per-version specs (swebench/harness/constants/python.py @ b8d5332, the last
+revision with the table) and per-instance environment.yml files (@ 7a21e05). Audited against
+them: sympy (mpmath==1.3.0), astropy (all 25 pins), pytest 7.x/8.x (all pins), django (none
+beyond tests/requirements/py3.txt) match; flask 2.0/2.3 and pylint 2.14/2.15 now match. Left
+as it is, for Python 3.11: build tools (setuptools<70, wheel, setuptools_scm<8, cython<3). Not
+specified: requests (RUNNABLE.md: neither instance tried runs here). Commands run with the
+environment's `bin/` first on PATH.
 """
 
 from __future__ import annotations
@@ -98,10 +104,12 @@ _ASTROPY_RESTORE = [(
     "dst = pathlib.Path('astropy/utils/iers/data/eopc04.1962-now'); "
     "dst.exists() or shutil.copy(pathlib.Path(d.__file__).parent / 'data' / dst.name, dst)\""
 )]
+# Official pins: SPECS_FLASK (constants/python.py @ b8d5332); blinker, python-dotenv and pytest
+# come from flask's requirements/dev.txt there, pinned here to versions that work on 3.11.
 _FLASK_23 = ["Werkzeug==2.3.7", "Jinja2==3.1.2", "itsdangerous==2.1.2", "click==8.1.3",
-             "MarkupSafe==2.1.3", "blinker==1.6.2", "python-dotenv", "pytest==7.4.4"]
-_FLASK_20 = ["Werkzeug==2.0.3", "Jinja2==3.0.3", "itsdangerous==2.0.1", "click==8.0.4",
-             "MarkupSafe==2.0.1", "python-dotenv", "pytest==7.4.4"]
+             "MarkupSafe==2.1.1", "blinker==1.6.2", "python-dotenv", "pytest==7.4.4"]
+_FLASK_20 = ["Werkzeug==2.3.7", "Jinja2==3.0.1", "itsdangerous==2.1.2", "click==8.0.1",
+             "MarkupSafe==2.1.3", "python-dotenv", "pytest==7.4.4"]
 _PYTEST_70 = ["setuptools_scm<8", "attrs==23.1.0", "iniconfig==2.0.0", "packaging==23.1",
               "pluggy==0.13.1", "py==1.11.0", "tomli==2.0.1"]
 _PYTEST_80 = ["setuptools_scm<8", "iniconfig==2.0.0", "packaging==23.1", "pluggy==1.3.0",
@@ -133,9 +141,15 @@ def _pytest(pins: list[str]) -> EnvSpec:
     )
 
 
+# The per-instance environment.yml files of pylint 2.14/2.15 (swebench/resources/swebench-og/
+# pylint-dev__pylint/{6386,6528,6903,7080,7277}/environment.yml @ 7a21e05) pin these; a newer
+# tomlkit than theirs breaks pylint 2.15's config tests ("Can't add a table to a dotted key").
+_PYLINT_PINS = ["pytest==7.4.4", "py==1.11.0", "tomlkit==0.13.2", "isort==5.10.1", "dill==0.3.9",
+                "platformdirs==4.3.6"]
+
+
 def _pylint() -> EnvSpec:
-    return EnvSpec(runner="pytest", pins=[*_BUILD, "pytest==7.4.4", "py==1.11.0"],
-                   requirements=["requirements_test_min.txt"])
+    return EnvSpec(runner="pytest", pins=[*_BUILD, *_PYLINT_PINS], requirements=["requirements_test_min.txt"])
 
 
 # repo -> (version prefix or "*") -> spec; the longest matching prefix wins.

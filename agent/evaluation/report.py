@@ -37,6 +37,8 @@ def build_report(scores: Sequence[Score], *, run_id: str, model: str, total: int
         unresolved_instances=len(unresolved), empty_patch_instances=len(empty),
         error_instances=len(errors), resolved_ids=sorted(resolved), unresolved_ids=sorted(unresolved),
         error_ids=sorted(errors), empty_patch_ids=sorted(empty), wall_time=wall_time,
+        excluded_tests={s.instance_id: s.excluded for s in sorted(scores, key=lambda s: s.instance_id)
+                        if s.excluded},
         scores=list(scores),
     )
 
@@ -111,6 +113,12 @@ def print_report(report: EvalReport, console: Console | None = None) -> None:
     for s in report.scores:
         if s.status == "error":
             console.print(f"[red]error[/] {s.instance_id}: {s.error}", markup=True, highlight=False)
+        elif s.note:
+            console.print(f"[yellow]note[/] {s.instance_id}: {s.note}", markup=True, highlight=False)
+    for iid, tests in report.excluded_tests.items():
+        reasons = sorted(set(tests.values()))
+        console.print(f"excluded {iid}: {len(tests)} known failure(s) ({'; '.join(reasons)}): "
+                      f"{', '.join(tests)}", highlight=False)
     console.print(f"resolved {report.resolved_instances}/{report.total_instances}, "
                   f"errors {report.error_instances}, wall {report.wall_time:.0f}s")
 

@@ -9,9 +9,10 @@ import subprocess
 from pathlib import Path
 
 from agent.evaluation.envspecs import EnvSpec, register_spec
+from agent.evaluation.score import ScoreConfig
 from agent.records import EvalInstance
 
-__all__ = ["SYNTHETIC_REPO", "make_synthetic", "synthetic_spec_table"]
+__all__ = ["SYNTHETIC_REPO", "make_synthetic", "synthetic_setup", "synthetic_spec_table"]
 
 SYNTHETIC_REPO = "example/calc"
 
@@ -66,3 +67,11 @@ def make_synthetic(repos_dir: Path, *, instance_id: str = "example__calc-1") -> 
         fail_to_pass=["tests/test_calc.py::test_add"], pass_to_pass=["tests/test_calc.py::test_neg"],
         difficulty="<15 min fix",
     )
+
+
+def synthetic_setup(root: Path) -> tuple[EvalInstance, ScoreConfig]:
+    """The synthetic instance under `root/repos` and a ScoreConfig with its folders under `root`."""
+    inst = make_synthetic(root / "repos")
+    cfg = ScoreConfig(repos_dir=root / "repos", env_cache=root / "envs", work_dir=root / "work",
+                      specs=synthetic_spec_table())
+    return inst, cfg

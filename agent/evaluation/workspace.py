@@ -1,14 +1,16 @@
 """Clean checkouts at a task's base commit from a local repository cache, via git worktrees.
 
 One clone per repository (`--repos-dir`) serves every task of that repository: each task gets a
-detached worktree, removed again when the task is done. Blobs the cache lacks (snapshots that
-dropped very large files) are left out with a sparse checkout and reported, so the environment
-spec can restore them.
+detached worktree, removed again when the task is done. Blobs the cache lacks are fetched from
+its promisor remote when it is a partial clone (`git clone --filter=blob:none`); those nothing
+supplies (snapshots that dropped very large files) are left out with a sparse checkout and
+reported, so the environment spec can restore them.
 """
 
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -39,8 +41,9 @@ def git(*args: str, cwd: Path | None = None, git_dir: Path | None = None,
     cmd = ["git", "-c", "advice.detachedHead=false", "-c", "core.hooksPath=/dev/null"]
     if git_dir is not None:
         cmd += ["--git-dir", str(git_dir)]
+    # a lazy fetch from a promisor remote must fail, never wait for a password
     return subprocess.run([*cmd, *args], cwd=cwd, input=input, capture_output=True, text=True,
-                          check=check, timeout=timeout)
+                          check=check, timeout=timeout, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
 
 
 @contextmanager
@@ -72,18 +75,29 @@ def find_repo(repos_dir: Path, repo: str) -> Path:
 
 
 def _missing_blobs(git_dir: Path, commit: str) -> list[str]:
+    # rev-list --missing=print names absent objects without fetching them (cat-file would fetch
+    # each one lazily from a promisor remote); ls-tree reads trees only, which every partial
+    # clone of this kind keeps, to turn those ids into paths.
+    listed = git("rev-list", "--objects", "--no-walk", "--missing=print", commit, git_dir=git_dir).stdout
+    absent = {line[1:].split()[0] for line in listed.splitlines() if line.startswith("?")}
+    if not absent:
+        return []
     tree = git("ls-tree", "-r", "--full-tree", commit, git_dir=git_dir).stdout
     entries = [line.split("\t", 1) for line in tree.splitlines() if "\t" in line]
-    blobs = [(meta.split()[2], path) for meta, path in entries if meta.split()[1] == "blob"]
-    if not blobs:
-        return []
-    out = git("cat-file", "--batch-check", git_dir=git_dir,
-              input="".join(f"{sha}\n" for sha, _ in blobs)).stdout.splitlines()
-    return [path for (sha, path), line in zip(blobs, out) if line.endswith(" missing")]
+    return [path for meta, path in entries if meta.split()[1] == "blob" and meta.split()[2] in absent]
+
+
+def _has_promisor(git_dir: Path) -> bool:
+    out = git("config", "--get-regexp", r"^remote\..*\.promisor$", git_dir=git_dir, check=False).stdout
+    return any(line.split()[-1] == "true" for line in out.splitlines())
 
 
 def checkout(git_dir: Path, commit: str, dest: Path) -> Checkout:
-    """A fresh detached worktree of `commit` at `dest` (replacing whatever was there)."""
+    """A fresh detached worktree of `commit` at `dest` (replacing whatever was there).
+
+    Blobs the cache lacks are fetched from a promisor remote (a `--filter=blob:none` clone) in
+    the checkout itself; those still absent are left out with a sparse checkout and reported.
+    """
     remove_checkout(git_dir, dest)
     if git("cat-file", "-e", f"{commit}^{{commit}}", git_dir=git_dir, check=False).returncode:
         raise ConfigError(f"commit {commit} is not in {git_dir}")
@@ -91,6 +105,11 @@ def checkout(git_dir: Path, commit: str, dest: Path) -> Checkout:
     dest.parent.mkdir(parents=True, exist_ok=True)
     with file_lock(git_dir / "tome-worktree.lock"):
         git("worktree", "add", "--detach", "--no-checkout", str(dest), commit, git_dir=git_dir)
+    if missing and _has_promisor(git_dir):
+        # git's checkout fetches the missing blobs of the tree in one batch from the promisor
+        if git("checkout", "--detach", "--force", commit, cwd=dest, check=False).returncode == 0:
+            return Checkout(path=dest, git_dir=git_dir, commit=commit, missing=[])
+        missing = _missing_blobs(git_dir, commit)
     if missing:
         git("sparse-checkout", "set", "--no-cone", "/*", *[f"!/{p}" for p in missing], cwd=dest)
     git("checkout", "--detach", "--force", commit, cwd=dest)
