@@ -126,8 +126,7 @@ def run(args: argparse.Namespace) -> int:
     view = LiveView(console, verbose=args.verbose)
     run_ = start_run(RunSpec(
         task=Task(statement=SESSION_TASK), settings=settings, repo=args.repo, interactive=True, chat=True,
-        approve=(lambda _command: True) if args.yes else
-        (lambda command: Confirm.ask(f"Run destructive command?\n  {command}")),
+        approve=(lambda _question: True) if args.yes else Confirm.ask,  # each question says what it asks
         hooks=RunHooks(on_event=view.on_event, on_delta=view.on_delta,
                        on_stage=lambda m: console.print(f"[dim]{m}[/]")),
     ))

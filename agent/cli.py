@@ -63,16 +63,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def _positive(kind: type) -> Any:
-    """An argparse type: a finite number above zero (NaN, infinities and negatives are usage errors)."""
+def _limit(kind: type) -> Any:
+    """An argparse type: a finite number, 0 or more (NaN, infinities and negatives are usage errors;
+    0 stops before the first model call)."""
 
     def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not math.isfinite(value) or value <= 0:
-            raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text!r}")
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text!r}")
         return value
 
     parse.__name__ = kind.__name__
@@ -96,9 +97,11 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--model", help="model name or alias (see tome models), e.g. deepseek-v4-pro, flash")
     g.add_argument("--base-url", dest="base_url", help="OpenAI-compatible endpoint")
     g.add_argument("--mode", choices=list(MODE_CHOICES), help="reasoning mode")
-    g.add_argument("--max-cost", dest="max_cost", type=_positive(float), help="USD cap for the run")
-    g.add_argument("--max-steps", dest="max_steps", type=_positive(int), help="model-call cap")
-    g.add_argument("--max-time", dest="max_time", type=_positive(float), help="wall-seconds cap")
+    g.add_argument("--max-cost", dest="max_cost", type=_limit(float), help="USD cap for the run")
+    g.add_argument("--max-steps", dest="max_steps", type=_limit(int), help="model-call cap")
+    g.add_argument("--max-time", dest="max_time", type=_limit(float), help="wall-seconds cap")
+    g.add_argument("--sandbox", dest="sandbox", choices=["require", "auto", "off"],
+                   help="run the shell under bubblewrap; 'off' opts out (headless runs need one or the other)")
     add_output_options(parser)
 
 
@@ -110,6 +113,7 @@ def settings_from_args(args: argparse.Namespace, project_dir: Path | None = None
     from agent.settings import load_settings
 
     cli = {k: getattr(args, k, None) for k in _SETTINGS_ARGS}
+    cli["safety.sandbox"] = getattr(args, "sandbox", None)
     loaded = load_settings(project_dir, cli=cli)
     for w in loaded.warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -147,8 +151,10 @@ def _parser(selected: str | None) -> argparse.ArgumentParser:
 
 def error_result(exit_code: int, reason: str, *, kind: str) -> dict[str, Any]:
     """The `--json` result object of a command that ended in an error before (or instead of) a run."""
+    from agent.secrets import redact_outgoing
+
     return {"result": {"run_id": None, "status": "error", "error": kind, "exit_code": exit_code,
-                       "reason": reason}}
+                       "reason": redact_outgoing(reason)}}
 
 
 def _classify(e: BaseException) -> tuple[int, str, str]:

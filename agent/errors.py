@@ -2,6 +2,7 @@
 
     TomeError                    anything tome raises on purpose
     ├── ConfigError              bad settings, unknown model or encoding, bad CLI input
+    │   └── TreeBusy             another run is editing the same working tree
     ├── ModelError               the model endpoint failed us
     │   ├── AuthError            401/403: names the key variable to set
     │   ├── BalanceError         402: the account has no balance left
@@ -21,6 +22,7 @@ from __future__ import annotations
 __all__ = [
     "TomeError",
     "ConfigError",
+    "TreeBusy",
     "ModelError",
     "AuthError",
     "BalanceError",
@@ -39,6 +41,10 @@ class TomeError(Exception):
 
 class ConfigError(TomeError):
     """Settings, model names, encodings or command-line input are wrong."""
+
+
+class TreeBusy(ConfigError):
+    """Another run holds the working tree; a run beside it needs its own worktree."""
 
 
 class ModelError(TomeError):

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from agent.errors import ContextOverflow, Interrupt, ModelError
 from agent.model import Model
-from agent.modes import MODE_TABLE, escalate
+from agent.modes import MODE_TABLE, escalate, output_cap
 from agent.profiles import ModelProfile
 from agent.prompt import PromptPrefix, render
 from agent.records import (
@@ -36,11 +36,13 @@ from agent.records import (
     UserNote,
 )
 from agent.trajectory import INTERRUPTED_TOOL, Trajectory, history
+from agent.treelock import TreeLock
 from tools.base import Toolbox
 
 __all__ = [
     "Limits",
     "Agent",
+    "open_call_answers",
     "Outcome",
     "Submitted",
     "LimitReached",
@@ -115,7 +117,12 @@ _NOT_RUN_LENGTH = (
     "[not run: your reply was cut at the output limit (max_tokens) before this call was complete. "
     "Send the call again, with less text around it.]"
 )
-_NOT_RUN_STOPPED = "[not run: the run stopped before this call ran]"
+_NOT_RUN_SUBMITTED = (
+    "you called submit earlier in this turn, so the calls after it were not run; if one is still "
+    "needed after the check, call it again"
+)
+# An escaping bug is an uncaught exception: the process exits with Python's status 1.
+_BUG_EXIT = 1
 _NO_TOOL = (
     "You replied without calling a tool. Work through the tools; when your check passes, call "
     "submit with a summary."
@@ -145,6 +152,7 @@ class Agent:
         chat: bool = False,
         on_delta: Callable[[Delta], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        tree_lock: TreeLock | None = None,
     ) -> None:
         self.model = model
         self.toolbox = toolbox
@@ -159,6 +167,7 @@ class Agent:
         self.chat = chat
         self.on_delta = on_delta
         self.clock = clock
+        self.tree_lock = tree_lock  # held while the loop can edit the tree, released at run_ended
         self._started = clock()
         self._elapsed_before = self._recorded_elapsed()
         self._malformed = 0
@@ -222,6 +231,8 @@ class Agent:
 
     def run(self) -> Outcome:
         """Step until an interrupt or a model error; always ends with a run_ended event."""
+        if self.tree_lock is not None:
+            self.tree_lock.acquire()  # again, when a chat goes on after an end
         while True:
             try:
                 self.step()
@@ -231,6 +242,9 @@ class Agent:
                 return self._finish(UserStopped("interrupted by the user"))
             except ModelError as e:
                 return self._end("error", f"model error: {e}", 4)
+            except BaseException as bug:  # our bug: the run still ends on record, then it raises
+                self._end("error", f"internal error: {type(bug).__name__}: {bug}", _BUG_EXIT)
+                raise
 
     def step(self) -> None:
         """One model call and the tool calls it asked for."""
@@ -260,14 +274,7 @@ class Agent:
             self._emit(UserNote(content=_NO_TOOL))
             self._malformed_turn()
             return
-        usable = False
-        for i, call in enumerate(calls):
-            try:
-                usable |= self._run_tool(call)
-            except KeyboardInterrupt:
-                for rest in calls[i + 1:]:
-                    self._emit(ToolFinished(call_id=rest.id, name=rest.name, content=_NOT_RUN_STOPPED, ok=False))
-                raise
+        usable = self._run_calls(calls)
         if usable:
             self._malformed = 0
         else:
@@ -286,15 +293,22 @@ class Agent:
             on_delta=self.on_delta,
         )
 
+    def _run_calls(self, calls: list[ToolCall]) -> bool:
+        """Run a turn's calls in order (none after a submit); True when one could be acted on."""
+        usable = False
+        for i, call in enumerate(calls):
+            usable |= self._run_tool(call)
+            if self.toolbox.ctx.submitted is not None and i + 1 < len(calls):
+                for rest in calls[i + 1:]:
+                    self._emit(_not_run(rest, _NOT_RUN_SUBMITTED))
+                break
+        return usable
+
     def _run_tool(self, call: ToolCall) -> bool:
         """Run one call; True when the model's call was well-formed enough to act on."""
         start = time.monotonic()
-        try:
-            self._emit(ToolStarted(call_id=call.id, name=call.name, arguments=call.arguments))
-            result = self.toolbox.run(call.id, call.name, call.arguments)
-        except KeyboardInterrupt:
-            self._emit(ToolFinished(call_id=call.id, name=call.name, content=INTERRUPTED_TOOL, ok=False))
-            raise
+        self._emit(ToolStarted(call_id=call.id, name=call.name, arguments=call.arguments))
+        result = self.toolbox.run(call.id, call.name, call.arguments)
         content = result.content
         if not result.ok:
             key = hashlib.sha256(f"{call.name}\0{_canonical(call.arguments)}".encode()).hexdigest()
@@ -344,7 +358,7 @@ class Agent:
             if isinstance(e, ToolStarted) and e.name == "run_tests":
                 try:
                     args = json.loads(e.arguments or "{}")
-                except json.JSONDecodeError:
+                except (ValueError, RecursionError):  # the model's argument text, as it came
                     continue
                 if isinstance(args, dict) and args.get("command"):
                     return str(args["command"])
@@ -367,7 +381,7 @@ class Agent:
                 raise LimitReached("tokens", f"token limit: {spent:,} spent, the next call needs about "
                                    f"{prompt_tokens + expected_out:,} of {lim.max_tokens:,}")
         if lim.max_cost is not None:
-            previous = self._last_prompt_tokens()
+            previous = self._cacheable_prompt_tokens()
             estimate = self.profile.cost(Usage(
                 prompt_tokens=prompt_tokens,
                 cache_hit_tokens=min(previous, prompt_tokens),
@@ -395,10 +409,12 @@ class Agent:
                        f"{spec.cost_share:.0%} x ${cap:g})",
             ))
 
-    def _last_prompt_tokens(self) -> int:
+    def _cacheable_prompt_tokens(self) -> int:
+        """The last prompt's tokens, which the next call can hit in the cache; none after a
+        switch into or out of a mode whose prompts start differently (Think Max's marker)."""
         for e in reversed(self.traj.events):
             if isinstance(e, ModelCalled):
-                return e.response.usage.prompt_tokens
+                return e.response.usage.prompt_tokens if self.profile.same_prefix(e.mode, self.mode) else 0
         return 0
 
     def _count(self, text: str) -> int:
@@ -426,7 +442,7 @@ class Agent:
     def _fit(self, messages: list[Message]) -> tuple[int, int]:
         """max_tokens for the next call, compacting once if the history no longer fits."""
         window = self.profile.context_window - self.limits.context_margin
-        want = min(MODE_TABLE[self.mode].max_output_tokens, self.profile.max_output)
+        want = output_cap(self.mode, self.profile)
         prompt = self._prompt_tokens(messages)
         if prompt + self.limits.min_output > window:
             self._compact(f"the prompt ({prompt:,} tokens) no longer leaves room for output")
@@ -471,12 +487,42 @@ class Agent:
 
     def _end(self, status: str, reason: str, code: int, check: CheckRecord | None = None,
              summary: str | None = None) -> Outcome:
-        self._emit(RunEnded(status=status, reason=reason, exit_code=code))
+        try:
+            for event in open_call_answers(self.traj, f"the run ended ({status}: {reason})"):
+                self._emit(event)
+            self._emit(RunEnded(status=status, reason=reason, exit_code=code))
+        finally:
+            if self.tree_lock is not None:
+                self.tree_lock.release()
         return Outcome(status=status, reason=reason, exit_code=code, check=check, summary=summary)
 
 
 def _canonical(arguments: str) -> str:
     try:
         return json.dumps(json.loads(arguments), sort_keys=True)
-    except (json.JSONDecodeError, TypeError):
+    except (ValueError, RecursionError, TypeError):  # not JSON, too deep, a 5,000-digit integer
         return arguments.strip()
+
+
+def _not_run(call: ToolCall, why: str) -> ToolFinished:
+    return ToolFinished(call_id=call.id, name=call.name, content=f"[not run: {why}]", ok=False,
+                        error_kind="not_run")
+
+
+def open_call_answers(traj: Trajectory, why: str) -> list[ToolFinished]:
+    """Answers for the calls of `traj` that have none: a call that started was interrupted, a
+    later one was not run. The API refuses a request in which an assistant turn's tool_calls
+    lack a tool message each, so every exit (and a resume after a crash) answers them all."""
+    finished = {e.call_id for e in traj.of_type(ToolFinished)}
+    started = {e.call_id for e in traj.of_type(ToolStarted)}
+    out = []
+    for ev in traj.of_type(ModelCalled):
+        for call in ev.response.message.tool_calls:
+            if call.id in finished:
+                continue
+            if call.id in started:
+                out.append(ToolFinished(call_id=call.id, name=call.name, content=INTERRUPTED_TOOL, ok=False))
+            else:
+                out.append(_not_run(call, why))
+            finished.add(call.id)
+    return out

@@ -3,10 +3,17 @@
 `OpenAIModel.query` sends chat completions (streamed or not) and returns a typed
 `ModelResponse`; both paths assemble the same `AssistantMessage` and feed `on_delta` (piece by
 piece when streaming, in one piece per kind otherwise). The SDK's own retries are
-off: this module retries connection errors, timeouts, 408/409/429/5xx and broken streams with
-full-jitter exponential backoff (honouring Retry-After, capped), all inside one deadline per
-call. Streams are read in a worker thread so a stream that sends only keep-alive lines (which
-the SDK swallows without yielding) is abandoned after `idle_timeout` and retried.
+off: this module retries connection errors, timeouts, 408/409/429/5xx, broken streams and
+`finish_reason: insufficient_system_resource` with full-jitter exponential backoff; a server's
+Retry-After is waited out in full when the run's time limit allows it.
+
+Timeouts follow DeepSeek's queue (api-docs.deepseek.com/quick_start/rate_limit): a queued
+request is kept open for up to 10 minutes with `: keep-alive` SSE comments (empty lines when
+not streaming), and the SDK swallows both without yielding. So life is measured on the raw
+bytes (`_Liveness`, an httpx transport): any byte, keep-alives included, resets the idle
+watchdog, whose default (660 s) lies above DeepSeek's queue limit; keep-alives before the first
+payload show as a "queued" delta. There is no whole-call deadline by default: a turn still
+producing tokens is never cut; only the run's time limit (`time_limit`, from --max-time) ends it.
 
 Never retried: 400/401/402/403/404/422. They map onto `agent.errors`: a context-length 400 is
 `ContextOverflow`, 401/403 `AuthError` (naming the key variable), 402 `BalanceError`.
@@ -37,6 +44,7 @@ from pydantic import SecretStr, TypeAdapter
 
 from agent.errors import (
     AuthError,
+    Interrupt,
     BadRequest,
     BalanceError,
     ContextOverflow,
@@ -58,8 +66,9 @@ from agent.records import (
     Usage,
     UserMessage,
 )
+from agent.secrets import redact_outgoing
 
-__all__ = ["Model", "OpenAIModel", "to_wire"]
+__all__ = ["Model", "OpenAIModel", "TimeLimitReached", "REASONING_PLACEHOLDER", "to_wire"]
 
 log = logging.getLogger("agent.model")
 
@@ -71,6 +80,18 @@ _CONTEXT_PATTERNS = re.compile(
 _MESSAGE = TypeAdapter(Message)
 # First backoff step in seconds; full jitter draws uniformly from [0, base * 2**attempt].
 _BACKOFF_BASE = 0.5
+# DeepSeek's finish_reason when it ran out of capacity mid-answer: the answer is partial and the
+# request is to be retried (api-docs.deepseek.com/api/create-chat-completion, finish_reason).
+_RESOURCE_FINISH = "insufficient_system_resource"
+# Sent as the reasoning of a tool-call turn that has none (one made in Non-think, before an
+# escalation): V4-Pro is reported to answer 400 to an empty string (litellm and hermes-agent
+# issues), and litellm's non-empty placeholder is accepted. Belief until a live run settles it:
+# tests/test_live.py::test_live_exchange_per_mode sends one.
+REASONING_PLACEHOLDER = "(no reasoning was recorded for this turn)"
+
+
+class TimeLimitReached(Interrupt):
+    """The run's time limit ends a model call (waiting, queued or streaming) before it finishes."""
 
 
 class Model(Protocol):
@@ -92,8 +113,9 @@ class Model(Protocol):
 def to_wire(messages: Sequence[Message], profile: ModelProfile) -> list[dict]:
     """Serialize messages for the chat-completions API.
 
-    DeepSeek's rule (profile.requires_reasoning_echo): an assistant turn that made tool calls
-    goes back with its reasoning_content, as a string even when empty, in every later request;
+    DeepSeek's rule (profile.requires_reasoning_echo; api-docs.deepseek.com/guides/thinking_mode,
+    tool calls): an assistant turn that made tool calls goes back with its reasoning_content in
+    every later request, never empty (REASONING_PLACEHOLDER stands in for a turn without one);
     other turns' reasoning is not sent (the API ignores it and it costs tokens).
     """
     wire: list[dict] = []
@@ -112,7 +134,7 @@ def to_wire(messages: Sequence[Message], profile: ModelProfile) -> list[dict]:
                     for c in m.tool_calls
                 ]
                 if profile.requires_reasoning_echo:
-                    out["reasoning_content"] = m.reasoning_content or ""
+                    out["reasoning_content"] = m.reasoning_content or REASONING_PLACEHOLDER
             wire.append(out)
         else:
             raise TypeError(f"not a message: {type(m).__name__}")
@@ -203,6 +225,27 @@ class _Assembly:
         )
 
 
+def _without_strict(tools: list[dict]) -> list[dict]:
+    """Tool entries without the `strict` flag, for endpoints that do not enforce it (DeepSeek's
+    is a beta of https://api.deepseek.com/beta: api-docs.deepseek.com/guides/tool_calls)."""
+    out = []
+    for t in tools:
+        fn = t.get("function")
+        if isinstance(fn, dict) and "strict" in fn:
+            t = {**t, "function": {k: v for k, v in fn.items() if k != "strict"}}
+        out.append(t)
+    return out
+
+
+def _reports_cache(raw: Any) -> bool:
+    """Whether a usage object carries prompt-cache fields (DeepSeek's, or OpenAI's cached_tokens)."""
+    if raw is None:
+        return False
+    details = getattr(raw, "prompt_tokens_details", None)
+    return getattr(raw, "prompt_cache_hit_tokens", None) is not None or (
+        details is not None and getattr(details, "cached_tokens", None) is not None)
+
+
 def _usage(raw: Any) -> Usage:
     """Usage from the SDK object, reading DeepSeek's extra cache fields where present."""
     if raw is None:
@@ -278,11 +321,60 @@ def _error_text(e: openai.APIStatusError) -> str:
     return text
 
 
+def _is_keepalive(data: bytes) -> bool:
+    """Whether a body chunk holds only keep-alive lines: SSE comments or empty lines."""
+    return all(not line.strip() or line.startswith(b":") for line in data.splitlines())
+
+
+class _WatchedStream(httpx2.SyncByteStream):
+    def __init__(self, inner: Any, on_bytes: Callable[[bytes], None]) -> None:
+        self._inner = inner
+        self._on_bytes = on_bytes
+
+    def __iter__(self):
+        for chunk in self._inner:
+            self._on_bytes(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class _Liveness(httpx2.BaseTransport):
+    """An httpx transport that reports each raw body chunk to the attempt reading it.
+
+    The SDK parses SSE and JSON above this seam and drops keep-alive comments and blank lines,
+    so this is the only place a queued request's keep-alives can be seen. Each attempt runs in
+    its own worker thread, which registers its listener here before it sends.
+    """
+
+    def __init__(self) -> None:
+        self._inner = httpx2.HTTPTransport()
+        self._local = threading.local()
+
+    def listen(self, on_bytes: Callable[[bytes], None] | None) -> None:
+        """Report the body chunks of requests sent from this thread to `on_bytes`."""
+        self._local.on_bytes = on_bytes
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        response = self._inner.handle_request(request)
+        on_bytes = getattr(self._local, "on_bytes", None)
+        if on_bytes is not None:
+            response.stream = _WatchedStream(response.stream, on_bytes)
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
+
+
 class OpenAIModel:
     """A chat model behind an OpenAI-compatible endpoint: `profile` plus `base_url`.
 
-    `random` and `sleep` are seams for the retry backoff (tests pass a recorder and no-op
-    sleep); `clock` measures the per-call deadline.
+    `timeout` is an optional whole-call deadline (off by default: a turn still producing tokens
+    is never cut); `idle_timeout` abandons an attempt after that many seconds without a byte
+    (keep-alives count); `time_limit` is the run's wall-clock budget from construction on: no
+    attempt or wait goes past it. `random` and `sleep` are seams for the retry backoff (tests
+    pass a recorder and no-op sleep); `clock` measures the deadlines.
     """
 
     def __init__(
@@ -292,8 +384,9 @@ class OpenAIModel:
         api_key: str | None,
         base_url: str | None = None,
         stream: bool = True,
-        timeout: float = 600,
-        idle_timeout: float = 120,
+        timeout: float | None = None,
+        idle_timeout: float = 660,
+        time_limit: float | None = None,
         max_retries: int = 6,
         retry_cap: float = 60,
         random: Callable[[], float] = _random.random,
@@ -310,8 +403,10 @@ class OpenAIModel:
         self._random = random
         self._sleep = sleep
         self._clock = clock
+        self._ends_at = clock() + time_limit if time_limit is not None else None
         self._key = SecretStr(api_key) if api_key else None
         self._client: openai.OpenAI | None = None
+        self._transport = _Liveness()
 
     @classmethod
     def from_settings(cls, settings: Any) -> OpenAIModel:
@@ -324,6 +419,7 @@ class OpenAIModel:
             stream=settings.stream,
             timeout=settings.request_timeout,
             idle_timeout=settings.idle_timeout,
+            time_limit=settings.max_time,
             max_retries=settings.max_retries,
             retry_cap=settings.retry_cap,
         )
@@ -343,7 +439,8 @@ class OpenAIModel:
         if self._client is None:
             # Our retry policy, not the SDK's: its retries would nest inside ours.
             self._client = openai.OpenAI(
-                api_key=self._key.get_secret_value(), base_url=self.base_url, max_retries=0, timeout=self.timeout
+                api_key=self._key.get_secret_value(), base_url=self.base_url, max_retries=0,
+                http_client=httpx2.Client(transport=self._transport, timeout=self._http_timeout()),
             )
         return self._client
 
@@ -402,22 +499,41 @@ class OpenAIModel:
 
     # ---- one attempt ------------------------------------------------------------------------
 
+    def _http_timeout(self) -> httpx2.Timeout:
+        # httpx's read timeout is per read, so keep-alive bytes reset it like they reset ours.
+        return httpx2.Timeout(self.idle_timeout + 1, connect=min(self.idle_timeout, 30.0))
+
+    def _deadline(self, start: float) -> tuple[float | None, str]:
+        """The earlier of the call's own deadline and the run's time limit, and which it is."""
+        own = start + self.timeout if self.timeout is not None else None
+        if self._ends_at is not None and (own is None or self._ends_at <= own):
+            return self._ends_at, "the run's time limit"
+        return own, f"the {self.timeout:g}s call deadline" if own is not None else ""
+
+    def _out_of_time(self, what: str) -> ModelError | Interrupt:
+        if what == "the run's time limit":
+            return TimeLimitReached(f"time limit reached during a model call ({self.base_url})")
+        return ServerError(f"no complete answer within {what}")
+
     def _attempt(
-        self, request: dict[str, Any], *, stream: bool, deadline: float, on_delta: Callable[[Delta], None] | None
+        self, request: dict[str, Any], *, stream: bool, deadline: tuple[float | None, str],
+        on_delta: Callable[[Delta], None] | None,
     ) -> _Assembly:
-        """One HTTP exchange, read in a worker thread so the watchdog and deadline can abandon it."""
+        """One HTTP exchange, read in a worker thread so the idle watchdog can abandon it."""
         client = self._sdk()
-        remaining = deadline - self._clock()
-        read = min(self.idle_timeout + 1, remaining) if stream else remaining
-        timeout = httpx2.Timeout(remaining, connect=min(remaining, 30.0), read=read)
+        ends_at, what = deadline
         inbox: queue.Queue[tuple[str, Any]] = queue.Queue()
         cancelled = threading.Event()
         handles: list[Any] = []
 
+        def on_bytes(data: bytes) -> None:
+            inbox.put(("keepalive" if _is_keepalive(data) else "bytes", data))
+
         def work() -> None:
+            self._transport.listen(on_bytes)
             try:
                 if stream:
-                    sdk_stream = client.chat.completions.create(**request, stream=True, timeout=timeout)
+                    sdk_stream = client.chat.completions.create(**request, stream=True)
                     handles.append(sdk_stream.response)
                     if cancelled.is_set():
                         return
@@ -428,7 +544,7 @@ class OpenAIModel:
                         inbox.put(("chunk", chunk))
                     inbox.put(("end", None))
                 else:
-                    raw = client.chat.completions.with_streaming_response.create(**request, timeout=timeout)
+                    raw = client.chat.completions.with_streaming_response.create(**request)
                     with raw as response:
                         handles.append(response.http_response)
                         if cancelled.is_set():
@@ -437,35 +553,41 @@ class OpenAIModel:
             except BaseException as e:  # handed to the caller's thread
                 inbox.put(("error", e))
             finally:
+                self._transport.listen(None)
                 for h in handles:
                     h.close()
 
         worker = threading.Thread(target=work, name="tome-model-call", daemon=True)
         assembly = _Assembly(on_delta=on_delta)
-        opened = False
+        opened = payload = False
         worker.start()
         try:
             while True:
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    raise ServerError(f"no complete answer within the {self.timeout:g}s deadline")
-                wait = min(self.idle_timeout, remaining) if stream else remaining
+                wait = self.idle_timeout
+                if ends_at is not None:
+                    remaining = ends_at - self._clock()
+                    if remaining <= 0:
+                        raise self._out_of_time(what)
+                    wait = min(wait, remaining)
                 try:
                     kind, item = inbox.get(timeout=wait)
                 except queue.Empty:
-                    if wait >= remaining:
-                        raise ServerError(f"no complete answer within the {self.timeout:g}s deadline") from None
-                    raise _Retryable(
-                        StreamError(f"stream sent no data for {self.idle_timeout:g}s (keep-alives only)")
-                    ) from None
+                    if wait < self.idle_timeout:
+                        raise self._out_of_time(what) from None
+                    raise _Retryable(StreamError(f"no data for {self.idle_timeout:g}s (not even a keep-alive)")) from None
                 if kind == "error":
                     if opened and isinstance(item, (openai.APIConnectionError, httpx2.TransportError)):
                         cause = type(item.__cause__ or item).__name__
                         raise _Retryable(StreamError(f"stream cut off mid-way ({cause})")) from None
                     raise item
-                if kind == "open":
+                if kind == "keepalive":
+                    if not payload and on_delta is not None:
+                        on_delta(Delta(kind="queued", text=": keep-alive"))
+                elif kind == "bytes":
+                    payload = True
+                elif kind == "open":
                     opened = True
-                if kind == "chunk":
+                elif kind == "chunk":
                     assembly.add_chunk(item)
                 elif kind == "done":
                     if not hasattr(item, "choices"):
@@ -482,8 +604,11 @@ class OpenAIModel:
                 except Exception:  # closing from this thread races the worker's own close
                     pass
         if assembly.finish_reason is None:
-            what = "stream ended" if stream else "response came"
-            raise _Retryable(StreamError(f"{what} without a finish_reason (truncated answer)"))
+            what_came = "stream ended" if stream else "response came"
+            raise _Retryable(StreamError(f"{what_came} without a finish_reason (truncated answer)"))
+        if assembly.finish_reason == _RESOURCE_FINISH:
+            # A partial answer: dropped here, so it is never recorded or run; retried like a 503.
+            raise _Retryable(ServerError(f"{self.base_url} stopped the answer: {_RESOURCE_FINISH}", status=503))
         return assembly
 
     # ---- public -----------------------------------------------------------------------------
@@ -500,12 +625,12 @@ class OpenAIModel:
             **copy.deepcopy(self.profile.request_fields(Mode(mode))),
         }
         if tools:
-            body["tools"] = tools
+            body["tools"] = tools if self.profile.enforces_strict(self.base_url) else _without_strict(tools)
         if max_tokens is not None:
             body["max_tokens"] = max_tokens
         if stream and "stream_options" in self.profile.accepts:
             body["stream_options"] = {"include_usage": True}
-        return body
+        return redact_outgoing(body)  # the one redaction step for what leaves the machine
 
     def query(
         self,
@@ -519,7 +644,7 @@ class OpenAIModel:
         """Send `messages` in `mode`; retry transient failures inside the deadline; typed result."""
         request = self.request_body(messages, mode=mode, tools=tools, max_tokens=max_tokens)
         start = self._clock()
-        deadline = start + self.timeout
+        deadline = self._deadline(start)
         attempt = 0
         while True:
             try:
@@ -533,13 +658,10 @@ class OpenAIModel:
             if attempt >= self.max_retries:
                 raise type(error)(f"{error} (gave up after {attempt + 1} attempts)", status=error.status) from None
             delay = self._backoff(attempt, outcome.retry_after)
-            if self._clock() + delay >= deadline:
-                raise type(error)(
-                    f"{error} (gave up: the {self.timeout:g}s deadline leaves no time for retry {attempt + 1})",
-                    status=error.status,
-                ) from None
+            self._check_wait(error, delay, outcome.retry_after, deadline, attempt)
             attempt += 1
-            log.warning("model call failed: %s; retry %d/%d in %.2fs", error, attempt, self.max_retries, delay)
+            asked = " as the server asked (Retry-After)" if outcome.retry_after is not None else ""
+            log.warning("model call failed: %s; retry %d/%d in %.2fs%s", error, attempt, self.max_retries, delay, asked)
             self._sleep(delay)
         usage = _usage(assembly.usage)
         if assembly.usage is None:
@@ -552,13 +674,30 @@ class OpenAIModel:
             model=assembly.model or self.profile.name,
             request_id=assembly.response_id,
             elapsed=self._clock() - start,
+            cache_reported=_reports_cache(assembly.usage),
         )
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
-        """Full jitter, or the server's Retry-After; never longer than retry_cap."""
+        """The server's Retry-After in full, else full jitter capped at retry_cap."""
         if retry_after is not None:
-            return min(retry_after, self.retry_cap)
+            return retry_after
         return self._random() * min(self.retry_cap, _BACKOFF_BASE * 2**attempt)
+
+    def _check_wait(
+        self, error: ModelError, delay: float, retry_after: float | None, deadline: tuple[float | None, str],
+        attempt: int,
+    ) -> None:
+        """Stop, naming the wait, when waiting `delay` would pass the call's deadline or the run's limit."""
+        ends_at, what = deadline
+        if ends_at is None or self._clock() + delay < ends_at:
+            return
+        left = max(ends_at - self._clock(), 0.0)
+        wait = (f"the server asked to wait {delay:g}s (Retry-After)" if retry_after is not None
+                else f"retry {attempt + 1} would wait {delay:.2f}s")
+        message = f"{error} (gave up: {wait}, beyond {what}: {left:.0f}s left)"
+        if what == "the run's time limit":
+            raise TimeLimitReached(message) from None
+        raise type(error)(message, status=error.status) from None
 
     def list_models(self, *, timeout: float = 10) -> list[str]:
         """Model names the endpoint serves (one attempt; errors typed like query's)."""

@@ -7,6 +7,9 @@ the cheapest mode that is likely to be enough:
 
     Non-think  ->  Think High  ->  Think Max  ->  (none)
 
+Think Low (`--mode low`) is selectable and escalates to Think High; the default ladder does not
+pass through it, as nothing measured yet says it earns a rung.
+
 The difficulty score is a small linear model over hand-built statement features, fitted on human
 difficulty labels (SWE-bench Verified annotations) by benchmarks/difficulty.py; its weights live
 here as data. Nothing in it looks at a patch or at tests. It is a weak signal: held out (10-fold /
@@ -51,6 +54,7 @@ __all__ = [
     "difficulty_score",
     "escalate",
     "mode_allowed",
+    "output_cap",
     "pack_vector",
     "parse_mode",
 ]
@@ -68,7 +72,7 @@ class ModeSpec(BaseModel):
 
     mode: Mode = Field(description="The mode this row describes.")
     max_output_tokens: int = Field(
-        description="max_tokens to request (clamped to the profile)."
+        description="max_tokens to request where the profile sets no cap for this mode (clamped to it)."
     )
     max_steps: int = Field(
         description="Model turns this mode may take before the step limit."
@@ -84,27 +88,10 @@ class ModeSpec(BaseModel):
 MODE_TABLE: dict[Mode, ModeSpec] = {
     s.mode: s
     for s in [
-        ModeSpec(
-            mode=Mode.NON_THINK,
-            max_output_tokens=16_384,
-            max_steps=40,
-            cost_share=0.2,
-            next=Mode.HIGH,
-        ),
-        ModeSpec(
-            mode=Mode.HIGH,
-            max_output_tokens=65_536,
-            max_steps=80,
-            cost_share=0.5,
-            next=Mode.MAX,
-        ),
-        ModeSpec(
-            mode=Mode.MAX,
-            max_output_tokens=131_072,
-            max_steps=150,
-            cost_share=1.0,
-            next=None,
-        ),
+        ModeSpec(mode=Mode.NON_THINK, max_output_tokens=16_384, max_steps=40, cost_share=0.2, next=Mode.HIGH),
+        ModeSpec(mode=Mode.LOW, max_output_tokens=32_768, max_steps=60, cost_share=0.3, next=Mode.HIGH),
+        ModeSpec(mode=Mode.HIGH, max_output_tokens=65_536, max_steps=80, cost_share=0.5, next=Mode.MAX),
+        ModeSpec(mode=Mode.MAX, max_output_tokens=131_072, max_steps=150, cost_share=1.0, next=None),
     ]
 }
 
@@ -116,6 +103,8 @@ _MODE_ALIASES: dict[str, Mode | None] = {
     "non-think": Mode.NON_THINK,
     "nonthink": Mode.NON_THINK,
     "non_think": Mode.NON_THINK,
+    "low": Mode.LOW,
+    "think-low": Mode.LOW,
     "high": Mode.HIGH,
     "think-high": Mode.HIGH,
     "max": Mode.MAX,
@@ -134,6 +123,14 @@ def parse_mode(text: str) -> Mode | None:
             f"unknown mode {text!r}: use one of {', '.join(MODE_CHOICES)}"
         )
     return _MODE_ALIASES[key]
+
+
+def output_cap(mode: Mode, profile: ModelProfile | None = None) -> int:
+    """max_tokens a call in `mode` asks for: the profile's cap for the mode, else the table's."""
+    cap = MODE_TABLE[mode].max_output_tokens
+    if profile is None:
+        return cap
+    return min(profile.output_caps.get(mode, cap), profile.max_output)
 
 
 def mode_allowed(

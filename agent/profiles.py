@@ -15,8 +15,8 @@ from agent.errors import ConfigError
 from agent.records import Mode, Usage
 
 __all__ = [
-    "Prices", "ModelProfile", "PROFILES", "ALIASES", "GENERIC", "get_profile", "is_known", "canonical",
-    "DEEPSEEK_PEAK_HOURS_UTC",
+    "Prices", "ModelProfile", "PROFILES", "ALIASES", "GENERIC", "RETIRED", "get_profile", "is_known",
+    "canonical", "DEEPSEEK_EFFORTS", "DEEPSEEK_PEAK_HOURS_UTC", "PEAK_HOURS_NOTE",
 ]
 
 
@@ -31,7 +31,25 @@ class Prices(BaseModel):
 
 
 # DeepSeek bills weekday peak hours (UTC) at double the off-peak rate (pricing page, 2026-10).
+# Chinese statutory holidays are off-peak although they fall on weekdays; tome does not carry
+# the holiday calendar, so on those days its estimates are high (api-docs.deepseek.com/quick_start/pricing).
 DEEPSEEK_PEAK_HOURS_UTC: tuple[tuple[int, int], ...] = ((1, 4), (6, 10))
+PEAK_HOURS_NOTE = (
+    "peak prices apply on weekdays at the peak hours, except on Chinese statutory holidays "
+    "(tome counts those days as peak, so its estimate is high then)"
+)
+
+# reasoning_effort values the API accepts, and the effort each maps to
+# (api-docs.deepseek.com/guides/thinking_mode, "Thinking Mode Toggle and Effort Control").
+DEEPSEEK_EFFORTS: dict[str, str] = {
+    "minimal": "low",
+    "low": "low",
+    "medium": "high",
+    "high": "high",
+    "xhigh": "high",
+    "max": "max",
+    "ultra": "max",
+}
 
 
 class ModelProfile(BaseModel):
@@ -66,6 +84,24 @@ class ModelProfile(BaseModel):
         default=False,
         description="Assistant turns with tool calls must be sent back with reasoning_content.",
     )
+    reasoning_efforts: dict[str, str] = Field(
+        default_factory=dict,
+        description="reasoning_effort values the endpoint accepts, each with the effort it maps to.",
+    )
+    output_caps: dict[Mode, int] = Field(
+        default_factory=dict,
+        description="max_tokens to request per mode (clamped to max_output); the mode table's when unset.",
+    )
+    prefix_modes: frozenset[Mode] = Field(
+        default=frozenset(),
+        description="Modes whose prompts start differently (an effort marker before everything), "
+        "so a switch into or out of one misses the whole prefix cache.",
+    )
+    strict_url_suffix: str | None = Field(
+        default=None,
+        description="Tools are sent with `strict` only where the base URL ends with this path "
+        "('' = everywhere); None: the endpoint does not enforce strict, so the flag is dropped.",
+    )
 
     def request_fields(self, mode: Mode) -> dict[str, Any]:
         """The request fields (including extra_body) that select `mode`."""
@@ -73,6 +109,15 @@ class ModelProfile(BaseModel):
             supported = ", ".join(m.value for m in self.mode_fields) or "none"
             raise ConfigError(f"model {self.name} has no mode {mode.value!r} (supported: {supported})")
         return dict(self.mode_fields[mode])
+
+    def enforces_strict(self, base_url: str) -> bool:
+        """Whether `strict` tool schemas are enforced at `base_url` (DeepSeek: only under /beta)."""
+        suffix = self.strict_url_suffix
+        return suffix is not None and base_url.rstrip("/").endswith(suffix.rstrip("/"))
+
+    def same_prefix(self, a: Mode, b: Mode) -> bool:
+        """Whether requests in modes `a` and `b` can share a cached prompt prefix."""
+        return a == b or (a not in self.prefix_modes and b not in self.prefix_modes)
 
     def prices_at(self, when: datetime | None = None) -> Prices:
         """The prices in force at `when` (UTC now by default)."""
@@ -92,8 +137,20 @@ class ModelProfile(BaseModel):
 
 _DEEPSEEK_MODES: dict[Mode, dict[str, Any]] = {
     Mode.NON_THINK: {"extra_body": {"thinking": {"type": "disabled"}}},
+    Mode.LOW: {"extra_body": {"thinking": {"type": "enabled"}}, "reasoning_effort": "low"},
     Mode.HIGH: {"extra_body": {"thinking": {"type": "enabled"}}, "reasoning_effort": "high"},
     Mode.MAX: {"extra_body": {"thinking": {"type": "enabled"}}, "reasoning_effort": "max"},
+}
+
+# max_tokens per mode. The API allows 384K of output (pricing page); Think Max asks 256K, as
+# DeepSeek's own harness does: a reasoning turn cut at the cap is a whole turn lost, and 256K
+# is twice the old 128K that a long Max turn could reach, while the 128K not reserved stays
+# with the pack (the cap is reserved out of the window before packing).
+_DEEPSEEK_OUTPUT_CAPS: dict[Mode, int] = {
+    Mode.NON_THINK: 16_384,
+    Mode.LOW: 32_768,
+    Mode.HIGH: 65_536,
+    Mode.MAX: 262_144,
 }
 
 
@@ -124,6 +181,13 @@ def _deepseek(name: str, off_peak: Prices) -> ModelProfile:
         accepts=frozenset({"tools", "stream_options", "reasoning_effort", "thinking"}),
         min_context_for={Mode.MAX: 384_000},
         requires_reasoning_echo=True,
+        reasoning_efforts=DEEPSEEK_EFFORTS,
+        output_caps=_DEEPSEEK_OUTPUT_CAPS,
+        # The open-weights V4 encoder puts the Max effort marker at the very start of the prompt
+        # (belief from the issue; settled by the encoder in deepseek-ai/DeepSeek-V4-Pro on HF).
+        prefix_modes=frozenset({Mode.MAX}),
+        # Strict function calling is a beta of https://api.deepseek.com/beta (guides/tool_calls).
+        strict_url_suffix="/beta",
     )
 
 
@@ -146,6 +210,7 @@ PROFILES: dict[str, ModelProfile] = {
             tokenizer="o200k_base",
             prices=_prices(cache_hit=0.50, cache_miss=2.00, output=8.00),
             mode_fields={Mode.NON_THINK: {}},
+            strict_url_suffix="",
         ),
         _profile(
             name="gpt-4-turbo",
@@ -173,6 +238,16 @@ GENERIC = _profile(
     prices=_prices(cache_hit=0.0, cache_miss=0.0, output=0.0),
     mode_fields={Mode.NON_THINK: {}},
 )
+
+
+# Names an endpoint no longer serves, and what to use instead: both were served by V4 Flash,
+# without and with thinking, until 2026-07-24 15:59 UTC (api-docs.deepseek.com/news/news260424).
+RETIRED: dict[str, str] = {
+    "deepseek-chat": "DeepSeek retired deepseek-chat on 2026-07-24: use --model deepseek-flash --mode non-think "
+    "(or deepseek-v4-pro)",
+    "deepseek-reasoner": "DeepSeek retired deepseek-reasoner on 2026-07-24: use --model deepseek-flash --mode high "
+    "(or deepseek-v4-pro)",
+}
 
 
 # Short names a user may type; each maps to a profile above.
@@ -211,6 +286,8 @@ def get_profile(name: str, **overrides: Any) -> ModelProfile:
     """The profile for `name` (or its alias). An unknown name is a ConfigError naming the closest
     known one, unless a `base_url` override says where it is served: then the generic profile
     applies under that name."""
+    if name in RETIRED:
+        raise ConfigError(f"model {name!r} is retired: {RETIRED[name]}")
     base = PROFILES.get(canonical(name))
     if base is None:
         if overrides.get("base_url") is None:

@@ -78,13 +78,14 @@ class Mode(str, Enum):
     """Reasoning mode; the model profile maps each to request fields."""
 
     NON_THINK = "non-think"
+    LOW = "low"
     HIGH = "high"
     MAX = "max"
 
     @property
     def label(self) -> str:
-        """Human name: Non-think, Think High, Think Max."""
-        return {"non-think": "Non-think", "high": "Think High", "max": "Think Max"}[self.value]
+        """Human name: Non-think, Think Low, Think High, Think Max."""
+        return {"non-think": "Non-think", "low": "Think Low", "high": "Think High", "max": "Think Max"}[self.value]
 
 
 class ToolCall(Record):
@@ -155,12 +156,13 @@ class ModelResponse(Record):
     model: str = ""
     request_id: str | None = None
     elapsed: float = 0.0
+    cache_reported: bool = False  # the provider sent prompt-cache fields in its usage
 
 
 class Delta(Record):
-    """One streamed piece for live display."""
+    """One streamed piece for live display; `queued` is a keep-alive before the first payload."""
 
-    kind: Literal["content", "reasoning", "tool_call"]
+    kind: Literal["content", "reasoning", "tool_call", "queued"]
     text: str
 
 

@@ -22,9 +22,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from agent.errors import ConfigError
-from agent.loop import Agent, Limits, Outcome
+from agent.loop import Agent, Limits, Outcome, open_call_answers
 from agent.model import Model, OpenAIModel
-from agent.modes import MODE_TABLE, choose_mode, parse_mode
+from agent.modes import choose_mode, output_cap, parse_mode
 from agent.prompt import PromptPrefix, task_chunk
 from agent.records import (
     CheckRecord,
@@ -39,13 +39,15 @@ from agent.records import (
     RunEnded,
     RunStarted,
     Task,
-    ToolFinished,
     ToolStarted,
     Usage,
 )
+from agent.secrets import redact_outgoing
 from agent.settings import Settings, load_settings, user_config_path
 from agent.tokens import get_tokenizer
-from agent.trajectory import INTERRUPTED_TOOL, Trajectory, assistant_turns
+from agent.trajectory import Trajectory, assistant_turns
+from agent.treelock import TreeLock, tree_lock
+from tools.workspace import TEMP_PATHSPEC, remove_stale_temp_files
 
 __all__ = [
     "solve", "resume", "RunSpec", "RunHooks", "Run", "RunPlan", "plan_run", "start_run", "resume_run",
@@ -84,7 +86,7 @@ def git_patch(workspace, base: str | None) -> str:
 
     if base is None or not is_repo(workspace):
         return ""
-    return workspace_diff(workspace, base=base, binary=True)
+    return workspace_diff(workspace, base=base, binary=True, paths=[".", TEMP_PATHSPEC])
 
 
 def make_worktree(repo: Path, run_id: str, state_dir: Path) -> Path:
@@ -153,7 +155,7 @@ def _make_checker(ctx) -> Callable[[str], CheckRecord]:
         return CheckRecord(
             command=command,
             passed=run.ok,
-            summary=ctx.redact(summary) if ctx.redact else summary,
+            summary=redact_outgoing(summary),
             passed_count=run.passed,
             failed_count=run.failed + run.errors,
         )
@@ -167,17 +169,22 @@ def _toolbox(repo: Path, base: str | None, settings: Settings, run_dir: Path, *,
     from tools.base import ToolContext, Toolbox
     from tools.workspace import Workspace
 
-    from agent.secrets import redact as redact_secrets
-
     ctx = ToolContext(
         workspace=Workspace(repo, base_commit=base),
         state_dir=run_dir,
         settings=settings,
         interactive=interactive,
         approve=approve,
-        redact=lambda text: redact_secrets(text)[0],
     )
     return Toolbox(default_tools(), ctx, tokenizer=get_tokenizer(settings.profile().tokenizer))
+
+
+def _settle_sandbox(settings: Settings, *, interactive: bool,
+                    approve: Callable[[str], bool] | None) -> Settings:
+    """Fail closed before anything is packed or sent: no usable sandbox, no (headless) run."""
+    from tools.sandbox import settle_sandbox
+
+    return settle_sandbox(settings, interactive=interactive, confirm=approve)
 
 
 def _limits(settings: Settings) -> Limits:
@@ -225,7 +232,7 @@ def plan_run(task: Task | str, settings: Settings, *, repo: Path,
     profile = settings.profile()
     stage("packing the repository")
     explicit = parse_mode(settings.mode)
-    reserve = MODE_TABLE[explicit or Mode.MAX].max_output_tokens + CONVERSATION_RESERVE
+    reserve = output_cap(explicit or Mode.MAX, profile) + CONVERSATION_RESERVE
     budget = settings.pack_budget or max(profile.context_window - reserve, 0)
     pack = build_pack(repo, task=task, budget=budget, model=settings.model, settings=settings)
     if explicit is not None:
@@ -234,9 +241,9 @@ def plan_run(task: Task | str, settings: Settings, *, repo: Path,
         choice = choose_mode(task, pack, profile=profile)
         mode, reason = choice.mode, "; ".join(choice.reasons)
     stage(f"mode: {mode.label} ({reason})")
-    prefix = PromptPrefix(
+    prefix = PromptPrefix(  # saved in the run directory as it is sent: redacted
         pack=pack.document,
-        task=task_chunk(task.statement, relevant=pack.relevant, check_command=task.test_command),
+        task=redact_outgoing(task_chunk(task.statement, relevant=pack.relevant, check_command=task.test_command)),
     )
     return RunPlan(task=task, repo=repo, base=_base_commit(repo), pack=pack, mode=mode,
                    mode_reason=reason, prefix=prefix)
@@ -244,16 +251,20 @@ def plan_run(task: Task | str, settings: Settings, *, repo: Path,
 
 def start_run(spec: RunSpec) -> Run:
     """Check the key, pack the repository, choose the mode, write the prefix and the first event."""
-    settings, hooks = spec.settings, spec.hooks
+    hooks = spec.hooks
     if spec.model is None:
-        require_key(settings)
+        require_key(spec.settings)
     repo = Path(spec.repo).resolve()
     if not repo.is_dir():
         raise ConfigError(f"repository {repo} does not exist")
+    settings = _settle_sandbox(spec.settings, interactive=spec.interactive, approve=spec.approve)
     run_id = spec.run_id or _new_run_id()
     run_dir = settings.state_dir / "runs" / run_id
     if spec.worktree:
         repo = make_worktree(repo, run_id, settings.state_dir)
+    lock = tree_lock(repo)
+    lock.acquire()  # before anything is written: a refused run leaves no trace
+    remove_stale_temp_files(repo)  # what killed writes left, before the pack can show it
     plan = plan_run(spec.task, settings, repo=repo, on_stage=hooks.on_stage)
     profile = settings.profile()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -272,7 +283,7 @@ def start_run(spec: RunSpec) -> Run:
     ))
     agent = _agent(traj, plan.prefix, settings, plan.repo, plan.base, run_dir, model=spec.model,
                    chat=spec.chat, interactive=spec.interactive, approve=spec.approve,
-                   on_delta=hooks.on_delta, pack_tokens=plan.pack.totals.tokens)
+                   on_delta=hooks.on_delta, pack_tokens=plan.pack.totals.tokens, lock=lock)
     return Run(run_id=run_id, run_dir=run_dir, repo=plan.repo, agent=agent, trajectory=traj,
                settings=settings, hooks=hooks)
 
@@ -280,7 +291,7 @@ def start_run(spec: RunSpec) -> Run:
 def _agent(traj: Trajectory, prefix: PromptPrefix, settings: Settings, repo: Path, base: str | None,
            run_dir: Path, *, model: Model | None, chat: bool, interactive: bool,
            approve: Callable[[str], bool] | None, on_delta: Callable[[Delta], None] | None,
-           pack_tokens: int) -> Agent:
+           pack_tokens: int, lock: TreeLock | None) -> Agent:
     profile = settings.profile()
     toolbox = _toolbox(repo, base, settings, run_dir, interactive=interactive, approve=approve)
     return Agent(
@@ -296,6 +307,7 @@ def _agent(traj: Trajectory, prefix: PromptPrefix, settings: Settings, repo: Pat
         pack_tokens=pack_tokens,
         chat=chat,
         on_delta=on_delta,
+        tree_lock=lock,
     )
 
 
@@ -311,10 +323,17 @@ def resume_run(
     """Rebuild a run from its directory; interrupted tool calls are marked as such.
 
     The run keeps its model and endpoint unless `settings` names others. A finished run is
-    left as it is: its `ended` says how it ended, and `go()` calls no model."""
+    left as it is: its `ended` says how it ended, and `go()` calls no model (nor takes the lock)."""
     hooks = hooks or RunHooks()
-    traj = Trajectory.load(run_dir / "trajectory.jsonl")
-    ended = final_outcome(traj)
+    as_written = Trajectory.load(run_dir / "trajectory.jsonl", repair=False)
+    ended = final_outcome(as_written)
+    if ended is None:
+        settings = _settle_sandbox(settings, interactive=interactive, approve=approve)
+    lock = None
+    if ended is None:  # locked before the trajectory is rewritten (load repairs a torn last line)
+        lock = tree_lock(Path(as_written.started.repo))
+        lock.acquire()
+    traj = Trajectory.load(run_dir / "trajectory.jsonl", repair=ended is None)
     prefix = PromptPrefix.load(run_dir / "prefix.json")
     started = traj.started
     if "model" not in settings.model_fields_set:
@@ -323,23 +342,19 @@ def resume_run(
         settings = settings.model_copy(update={"base_url": started.base_url})
     if prefix.sha256() != started.prefix_sha256:
         raise ConfigError(f"{run_dir}/prefix.json does not match the trajectory (edited by hand?)")
+    repo = Path(started.repo)
     if hooks.on_event and ended is None:
         traj.subscribe(hooks.on_event)
-    now = time.time()
-    for ev in ([] if ended else traj.unfinished_tools()):
-        traj.append(ToolFinished(t=now, call_id=ev.call_id, name=ev.name, content=INTERRUPTED_TOOL, ok=False))
-    answered = {e.call_id for e in traj.of_type(ToolFinished)}
-    for ev in ([] if ended else list(traj.of_type(ModelCalled))):
-        for call in ev.response.message.tool_calls:
-            if call.id not in answered and ev.response.finish_reason != "length":
-                traj.append(ToolFinished(t=now, call_id=call.id, name=call.name, ok=False,
-                                         content="[not run: the run stopped before this call ran]"))
-    repo = Path(started.repo)
-    if ended is None and model is None:
-        require_key(settings)
+    if ended is None:
+        now = time.time()
+        for answer in open_call_answers(traj, "the run stopped before this call ran"):
+            traj.append(answer.model_copy(update={"t": now}))
+        if model is None:
+            require_key(settings)
+        remove_stale_temp_files(repo)
     agent = _agent(traj, prefix, settings, repo, started.base_commit, run_dir, model=model, chat=False,
                    interactive=interactive, approve=approve, on_delta=hooks.on_delta,
-                   pack_tokens=started.pack_tokens)
+                   pack_tokens=started.pack_tokens, lock=lock)
     return Run(run_id=started.run_id, run_dir=run_dir, repo=repo, agent=agent, trajectory=traj,
                settings=settings, hooks=hooks, ended=ended)
 

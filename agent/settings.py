@@ -114,6 +114,11 @@ class SafetySettings(BaseModel):
         description="Extra environment variables the shell inherits (secrets are withheld otherwise).",
         json_schema_extra=_trust(Trust.TIGHTEN),
     )
+    bwrap: str = Field(
+        default="bwrap",
+        description="The bubblewrap program, a name looked up on PATH or a path; never from a project file.",
+        json_schema_extra=_trust(Trust.USER),
+    )
 
 
 def _widens(info: FieldInfo, old: Any, new: Any) -> bool:
@@ -147,20 +152,28 @@ class Settings(BaseModel):
     max_output: int | None = Field(
         default=None, description="Override the profile's largest output (tokens)."
     )
-    mode: Literal["auto", "non-think", "high", "max"] = Field(
+    mode: Literal["auto", "non-think", "low", "high", "max"] = Field(
         default="auto",
         description="Reasoning mode, or auto to choose from the task.",
         json_schema_extra=_trust(Trust.PROJECT),
     )
     stream: bool = Field(default=True, description="Stream model output for live display.")
-    request_timeout: float = Field(
-        default=600.0, description="Seconds one model call may take in all, retries included."
+    request_timeout: float | None = Field(
+        default=None,
+        description="Seconds one model call may take in all, retries included; none by default, so "
+        "a turn still producing tokens is never cut (max_time bounds the run).",
     )
     idle_timeout: float = Field(
-        default=120.0, description="Seconds a stream may go without a payload before it is retried."
+        default=660.0,
+        description="Seconds an answer may go without a byte (keep-alives count) before it is retried; "
+        "above DeepSeek's 10-minute queue, during which it sends keep-alives.",
     )
     max_retries: int = Field(default=6, description="Retries of one model call on transient errors.")
-    retry_cap: float = Field(default=60.0, description="Longest single backoff wait in seconds.")
+    retry_cap: float = Field(
+        default=60.0,
+        description="Longest backoff wait of tome's own, in seconds; a server's Retry-After is waited "
+        "out in full when max_time allows it.",
+    )
     pack_budget: int | None = _cap("Tokens for the repository pack; window minus reserve when unset.")
     max_steps: int | None = _cap("Stop after this many model calls.")
     max_cost: float | None = _cap("Stop before spending more USD than this.")

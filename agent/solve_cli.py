@@ -101,9 +101,8 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "solve" and args.dry_run:
         return _dry_run(_task(args), settings, args)
     headless = args.json or not sys.stdin.isatty()
-    approve = None if headless else (
-        (lambda _command: True) if args.yes else
-        (lambda command: Confirm.ask(f"Run destructive command?\n  {command}")))
+    # Each question says what it asks (a destructive command, running without a sandbox).
+    approve = None if headless else ((lambda _question: True) if args.yes else Confirm.ask)
     show = _Output(args)
     if args.command == "solve":
         spec = RunSpec(task=_task(args), settings=settings, repo=args.repo, worktree=args.worktree,

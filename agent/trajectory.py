@@ -27,6 +27,7 @@ from agent.records import (
     UserMessage,
     UserNote,
 )
+from agent.secrets import redact_outgoing
 
 __all__ = ["Trajectory", "history", "assistant_turns", "COMPACTED_STUB", "INTERRUPTED_TOOL"]
 
@@ -86,7 +87,8 @@ class Trajectory:
         self._listeners.append(listener)
 
     def append(self, event: Event) -> None:
-        """Write one event, flush it to disk, then tell the listeners."""
+        """Redact the event, write it, flush it to disk, then tell the listeners (views, --json)."""
+        event = _redacted(event)
         self.events.append(event)
         with self.path.open("a", encoding="utf-8") as f:
             f.write(event.model_dump_json() + "\n")
@@ -110,6 +112,13 @@ class Trajectory:
     def of_type(self, kind: type) -> Iterator:
         """Events of one type, in order."""
         return (e for e in self.events if isinstance(e, kind))
+
+
+def _redacted(event: Event) -> Event:
+    """`event` with secrets redacted from all its text (the same object when it had none)."""
+    data = event.model_dump()
+    clean = redact_outgoing(data)
+    return event if clean is data else _EVENT.validate_python(clean)
 
 
 def history(events: Iterable[Event]) -> list[Message]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import IO
 
 from rich.console import Console, Group
@@ -32,6 +33,7 @@ from agent.records import (
     Usage,
     UserNote,
 )
+from agent.secrets import redact_outgoing
 
 __all__ = ["LiveView", "JsonStream", "result_table", "dry_run_table", "short"]
 
@@ -58,6 +60,7 @@ class LiveView:
         self.usage = Usage()
         self.cost = 0.0
         self.streamed = 0
+        self.queued_since: float | None = None
 
     def __enter__(self) -> LiveView:
         self.live = Live(self._status(), console=self.console, refresh_per_second=8, transient=True)
@@ -78,17 +81,26 @@ class LiveView:
             f"[bold]tokens[/] {self.usage.prompt_tokens + self.usage.completion_tokens:,}",
             f"[bold]cache hit[/] {hit:.0%}",
             f"[bold]cost[/] ${self.cost:.4f}",
-            f"[dim]{escape(self.tool) or ('streaming ' + str(self.streamed) + ' chars' if self.streamed else '')}[/]",
+            f"[dim]{escape(self.tool) or self._activity()}[/]",
         )
         return t
+
+    def _activity(self) -> str:
+        if self.queued_since is not None:
+            return f"queued at the provider ({time.monotonic() - self.queued_since:.0f}s of keep-alives)"
+        return f"streaming {self.streamed} chars" if self.streamed else ""
 
     def _refresh(self) -> None:
         if self.live is not None:
             self.live.update(self._status())
 
     def on_delta(self, delta: Delta) -> None:
-        """Count streamed characters while the model answers."""
-        self.streamed += len(delta.text)
+        """Count streamed characters while the model answers; keep-alives alone mean queued."""
+        if delta.kind == "queued":
+            self.queued_since = self.queued_since or time.monotonic()
+        else:
+            self.queued_since = None
+            self.streamed += len(delta.text)
         self._refresh()
 
     def on_event(self, event: Event) -> None:
@@ -101,6 +113,7 @@ class LiveView:
         elif isinstance(event, ModelCalled):
             self.step += 1
             self.streamed = 0
+            self.queued_since = None
             self.usage = self.usage + event.response.usage
             self.cost += event.response.cost
             msg = event.response.message
@@ -189,12 +202,13 @@ class JsonStream:
 
     def on_event(self, event: Event) -> None:
         """One event as one line."""
-        self.stream.write(json.dumps({"event": event.model_dump(mode="json")}) + "\n")
+        self.stream.write(json.dumps({"event": redact_outgoing(event.model_dump(mode="json"))}) + "\n")
         self.stream.flush()
 
     def result(self, result: Result) -> None:
         """The final line."""
         payload = result.model_dump(mode="json")
         payload["cache_hit_ratio"] = result.cache_hit_ratio
-        self.stream.write(json.dumps({"result": payload}) + "\n")
+        # The patch too: a CI log is public, and a diff of a config file may hold its secrets.
+        self.stream.write(json.dumps({"result": redact_outgoing(payload)}) + "\n")
         self.stream.flush()

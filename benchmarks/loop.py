@@ -47,6 +47,12 @@ def copy_repo(src: Path, dest: Path) -> Path:
     return dest
 
 
+def bench_settings(server: ScriptedServer, work: Path, *, steps: int) -> Settings:
+    """Think High against `server`, state and caches under `work`, no sandbox, no approvals."""
+    return Settings(base_url=server.base_url, api_key="bench", state_dir=work / "state", cache_dir=work / "cache",
+                    mode="high", max_steps=steps + 1, safety=SafetySettings(sandbox="off", approval="deny"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("repo", nargs="?", type=Path, default=Path(__file__).resolve().parents[1])
@@ -62,9 +68,7 @@ def main() -> int:
         # no test command is known, so the first submit is answered with a reminder to test
         turns += [Turn(tool_calls=[ScriptedToolCall(name="submit", arguments={"summary": "done"})])] * 2
         with ScriptedServer(turns) as server:
-            settings = Settings(base_url=server.base_url, api_key="bench", state_dir=work / "state",
-                                cache_dir=work / "cache", mode="high", max_steps=args.steps + 1,
-                                safety=SafetySettings(sandbox="off", approval="deny"))
+            settings = bench_settings(server, work, steps=args.steps)
             run = start_run(RunSpec(task=Task(statement="read the code"), settings=settings, repo=repo))
             result = finish_run(run, run.agent.run())
             usages = [r.usage for r in server.chat_requests if r.usage]

@@ -45,7 +45,7 @@ def sleeps() -> list[float]:
 
 @pytest.fixture
 def model_for(sleeps: list[float]) -> Callable[..., Any]:
-    """Factory `model_for(server, **options)`: an OpenAIModel with short deadlines, instant backoff."""
+    """Factory `model_for(server, **options)`: an OpenAIModel with a 10 s call deadline, instant backoff."""
     from agent.model import OpenAIModel
     from agent.profiles import get_profile
 
@@ -54,7 +54,7 @@ def model_for(sleeps: list[float]) -> Callable[..., Any]:
             "api_key": TEST_KEY,
             "base_url": server.base_url,
             "timeout": 10.0,
-            "idle_timeout": 0.5,
+            "idle_timeout": 5.0,  # tests of the watchdog pass a shorter one
             "max_retries": 3,
             "retry_cap": 2.0,
             "random": lambda: 0.5,

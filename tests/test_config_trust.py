@@ -30,7 +30,8 @@ PROJECT_SETTABLE = {
     "max_time": Trust.TIGHTEN,
     "max_tokens": Trust.TIGHTEN,
     "safety": Trust.TIGHTEN,
-    **{f"safety.{name}": Trust.TIGHTEN for name in SafetySettings.model_fields},
+    # every safety field but the bwrap program (which program runs is the user's to say)
+    **{f"safety.{name}": Trust.TIGHTEN for name in SafetySettings.model_fields if name != "bwrap"},
 }
 # A value a hostile repository might plant in each user-only field.
 PLANTED: dict[str, Any] = {
@@ -85,7 +86,8 @@ def write_toml(path: Path, values: dict[str, Any], safety: dict[str, Any] | None
     return path
 
 
-USER_ONLY = sorted(name for name, trust in trust_table().items() if trust is Trust.USER)
+# top-level fields (safety.bwrap, the one nested user-only field, has its test in test_sandbox.py)
+USER_ONLY = sorted(name for name, trust in trust_table().items() if trust is Trust.USER and "." not in name)
 
 
 def test_only_task_level_settings_are_open_to_a_project():
@@ -189,8 +191,7 @@ def test_python_api_ignores_a_planted_endpoint(scripted, repo, tmp_path):
     server, stranger = scripted(submit_turns()), scripted([])
     plant(repo, stranger)
     user_config(tmp_path, server)
-    # `from agent import solve` yields the module agent.solve today (a lazy-export bug, reported)
-    script = "from agent.solve import solve\nprint(solve('median is wrong for even counts', repo='.').status)\n"
+    script = "from agent import solve\nprint(solve('median is wrong for even counts', repo='.').status)\n"
     proc = subprocess.run([sys.executable, "-c", script], env=env_for(tmp_path), cwd=repo,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert proc.returncode == 0 and proc.stdout.strip() == "unchecked", proc.stderr

@@ -19,7 +19,7 @@ from agent.errors import (
     ServerError,
     StreamError,
 )
-from agent.model import OpenAIModel, to_wire
+from agent.model import REASONING_PLACEHOLDER, OpenAIModel, TimeLimitReached, to_wire
 from agent.profiles import get_profile
 from agent.records import AssistantMessage, Delta, Mode, ToolCall, ToolMessage, UserMessage
 from agent.testing.server import REASONING_ECHO_MESSAGE, Fault, ScriptedToolCall, Turn
@@ -91,7 +91,8 @@ def test_to_wire_echoes_reasoning_only_for_tool_call_turns():
     assert wire[2]["reasoning_content"] == "why view"
     assert wire[2]["tool_calls"] == [{"id": "c1", "type": "function", "function": {"name": "view", "arguments": "{}"}}]
     assert wire[3] == {"role": "tool", "tool_call_id": "c1", "content": "file text"}
-    assert wire[4]["reasoning_content"] == ""  # present, or DeepSeek answers 400
+    # Present and never empty: V4-Pro is reported to reject "" (see REASONING_PLACEHOLDER).
+    assert wire[4]["reasoning_content"] == REASONING_PLACEHOLDER != ""
     assert all("reasoning_content" not in m for m in to_wire(history, get_profile("gpt-4.1")))
 
 
@@ -174,8 +175,8 @@ def test_usage_and_cost_with_cache_hits_on_a_shared_prefix(scripted, model_for):
     assert first.usage.cache_miss_tokens == first.usage.prompt_tokens > 500
     assert first.usage.reasoning_tokens == count("think")
     assert first.usage.completion_tokens == count("think") + count("first")
-    assert second.usage.cache_hit_tokens >= first.usage.prompt_tokens - 64
-    assert second.usage.cache_hit_tokens % 64 == 0
+    # The unit stored at the end of the first answer: the whole first prompt and more.
+    assert first.usage.prompt_tokens < second.usage.cache_hit_tokens < second.usage.prompt_tokens
     assert second.usage.cache_hit_tokens + second.usage.cache_miss_tokens == second.usage.prompt_tokens
     for r in (first, second):
         p = profile.prices_at()
@@ -214,13 +215,13 @@ def test_transient_faults_are_retried(scripted, model_for, sleeps, fault, stream
     server.assert_done()
 
 
-def test_keepalive_only_stream_is_abandoned_by_the_watchdog_and_retried(scripted, model_for):
-    # Keep-alives every 50 ms must not reset the 0.5 s no-payload watchdog.
-    server = scripted([Turn(content="finally", faults=[Fault(kind="keepalive")])], keepalive_interval=0.05)
-    # Were the watchdog reset by keep-alives, this would end in ServerError at the 8 s deadline.
-    reply = model_for(server, stream=True, idle_timeout=0.5, timeout=8).query(ASK, mode=Mode.HIGH)
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_silent_answer_is_abandoned_by_the_watchdog_and_retried(scripted, model_for, stream):
+    # No byte at all (not even a keep-alive) for the idle limit: the attempt is given up.
+    server = scripted([Turn(content="finally", faults=[Fault(kind="stall")])])
+    reply = model_for(server, stream=stream, idle_timeout=0.5).query(ASK, mode=Mode.HIGH)
     assert reply.message.content == "finally"
-    assert [r.fault for r in server.requests] == ["keepalive", None]
+    assert [r.fault for r in server.requests] == ["stall", None]
     # The abandoned attempt's reader thread ends too (its response was closed under it).
     for _ in range(50):
         if not any(t.name == "tome-model-call" for t in threading.enumerate()):
@@ -243,11 +244,25 @@ def test_retry_after_seconds_is_honoured(scripted, model_for, sleeps):
     assert sleeps == [1.5]
 
 
-def test_retry_after_http_date_is_honoured_up_to_the_cap(scripted, model_for, sleeps):
+def test_retry_after_http_date_is_waited_out_beyond_our_own_cap(scripted, model_for, sleeps):
     later = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
     server = scripted([Turn(content="ok", faults=[Fault(kind="status", status=503, retry_after=later)])])
-    model_for(server, retry_cap=2.0, timeout=10).query(ASK, mode=Mode.HIGH)
-    assert sleeps == [2.0]
+    model_for(server, retry_cap=2.0, timeout=None).query(ASK, mode=Mode.HIGH)
+    assert len(sleeps) == 1 and 25 < sleeps[0] <= 30
+
+
+def test_retry_after_600_is_waited_out_in_full(scripted, model_for, sleeps):
+    # issue 12.12: Retry-After: 600 used to be cut to the 60 s cap and retried too early.
+    server = scripted([Turn(content="ok", faults=[Fault(kind="status", status=429, retry_after="600")])])
+    assert model_for(server, retry_cap=60, timeout=None).query(ASK, mode=Mode.HIGH).message.content == "ok"
+    assert sleeps == [600.0]
+
+
+def test_retry_after_beyond_the_runs_time_limit_stops_naming_the_wait(scripted, model_for, sleeps):
+    server = scripted([Turn(content="ok", faults=[Fault(kind="status", status=429, retry_after="600")])])
+    with pytest.raises(TimeLimitReached, match=r"asked to wait 600s \(Retry-After\), beyond the run's time limit"):
+        model_for(server, time_limit=120, timeout=None).query(ASK, mode=Mode.HIGH)
+    assert sleeps == [] and len(server.requests) == 1
 
 
 def test_retry_after_beyond_the_deadline_gives_up_at_once(scripted, model_for, sleeps):
@@ -257,6 +272,66 @@ def test_retry_after_beyond_the_deadline_gives_up_at_once(scripted, model_for, s
     assert sleeps == [] and len(server.requests) == 1
 
 
+# ---- timeouts: DeepSeek's queue (api-docs.deepseek.com/quick_start/rate_limit) -----------------
+
+
+def test_defaults_outlast_deepseeks_ten_minute_queue():
+    from agent.settings import Settings
+
+    defaults = Settings()
+    # DeepSeek keeps a queued request up to 10 minutes, sending keep-alives.
+    assert defaults.idle_timeout > 600 and OpenAIModel(get_profile("deepseek-v4-pro"), api_key="k").idle_timeout > 600
+    # No whole-call deadline: a Think Max turn with a large cap streams for longer than 600 s.
+    assert defaults.request_timeout is None and OpenAIModel(get_profile("deepseek-v4-pro"), api_key="k").timeout is None
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_keepalives_count_as_life_while_queued(scripted, model_for, sleeps, stream):
+    # A queue three times the (shortened) idle limit, kept alive every 0.1 s: one request, no retry.
+    server = scripted([Turn(content="served", faults=[Fault(kind="delay", seconds=4.5)])], keepalive_interval=0.1)
+    kinds: list[str] = []
+    reply = model_for(server, stream=stream, idle_timeout=1.5).query(
+        ASK, mode=Mode.HIGH, on_delta=lambda d: kinds.append(d.kind))
+    assert reply.message.content == "served" and sleeps == [] and len(server.requests) == 1
+    # The live view hears "queued" while only keep-alives arrive, and not once the answer flows.
+    assert kinds[0] == "queued" and kinds[-1] == "content" and "queued" not in kinds[kinds.index("content"):]
+
+
+def test_the_runs_time_limit_ends_a_queued_call(scripted, model_for, sleeps):
+    server = scripted([Turn(content="late", faults=[Fault(kind="delay", seconds=30)])], keepalive_interval=0.1)
+    with pytest.raises(TimeLimitReached, match="time limit"):
+        model_for(server, idle_timeout=5, time_limit=1.0).query(ASK, mode=Mode.HIGH)
+    assert sleeps == []
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_insufficient_system_resource_is_retried_and_the_partial_turn_dropped(scripted, model_for, sleeps, stream):
+    # finish_reason "insufficient_system_resource": DeepSeek ran out of capacity mid-answer
+    # (api-docs.deepseek.com/api/create-chat-completion); retried like a 503.
+    full = Turn(reasoning_content="look at a.py first", content="Reading it.", tool_calls=[call(path="a.py")],
+                faults=[Fault(kind="insufficient")])
+    server = scripted([full])
+    reply = model_for(server, stream=stream).query(ASK, mode=Mode.HIGH, tools=TOOLS)
+    assert reply.finish_reason == "tool_calls" and reply.message.content == "Reading it."
+    assert [c.name for c in reply.message.tool_calls] == ["view"]
+    assert [r.fault for r in server.requests] == ["insufficient", None] and sleeps == [0.25]
+    server.assert_done()
+
+
+def test_a_non_think_tool_turn_is_accepted_after_escalation(scripted, model_for):
+    # A Non-think turn has no reasoning; Think High then sends it back. V4-Pro is reported to
+    # reject "" (litellm, hermes-agent); the scripted server does, so this fails on an empty echo.
+    server = scripted([Turn(tool_calls=[call(path="a.py")]), Turn(content="done")])
+    model = model_for(server)
+    first = model.query(ASK, mode=Mode.NON_THINK, tools=TOOLS)
+    assert first.message.reasoning_content is None
+    history = [*ASK, first.message, ToolMessage(tool_call_id=first.message.tool_calls[0].id, content="x")]
+    assert model.query(history, mode=Mode.HIGH, tools=TOOLS).message.content == "done"
+    echoed = server.chat_requests[1].body["messages"][1]["reasoning_content"]
+    assert echoed == REASONING_PLACEHOLDER
+    server.assert_done()
+
+
 @pytest.mark.parametrize(
     ("fault", "error"),
     [
@@ -264,14 +339,17 @@ def test_retry_after_beyond_the_deadline_gives_up_at_once(scripted, model_for, s
         (Fault(kind="status", status=503), ServerError),
         (Fault(kind="cut"), StreamError),
         (Fault(kind="no_finish"), StreamError),
-        (Fault(kind="keepalive"), StreamError),
+        # DeepSeek closes a request still queued after 10 minutes (quick_start/rate_limit).
+        (Fault(kind="keepalive", seconds=0.2), StreamError),
+        (Fault(kind="stall"), StreamError),
+        (Fault(kind="insufficient"), ServerError),
     ],
-    ids=["429", "503", "cut", "no_finish", "keepalive"],
+    ids=["429", "503", "cut", "no_finish", "queue-closed", "stall", "insufficient"],
 )
 def test_persistent_faults_raise_typed_errors_after_every_retry(scripted, model_for, sleeps, fault, error):
     server = scripted([Turn(content="never", faults=[fault] * 5)])
     with pytest.raises(error, match="gave up after 3 attempts"):
-        model_for(server, max_retries=2, idle_timeout=0.3).query(ASK, mode=Mode.HIGH)
+        model_for(server, max_retries=2, idle_timeout=1.0).query(ASK, mode=Mode.HIGH)
     assert len(server.requests) == 3 and len(sleeps) == 2
 
 
@@ -304,7 +382,7 @@ def test_context_length_400_becomes_context_overflow(scripted, model_for, sleeps
 def test_deadline_bounds_a_plain_call_that_never_answers(scripted, model_for):
     server = scripted([Turn(content="never", faults=[Fault(kind="keepalive")])], keepalive_interval=0.05)
     start = time.monotonic()
-    with pytest.raises(ServerError, match="1.5s deadline"):
+    with pytest.raises(ServerError, match="1.5s call deadline"):
         model_for(server, stream=False, timeout=1.5).query(ASK, mode=Mode.HIGH)
     assert time.monotonic() - start < 1.5 + 8  # the deadline, plus slack for a loaded machine
 
@@ -374,9 +452,51 @@ def test_from_settings(scripted, api_key):
 
     server = scripted([Turn(content="hi")])
     settings = Settings(model="deepseek-v4-flash", base_url=server.base_url, api_key=api_key, stream=False,
-                        request_timeout=9, idle_timeout=3, max_retries=1, retry_cap=2)
+                        request_timeout=9, idle_timeout=3, max_retries=1, retry_cap=2, max_time=300)
     model = OpenAIModel.from_settings(settings)
     assert (model.base_url, model.profile.name, model.stream) == (server.base_url, "deepseek-v4-flash", False)
     assert (model.timeout, model.idle_timeout, model.max_retries, model.retry_cap) == (9, 3, 1, 2)
+    assert model._deadline(0.0)[1] == "the 9s call deadline"  # sooner than the 300 s run limit
     assert model.query(ASK, mode=Mode.NON_THINK).message.content == "hi"
     assert "deepseek-v4-pro" in model.list_models(timeout=5)
+
+
+# ---- strict function calling: a beta of https://api.deepseek.com/beta (guides/tool_calls) -------
+
+
+STRICT_TOOL = {"type": "function", "function": {
+    "name": "view", "description": "show a file", "strict": True,
+    "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"],
+                   "additionalProperties": False}}}
+
+
+def test_strict_is_dropped_where_the_endpoint_does_not_enforce_it(scripted, model_for):
+    server = scripted([Turn(content="ok"), Turn(content="ok")])
+    model_for(server).query(ASK, mode=Mode.HIGH, tools=[STRICT_TOOL])
+    sent = server.chat_requests[0].body["tools"][0]["function"]
+    assert "strict" not in sent and sent["parameters"] == STRICT_TOOL["function"]["parameters"]
+    beta = server.base_url.removesuffix("/v1") + "/beta"
+    model_for(server, base_url=beta).query(ASK, mode=Mode.HIGH, tools=[STRICT_TOOL])
+    assert server.chat_requests[1].path.startswith("/beta/")
+    assert server.chat_requests[1].body["tools"][0]["function"]["strict"] is True
+    server.assert_done()
+
+
+def test_every_default_tool_schema_passes_the_beta_strict_check(scripted, model_for):
+    from tools import default_tools
+
+    schemas = [t.schema() for t in default_tools(browser=False)]
+    assert any(s["function"]["strict"] for s in schemas)
+    server = scripted([Turn(content="ok")])
+    beta = server.base_url.removesuffix("/v1") + "/beta"
+    assert model_for(server, base_url=beta).query(ASK, mode=Mode.HIGH, tools=schemas).message.content == "ok"
+
+
+def test_a_nullable_optional_in_a_strict_schema_is_rejected_under_beta(scripted, model_for):
+    nullable = {"type": "function", "function": {**STRICT_TOOL["function"], "parameters": {
+        "type": "object", "additionalProperties": False, "required": ["path", "line"],
+        "properties": {"path": {"type": "string"}, "line": {"anyOf": [{"type": "integer"}, {"type": "null"}]}}}}}
+    server = scripted([Turn(content="never")])
+    beta = server.base_url.removesuffix("/v1") + "/beta"
+    with pytest.raises(BadRequest, match="type 'null' is not supported"):
+        model_for(server, base_url=beta).query(ASK, mode=Mode.HIGH, tools=[nullable])

@@ -22,6 +22,7 @@ from agent.modes import (
     difficulty_features,
     difficulty_score,
     escalate,
+    output_cap,
     parse_mode,
 )
 from agent.pack import build_pack
@@ -130,7 +131,7 @@ def test_parse_mode(text: str, expected: Mode | None) -> None:
 
 
 def test_parse_mode_rejects_unknown_values_and_lists_the_choices() -> None:
-    with pytest.raises(ConfigError, match="auto, non-think, high, max"):
+    with pytest.raises(ConfigError, match="auto, non-think, low, high, max"):
         parse_mode("medium")
     assert all(c == "auto" or parse_mode(c) is not None for c in MODE_CHOICES)
 
@@ -403,3 +404,69 @@ def test_ranking_features_from_a_real_pack(tmp_path: Path) -> None:
     choose_mode(
         Task(statement=statement), pack, profile=DEEPSEEK
     )  # runs on a real pack
+
+
+# ---- issue 13: effort tiers and output caps as profile data -----------------------------------
+
+
+def test_think_low_is_selectable_and_the_default_ladder_is_unchanged() -> None:
+
+
+    assert parse_mode("low") is Mode.LOW and parse_mode("Think Low") is Mode.LOW
+    assert Mode.LOW.label == "Think Low"
+    profile = get_profile("deepseek-v4-pro")
+    ladder, mode = [Mode.NON_THINK], Mode.NON_THINK
+    while (mode := escalate(mode, profile=profile)) is not None:
+        ladder.append(mode)
+    assert ladder == [Mode.NON_THINK, Mode.HIGH, Mode.MAX]
+    assert escalate(Mode.LOW, profile=profile) is Mode.HIGH and MODE_TABLE[Mode.LOW].next is Mode.HIGH
+    # The profile asks for the tier with the literal the API documents (guides/thinking_mode).
+    assert profile.request_fields(Mode.LOW)["reasoning_effort"] == "low"
+
+
+def test_every_mode_effort_is_one_the_api_accepts() -> None:
+    from agent.profiles import DEEPSEEK_EFFORTS, PROFILES
+
+    for profile in PROFILES.values():
+        for mode, fields in profile.mode_fields.items():
+            effort = fields.get("reasoning_effort")
+            if effort is not None:
+                assert effort in profile.reasoning_efforts, (profile.name, mode)
+                assert profile.reasoning_efforts[effort] == effort  # no silent remapping
+    assert set(DEEPSEEK_EFFORTS.values()) == {"low", "high", "max"}
+
+
+def test_output_caps_come_from_the_profile_and_are_clamped() -> None:
+
+
+    pro = get_profile("deepseek-v4-pro")
+    assert output_cap(Mode.MAX, pro) == 262_144 <= pro.max_output == 384_000
+    assert output_cap(Mode.MAX, get_profile("deepseek-v4-pro", max_output=100_000)) == 100_000
+    assert output_cap(Mode.NON_THINK, get_profile("gpt-4-turbo")) == 4_096  # the table's 16K, clamped
+
+
+def test_retired_deepseek_names_say_what_replaces_them() -> None:
+    for name, mode in (("deepseek-chat", "non-think"), ("deepseek-reasoner", "high")):
+        with pytest.raises(ConfigError, match=rf"retired.*2026-07-24.*deepseek-flash --mode {mode}"):
+            get_profile(name)
+
+
+def test_strict_is_enforced_only_under_deepseeks_beta_url() -> None:
+    pro = get_profile("deepseek-v4-pro")
+    assert not pro.enforces_strict("https://api.deepseek.com")
+    assert pro.enforces_strict("https://api.deepseek.com/beta/")
+    assert get_profile("gpt-4.1").enforces_strict("https://api.openai.com/v1")
+    local = get_profile("some-local-model", base_url="http://127.0.0.1:8000/v1")
+    assert not local.enforces_strict("http://127.0.0.1:8000/v1")
+
+
+def test_a_pack_that_fills_its_budget_leaves_think_max_its_context() -> None:
+    # solve.start_run reserves the Max cap plus the conversation out of the window before packing;
+    # with the old 128K cap a full pack left 259K, under the 384K Think Max wants, and
+    # escalation skipped Max.
+    from agent.modes import mode_allowed
+    from agent.run import CONVERSATION_RESERVE
+
+    budget = DEEPSEEK.context_window - output_cap(Mode.MAX, DEEPSEEK) - CONVERSATION_RESERVE
+    assert mode_allowed(Mode.MAX, DEEPSEEK, pack_tokens=budget) is None
+    assert escalate(Mode.HIGH, profile=DEEPSEEK, pack_tokens=budget) is Mode.MAX

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sysconfig
+import time
 from pathlib import Path
 
 import pytest
 from _tools_fixtures import make_box, tree_digest
 
 from tools.base import Toolbox
-from tools.search import SEARCH_TOOLS, rg_binary, search_text, walk_files
+from tools.search import SEARCH_TIMEOUT, SEARCH_TOOLS, SearchTimeout, rg_binary, search_text, walk_files
 
 ENGINES = [
     "python",
@@ -239,3 +242,43 @@ def test_find_symbol_limits_and_errors(box: Toolbox):
     r = call(box, "find_symbol", name="save(")
     assert not r.ok and "not an identifier" in r.content
     assert call(box, "find_symbol", name="save", path="cmd").content.count("\n") == 1
+
+
+# ---- every search is bounded in time -------------------------------------------------------
+
+
+def _path_without_rg() -> str:
+    return os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep)
+                           if d and not (Path(d) / "rg").exists())
+
+
+def test_catastrophic_regex_times_out_without_ripgrep(tmp_path: Path, monkeypatch):
+    # (a+)+$ backtracks exponentially on a run of a's that does not end the line: Python's `re`
+    # held the GIL for minutes on this file (issue 12, item 10).
+    monkeypatch.setenv("PATH", _path_without_rg())  # the real lookup (shutil.which) finds no rg
+    assert rg_binary() is None
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "aaa.txt").write_text(("a" * 5000 + "!\n") * 3)
+    box = make_box(root, tmp_path / "state", SEARCH_TOOLS)
+    started = time.monotonic()
+    r = call(box, "grep", pattern="(a+)+$")
+    elapsed = time.monotonic() - started
+    assert not r.ok and r.error_kind == "timeout"
+    assert f"timed out after {SEARCH_TIMEOUT:g} s; simplify the pattern" in r.content
+    assert elapsed < 6 * SEARCH_TIMEOUT  # a loose bound: unbounded, this search never returned
+    # an ordinary search of the same file is unaffected
+    assert call(box, "grep", pattern="a!$").content.startswith("3 matching lines in 1 file")
+
+
+def test_ripgrep_is_killed_at_the_deadline(tmp_path: Path, monkeypatch):
+    # A FIFO nobody writes to: rg blocks reading it, the slowest input there is.
+    scripts = sysconfig.get_path("scripts")
+    monkeypatch.setenv("PATH", os.pathsep.join([scripts, os.environ.get("PATH", "")]))
+    if rg_binary() is None:
+        pytest.skip("ripgrep not installed (the `search` extra ships it)")
+    root = tmp_path / "ws"
+    root.mkdir()
+    os.mkfifo(root / "pipe")
+    with pytest.raises(SearchTimeout, match=r"timed out after 1 s; simplify the pattern"):
+        search_text(root, "x", start=root / "pipe", engine="rg", timeout=1.0)

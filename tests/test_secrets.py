@@ -94,3 +94,80 @@ def test_module_functions_and_secret_paths() -> None:
         ("docs/environment.md", None),
     ]:
         assert is_secret_path(path) == expected, path
+
+
+# A generated-looking value (built from pieces, like the keys above).
+RANDOM = "q8Vz3LmN" + "0pR7sT2wXk5"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"DB_PASSWORD={RANDOM}",
+        f"     2\tDB_PASSWORD={RANDOM}",  # view, cat -n, nl
+        f"+DB_PASSWORD={RANDOM}",  # git diff, git log -p
+        f"-DB_PASSWORD={RANDOM}",
+        f" DB_PASSWORD={RANDOM}",  # diff context line
+        f".env:2:DB_PASSWORD={RANDOM}",  # grep -n
+        f"config/db.ini-3-password = {RANDOM}",  # grep context line
+        f"config/db.ini:3:    password: '{RANDOM}'",
+        f"export DB_PASSWORD={RANDOM}",
+        f'{{"db": {{"password": "{RANDOM}"}}}}',  # one-line JSON
+        f"docker run -e API_TOKEN={RANDOM} app",
+        f"https://api.example.com/v1?access_token={RANDOM}&x=1",
+        f"  3 | secretKey: {RANDOM}",
+    ],
+)
+def test_assignments_are_found_behind_any_line_prefix(line: str) -> None:
+    clean, found = SecretScanner({}).redact(line + "\n")
+    assert RANDOM not in clean and [f.rule for f in found] == ["generic-secret-assignment"], clean
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # Lines of real code (tome's own and site-packages'), as view and grep show them.
+        "   12\t        max_tokens=max_tokens,",
+        "agent/loop.py:160:        self.pack_tokens = pack_tokens",
+        "+            secret = self._key.get_secret_value()",
+        "   40\t    token: TokenOpt = None,",
+        '   88\t        api_key_env="OPENAI_API_KEY",',
+        '   89\t        tokenizer="o200k_base",',
+        "    7\t            credentials=credentials,",
+        '   31\t    "refresh_token": "hf_oauth__refresh_token",',
+        '    5\t_TOKEN_EXCHANGE_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"',
+        "   61\t    secrets: list[SecretFinding] = Field(default_factory=list)",
+        "   70\t        password = request.POST.get(\"password\")",
+        "   71\t        self._tokenizer = get_tokenizer(profile.tokenizer)",
+        "   72\t    ssl_password: Optional password to be used when loading the certificate chain.",
+        "   73\t        token.map = [startLine, state.line]",
+        "   74\t        api_key=\"demo-key-not-secret\",",
+        "   75\t        secret_path = /home/someone/.ssh/id_rsa_backup",
+    ],
+)
+def test_code_and_names_behind_prefixes_are_not_secrets(line: str) -> None:
+    assert SecretScanner({}).scan(line + "\n") == []
+
+
+def test_redacting_twice_finds_nothing_new() -> None:
+    scanner = SecretScanner({})
+    once, found = scanner.redact(f"     2\tDB_PASSWORD={RANDOM}\n+API_TOKEN: '{RANDOM}x'\n")
+    assert len(found) == 2
+    assert scanner.redact(once) == (once, [])
+
+
+def test_redact_outgoing_walks_a_request_body_and_keeps_what_is_clean() -> None:
+    from agent.secrets import redact_outgoing
+
+    body = {"model": "m", "messages": [{"role": "tool", "content": f"     2\tDB_PASSWORD={RANDOM}\n"},
+                                       {"role": "user", "content": "hello"}], "max_tokens": 5}
+    clean = redact_outgoing(body)
+    assert RANDOM not in str(clean) and "DB_PASSWORD=[REDACTED:generic-secret-assignment]" in str(clean)
+    assert clean["messages"][1] is body["messages"][1] and clean["max_tokens"] == 5
+    assert redact_outgoing(clean) is clean  # nothing left to redact: the same object back
+    assert redact_outgoing("plain text") == "plain text"
+
+
+def test_line_numbers_of_many_findings() -> None:
+    text = "".join(f"x\nTOKEN_{i}={RANDOM}{i}\n" for i in range(300))
+    assert [f.line for f in SecretScanner({}).scan(text)] == [2 * i + 2 for i in range(300)]

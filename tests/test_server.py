@@ -143,8 +143,12 @@ def test_dropped_reasoning_content_gets_deepseeks_400(scripted):
     # Thinking is DeepSeek-V4's default, so leaving the field out is no escape.
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="deepseek-v4-pro", messages=history)
-    # With the reasoning (even an empty one) or with thinking off, the request passes.
+    # An empty one is rejected too: reported of V4-Pro by litellm and hermes-agent users.
     history[1] = _assistant_with_call("")
+    with pytest.raises(openai.BadRequestError, match="must be passed back"):
+        client.chat.completions.create(model="deepseek-v4-pro", messages=history, extra_body=THINK)
+    # With the reasoning, or with thinking off, the request passes.
+    history[1] = _assistant_with_call("because")
     client.chat.completions.create(model="deepseek-v4-pro", messages=history, extra_body=THINK)
     history[1] = _assistant_with_call(None)
     client.chat.completions.create(model="deepseek-v4-pro", messages=history, extra_body=NO_THINK)
@@ -161,10 +165,20 @@ def test_context_length_400_has_deepseeks_wording(scripted):
     assert server.turns_left == 1
 
 
-def test_only_literal_reasoning_efforts_are_accepted(scripted):
+# api-docs.deepseek.com/guides/thinking_mode: low/high/max, and minimal, medium, xhigh, ultra mapped.
+@pytest.mark.parametrize("effort", ["low", "high", "max", "minimal", "medium", "xhigh", "ultra"])
+def test_every_documented_reasoning_effort_is_accepted(scripted, effort):
+    server = scripted([Turn(content="ok")])
+    reply = sdk(server).chat.completions.create(model="deepseek-v4-pro", messages=USER, reasoning_effort=effort)
+    assert reply.choices[0].message.content == "ok"
+
+
+@pytest.mark.parametrize("effort", ["none", "HIGH", "extreme", ""])
+def test_an_undocumented_reasoning_effort_is_a_400(scripted, effort):
     server = scripted([Turn(content="ok")])
     with pytest.raises(openai.BadRequestError, match="reasoning_effort"):
-        sdk(server).chat.completions.create(model="deepseek-v4-pro", messages=USER, reasoning_effort="medium")
+        sdk(server).chat.completions.create(model="deepseek-v4-pro", messages=USER, reasoning_effort=effort)
+    assert server.turns_left == 1
 
 
 def test_prompt_tokens_are_counted_with_the_real_tokenizer(scripted):
@@ -176,36 +190,76 @@ def test_prompt_tokens_are_counted_with_the_real_tokenizer(scripted):
     assert rec.usage["prompt_tokens"] == get_tokenizer("deepseek-v4").count(render_prompt(rec.body))
 
 
-def test_prompt_cache_hits_come_in_blocks_of_the_common_prefix(scripted):
-    server = scripted([Turn(content="a"), Turn(content="b"), Turn(content="c")], cache_block=64)
-    client = sdk(server)
-    system = {"role": "system", "content": "Rules of the house. " * 80}
-    first = client.chat.completions.create(model="deepseek-v4-pro", messages=[system, *USER]).usage
-    assert first.prompt_cache_hit_tokens == 0 and first.prompt_cache_miss_tokens == first.prompt_tokens
-    longer = [system, *USER, {"role": "assistant", "content": "a"}, {"role": "user", "content": "more"}]
-    second = client.chat.completions.create(model="deepseek-v4-pro", messages=longer).usage
-    shared = get_tokenizer("deepseek-v4").count(render_prompt({"messages": [system, *USER]}))
-    assert second.prompt_cache_hit_tokens % 64 == 0
-    assert shared - 64 < second.prompt_cache_hit_tokens <= shared
+class Words:
+    """One token per whitespace-separated word: counts a test can do in its head."""
+
+    name = "words"
+
+    def count(self, text: str) -> int:
+        return len(text.split())
+
+
+def _ask(server, messages, **extra):
+    return sdk(server).chat.completions.create(model="deepseek-v4-pro", messages=messages, **extra).usage
+
+
+# DeepSeek's KV-cache guide (api-docs.deepseek.com/guides/kv_cache): units at the end of each
+# input and output, at detected common prefixes and at fixed intervals; a hit needs a whole unit.
+
+
+def test_cache_guide_example_1_a_growing_conversation_hits_the_last_output_unit(scripted):
+    server = scripted([Turn(content="Beijing is the capital."), Turn(content="Washington.")], tokenizer=Words())
+    first_msgs = [{"role": "system", "content": "You are a helpful assistant"},
+                  {"role": "user", "content": "What is the capital of China?"}]
+    first = _ask(server, first_msgs)
+    assert first.prompt_cache_hit_tokens == 0
+    answered = [*first_msgs, {"role": "assistant", "content": "Beijing is the capital."}]
+    second = _ask(server, [*answered, {"role": "user", "content": "And of the United States?"}])
+    # The whole first request plus its answer, as the second one renders it: one unit.
+    assert second.prompt_cache_hit_tokens == Words().count(render_prompt({"messages": answered})) == 15
     assert second.prompt_cache_hit_tokens + second.prompt_cache_miss_tokens == second.prompt_tokens
-    other = client.chat.completions.create(model="deepseek-v4-pro", messages=USER).usage
-    assert other.prompt_cache_hit_tokens == 0  # a short prompt is below one block
 
 
-def test_injected_tokenizer_and_block_size(scripted):
-    class Words:
-        name = "words"
+def test_cache_guide_example_2_a_common_prefix_is_stored_for_later_requests(scripted):
+    server = scripted([Turn(content="x")] * 3, tokenizer=Words())
+    system = {"role": "system", "content": "You are an experienced financial report analyst " + "report " * 30}
+    a = _ask(server, [system, {"role": "user", "content": "summarize it"}])
+    b = _ask(server, [system, {"role": "user", "content": "analyze profitability"}])
+    c = _ask(server, [system, {"role": "user", "content": "list the risks"}])
+    # A+C cannot hit A+B (not a whole unit); it reveals the common prefix A, which A+D then hits.
+    assert a.prompt_cache_hit_tokens == b.prompt_cache_hit_tokens == 0
+    assert c.prompt_cache_hit_tokens == Words().count(render_prompt({"messages": [system]}) + "<|user|>") == 38
 
-        def count(self, text: str) -> int:
-            return len(text.split())
 
-    server = scripted([Turn(content="a b c"), Turn(content="d")], tokenizer=Words(), cache_block=4)
-    client = sdk(server)
+def test_fixed_interval_units_let_a_long_prefix_hit_without_an_end_position(scripted):
+    server = scripted([Turn(content="x")] * 2, tokenizer=Words(), cache_interval=10)
+    pack = "\n".join(f"line {i} of the pack" for i in range(40))  # 5 words a line, 200 in all
+    first = _ask(server, [{"role": "system", "content": pack}, {"role": "user", "content": "task one"}])
+    second = _ask(server, [{"role": "system", "content": pack + "\nchanged tail"}, {"role": "user", "content": "two"}])
+    units = [t for _, t in server.cache.units()]
+    assert first.prompt_cache_hit_tokens == 0
+    # The last interval unit inside the shared 200 words: cut at a line end at or past 190.
+    assert second.prompt_cache_hit_tokens in units and 190 <= second.prompt_cache_hit_tokens <= 200
+    assert [t for t in units if t < 200][:3] == [10, 20, 30]
+
+
+def test_an_identical_request_hits_its_whole_input_unit(scripted):
+    server = scripted([Turn(content="a b c"), Turn(content="d")], tokenizer=Words())
     msgs = [{"role": "user", "content": "one two three four five six seven eight nine ten"}]
-    first = client.chat.completions.create(model="deepseek-v4-pro", messages=msgs).usage
-    again = client.chat.completions.create(model="deepseek-v4-pro", messages=msgs).usage
-    assert first.prompt_tokens == again.prompt_tokens == 10
-    assert again.prompt_cache_hit_tokens == 8 and first.completion_tokens == 3
+    first = _ask(server, msgs)
+    again = _ask(server, msgs)
+    assert first.prompt_tokens == again.prompt_tokens == 10 and first.completion_tokens == 3
+    assert again.prompt_cache_hit_tokens == 10
+
+
+def test_think_max_starts_the_prompt_with_a_marker_so_switching_misses_the_cache(scripted):
+    server = scripted([Turn(content="x")] * 3, tokenizer=Words())
+    msgs = [{"role": "system", "content": "rules " * 50}, *USER]
+    _ask(server, msgs, reasoning_effort="high")
+    switched = _ask(server, msgs, reasoning_effort="max")
+    again = _ask(server, msgs, reasoning_effort="ultra")  # mapped to max: the same prefix
+    assert switched.prompt_cache_hit_tokens == 0
+    assert again.prompt_cache_hit_tokens == again.prompt_tokens
 
 
 def test_models_endpoint_and_key_check(scripted):
@@ -260,6 +314,35 @@ def test_delay_fault_sends_keepalives_then_the_answer(scripted):
         lines = [ln for ln in r.iter_lines() if ln]
     assert lines[0] == ": keep-alive" and lines[-1] == "data: [DONE]"
     server.assert_done()
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_stall_fault_sends_nothing_after_the_headers(scripted, stream):
+    server = scripted([Turn(content="ok", faults=[Fault(kind="stall", seconds=0.5)])])
+    body = {"model": "deepseek-v4-pro", "messages": USER, "stream": stream}
+    with httpx2.stream("POST", server.base_url + "/chat/completions", json=body, timeout=5) as r:
+        assert r.status_code == 200
+        with pytest.raises(httpx2.RemoteProtocolError):
+            b"".join(r.iter_raw())
+    assert server.turns_left == 1
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_insufficient_fault_serves_a_partial_answer_with_deepseeks_finish_reason(scripted, stream):
+    turn = Turn(content="a complete sentence", tool_calls=[ScriptedToolCall(name="view", arguments={"path": "a"})],
+                faults=[Fault(kind="insufficient")])
+    server = scripted([turn])
+    client = sdk(server)
+    if stream:
+        chunks = list(client.chat.completions.create(model="deepseek-v4-pro", messages=USER, stream=True))
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        calls = [c for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+    else:
+        reply = client.chat.completions.create(model="deepseek-v4-pro", messages=USER)
+        finish, text, calls = [reply.choices[0].finish_reason], reply.choices[0].message.content, reply.choices[0].message.tool_calls or []
+    assert finish == ["insufficient_system_resource"] and text == "a complet"  # the first half
+    assert not calls and server.turns_left == 1
 
 
 def test_cut_fault_breaks_the_stream(scripted):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -101,6 +102,64 @@ def test_stdin_closed_and_non_interactive_env(tmp_path: Path) -> None:
     assert "cat|true|0|1|dumb|1|noninteractive" in out
 
 
+def _needs(program: str) -> pytest.MarkDecorator:
+    return pytest.mark.skipif(shutil.which(program) is None, reason=f"{program} is not installed here")
+
+
+@pytest.mark.parametrize(
+    ("command", "program"),
+    [pytest.param(c, p, marks=_needs(p)) for c, p in
+     [("vi a.py", "vi"), ("vim a.py", "vim"), ("cd sub && vim ../a.py", "vim"), ("nano a.py", "nano"),
+      ("timeout 100 vim a.py", "vim"), ("sh -c 'vi a.py'", "vi"), ("top", "top"), ("watch ls", "watch")]],
+)  # fmt: skip
+def test_programs_that_wait_for_a_terminal_are_refused_at_once(
+    tmp_path: Path, command: str, program: str
+) -> None:
+    """Issue 12 item 8: `vi a.py` waited 120 s for a terminal that never comes."""
+    ctx = make_ctx(tmp_path)
+    (ctx.workspace.root / "a.py").write_text("x = 1\n")
+    (ctx.workspace.root / "sub").mkdir()
+    res = Toolbox([bash], ctx, tokenizer=_Chars()).run(
+        "c1", "bash", json.dumps({"command": command, "timeout": 20})
+    )
+    assert not res.ok and res.error_kind == "interactive", res.content
+    assert f"{program} waits for a terminal" in res.content and "timed out" not in res.content
+
+
+@pytest.mark.parametrize(
+    ("command", "program", "expect"),
+    [pytest.param(c, p, e, marks=_needs(p)) for c, p, e in
+     [("printf 'vim a.py\\n' > edit.sh; sh edit.sh", "vim", "Input is not from a terminal"),
+      ("git init -q . && git add a.py && git -c user.name=t -c user.email=t@t commit", "git", "empty commit message"),
+      ("python3 -c \"open('/dev/tty')\"", "python3", "/dev/tty")]],
+)  # fmt: skip
+def test_a_command_that_reads_a_terminal_fails_fast_with_a_hint(
+    tmp_path: Path, command: str, program: str, expect: str
+) -> None:
+    """Not refused beforehand (a script, git's editor, /dev/tty): it finds no terminal and ends."""
+    ctx = make_ctx(tmp_path)
+    (ctx.workspace.root / "a.py").write_text("x = 1\n")
+    out = bash(ctx, command=command, timeout=60)
+    assert "timed out" not in out and expect in out
+    assert "wanted a terminal" in out and "non-interactive form" in out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [pytest.param("vim -es -c 'normal Goadded' -c wq a.py", marks=_needs("vim")),
+     pytest.param("less a.py", marks=_needs("less")), pytest.param("top -b -n 1 | head -1", marks=_needs("top"))],
+)  # fmt: skip
+def test_batch_forms_of_terminal_programs_still_run(tmp_path: Path, command: str) -> None:
+    ctx = make_ctx(tmp_path)
+    (ctx.workspace.root / "a.py").write_text("x = 1\n")
+    out = bash(ctx, command=command, timeout=60)
+    assert "[exit code 0]" in out and "timed out" not in out
+    if command.startswith("vim"):
+        assert (ctx.workspace.root / "a.py").read_text() == "x = 1\nadded\n"
+    if command.startswith("less"):
+        assert "x = 1" in out
+
+
 @pytest.mark.parametrize("sandbox", ["off", pytest.param("require", marks=needs_bwrap)])
 def test_timeout_kills_whole_group(tmp_path: Path, sandbox: str) -> None:
     ctx = make_ctx(tmp_path, sandbox=sandbox)
@@ -124,6 +183,51 @@ def test_background_leftovers_are_stopped(tmp_path: Path, sandbox: str) -> None:
     assert live_processes_with(token) == []
     plain = bash(ctx, command="echo plain")
     assert "background processes" not in plain and "[exit code 0]" in plain
+
+
+DAEMON = (
+    "import os, sys, time\n"
+    "if os.fork(): sys.exit(0)\n"
+    "os.setsid()\n"
+    "if os.fork(): sys.exit(0)\n"
+    "open('daemon.pid', 'w').write(str(os.getpid()))\n"
+    "time.sleep(1000)\n"
+)
+
+
+def _dead(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat[stat.rfind(")") + 2 :].split()[0] in ("Z", "X")
+
+
+@pytest.mark.parametrize("ending", ["exit", "timeout"])
+@pytest.mark.parametrize("sandbox", ["off", pytest.param("require", marks=needs_bwrap)])
+def test_setsid_and_double_forked_daemons_do_not_outlive_the_call(
+    tmp_path: Path, sandbox: str, ending: str
+) -> None:
+    """Issue 12 item 7: a new session escapes a process-group kill, a subreaper still sees it."""
+    ctx = make_ctx(tmp_path, sandbox=sandbox)
+    token = f"1000.{uuid.uuid4().int % 10**9}"
+    daemon = f"python3 -c {shlex.quote(DAEMON)} {token}"
+    command = (
+        f"setsid sleep {token} & echo $! > setsid.pid; {daemon}; "
+        "for _ in $(seq 200); do [ -s daemon.pid ] && break; sleep 0.05; done; echo started"
+    )
+    if ending == "timeout":
+        command += f"; sleep {token}"
+    out = bash(ctx, command=command, timeout=20 if ending == "timeout" else 60)
+    assert "started" in out
+    if ending == "timeout":
+        assert "timed out" in out
+    elif sandbox == "off":  # under bwrap its PID namespace ends them with the command, unremarked
+        assert "background processes" in out
+    assert live_processes_with(token) == []
+    if sandbox == "off":  # under bwrap the files hold pids of its own PID namespace
+        pids = [int((ctx.workspace.root / f).read_text()) for f in ("setsid.pid", "daemon.pid")]
+        assert all(_dead(pid) for pid in pids), pids
 
 
 def test_timeout_group_kill_ignores_sigterm(tmp_path: Path) -> None:
@@ -275,27 +379,25 @@ def test_redact_hook_sees_every_result(tmp_path: Path) -> None:
     assert "[REDACTED]" in box.run("c2", "bash", json.dumps({"command": "echo password=hunter2"})).content
 
 
-def test_no_bwrap_require_errors_and_auto_notes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "bash").symlink_to(shutil.which("bash") or "/bin/bash")
-    monkeypatch.setenv("PATH", str(bin_dir))  # a PATH where bwrap cannot be found
-    ctx = make_ctx(tmp_path, sandbox="require")
+def test_no_bwrap_require_and_headless_refuse_interactive_asks_once(tmp_path: Path) -> None:
+    missing = str(tmp_path / "no-such-dir" / "bwrap")  # bwrap's absence, as a real setting
+    ctx = make_ctx(tmp_path, sandbox="require", bwrap=missing)
     before = tree_digest(ctx.workspace.root)
-    with pytest.raises(ToolError, match="sandbox is 'require' but bwrap is not installed"):
+    with pytest.raises(ToolError, match="sandbox is 'require' but .* is not installed"):
         bash(ctx, command="echo should-not-run > ran.txt")
+    headless = make_ctx(tmp_path, sandbox="auto", bwrap=missing)
+    with pytest.raises(ToolError, match="headless run does not start without a sandbox"):
+        bash(headless, command="echo should-not-run > ran.txt")
     assert tree_digest(ctx.workspace.root) == before
-    auto = make_ctx(tmp_path, sandbox="auto")
-    out = bash(auto, command="echo ran")
-    assert "ran" in out and "runs unsandboxed" in out
-    again = bash(auto, command="echo again")  # the note is given once per run
-    assert "again" in again and "unsandboxed" not in again
+    asked: list[str] = []
+    interactive = make_ctx(tmp_path, sandbox="auto", bwrap=missing)
+    interactive.interactive, interactive.approve = True, lambda q: asked.append(q) is None
+    assert "ran" in bash(interactive, command="echo ran")
+    assert "again" in bash(interactive, command="echo again") and len(asked) == 1
 
 
 def test_plan_sandbox_off_never_wraps() -> None:
-    assert plan_sandbox("off", network=False).bwrap is None
+    assert plan_sandbox(SafetySettings(sandbox="off"), interactive=False).bwrap is None
 
 
 # --------------------------------------------------------------------------------------------

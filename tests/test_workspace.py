@@ -97,6 +97,15 @@ def test_write_through_symlink_inside_updates_target(ws: Workspace):
     assert (ws.root / "pkg" / "a.py").read_bytes() == b"x = 2\n"
 
 
+def test_symlinked_directory_inside_the_workspace_still_writes_through(tmp_path: Path):
+    root = tmp_path / "ws"
+    (root / "pkg").mkdir(parents=True)
+    (root / "alias").symlink_to("pkg", target_is_directory=True)
+    ws = Workspace(root)
+    ws.write_bytes(ws.resolve("alias/new.py", write=True), b"x = 1\n")
+    assert (root / "pkg" / "new.py").read_bytes() == b"x = 1\n" and (root / "alias").is_symlink()
+
+
 def test_undo_history_steps_back_to_creation(ws: Workspace):
     p = ws.resolve("f.txt", write=True)
     for data in (b"one", b"two", b"three"):

@@ -2,20 +2,25 @@
 
 A tool is a plain typed function whose first parameter is the `ToolContext`; its other
 parameters and its docstring become a pydantic arguments model and an OpenAI tools JSON schema
-(strict-compatible: every property required, optional ones nullable, no extra properties).
+(in DeepSeek's strict subset: closed objects, no null types, optional parameters left out of
+`required`; `strict` is set on the tools whose every parameter is required).
 
 Errors split in two (the smolagents rule): whatever the *model* got wrong (invalid JSON, an
-unknown tool, missing, wrong-typed or extra arguments, a `ToolError` raised by the tool) comes
-back as a `ToolResult` with `ok=False` that says what to do next; any other exception is our bug
-and propagates. Every result passes through one bound: a token budget per result, head and tail
+unknown tool, missing, wrong-typed or extra arguments, argument text tome cannot act on such as
+nesting too deep, integers beyond 64 bits or lone surrogates, an OSError on a workspace path the
+model chose, a `ToolError` raised by the tool) comes back as a `ToolResult` with `ok=False` that
+says what to do next; any other exception is our bug and propagates. The line is drawn in two
+places: `_parse_call` (the argument text) and `_execute` (the tool's own run). Every result passes through one bound: a token budget per result, head and tail
 kept, a note saying how much was cut and where the full text was spilled.
 """
 
 from __future__ import annotations
 
+import errno
 import inspect
 import json
 import logging
+import os
 import re
 import subprocess
 import typing
@@ -27,6 +32,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from agent.errors import TomeError
+from agent.invisible import invisible_note, show_invisible
+from agent.secrets import redact_outgoing
 from agent.settings import Settings
 
 if TYPE_CHECKING:
@@ -137,7 +144,9 @@ def _parse_docstring(doc: str | None) -> tuple[str, dict[str, str]]:
 
 
 def _strictify(schema: Any, *, optional: frozenset[str] = frozenset()) -> Any:
-    """Make a pydantic JSON schema strict-compatible (OpenAI structured outputs rules)."""
+    """Bring a pydantic JSON schema into the strict subset DeepSeek documents (guides/tool_calls,
+    strict mode): no titles or defaults, closed objects, no `null` type; a parameter with a
+    default is optional by leaving it out of `required` (omitted means its default)."""
     if isinstance(schema, list):
         return [_strictify(s) for s in schema]
     if not isinstance(schema, dict):
@@ -150,23 +159,28 @@ def _strictify(schema: Any, *, optional: frozenset[str] = frozenset()) -> Any:
             out[key] = {k: _strictify(v) for k, v in value.items()}
         else:
             out[key] = _strictify(value)
+    out = _without_null(out)
     if out.get("type") == "object" and "properties" in out:
         out["additionalProperties"] = False
-        out["required"] = list(out["properties"])
-        for name in optional:
-            prop = out["properties"].get(name)
-            if prop is not None and not _accepts_null(prop):
-                desc = prop.pop("description", None)
-                out["properties"][name] = {"anyOf": [prop, {"type": "null"}]}
-                if desc:
-                    out["properties"][name]["description"] = desc
+        required = schema.get("required", [])
+        out["required"] = [name for name in out["properties"] if name in required and name not in optional]
     return out
 
 
-def _accepts_null(prop: dict[str, Any]) -> bool:
-    if prop.get("type") == "null":
-        return True
-    return any(isinstance(p, dict) and p.get("type") == "null" for p in prop.get("anyOf", []))
+def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """`prop` with any `null` branch of its anyOf removed (a one-branch anyOf is inlined)."""
+    branches = prop.get("anyOf")
+    if not isinstance(branches, list) or not any(_is_null(b) for b in branches):
+        return prop
+    rest = [b for b in branches if not _is_null(b)]
+    out = {k: v for k, v in prop.items() if k != "anyOf"}
+    if len(rest) == 1:
+        return {**rest[0], **out}
+    return {**out, "anyOf": rest}
+
+
+def _is_null(branch: Any) -> bool:
+    return isinstance(branch, dict) and branch.get("type") == "null"
 
 
 def _param_hints(fn: Callable[..., Any]) -> dict[str, Any]:
@@ -224,14 +238,17 @@ class Tool:
         params.setdefault("properties", {})
         params["type"] = "object"
         params["additionalProperties"] = False
-        params["required"] = list(params["properties"])
+        params.setdefault("required", [])
+        # Strict mode requires every property (DeepSeek's and OpenAI's rules), so only a tool
+        # without optional parameters can be strict; the model layer drops the flag where the
+        # endpoint does not enforce it.
         return {
             "type": "function",
             "function": {
                 "name": self.name,
                 "description": self.description,
                 "parameters": params,
-                "strict": True,
+                "strict": not self.defaults,
             },
         }
 
@@ -328,10 +345,157 @@ def _validation_message(t: Tool, err: ValidationError) -> str:
                 + f", got {got}"
             )
     return (
-        f"Error: invalid arguments for {t.name}:\n"
+        f"invalid arguments for {t.name}:\n"
         + "\n".join(lines)
         + f"\nCall {t.name} again with: {_describe_args(t)}."
     )
+
+
+# The argument-parsing boundary: everything the model can put in its argument text that tome
+# cannot act on is refused here, as the model's mistake, before any tool sees it.
+MAX_ARGUMENT_DEPTH = 32
+# Integers in arguments fit in 64 bits (RFC 8259 section 6: beyond 2**53 they are not even
+# interoperable); converting a longer digit string is where Python's 4,300-digit limit would
+# raise ValueError (sys.get_int_max_str_digits, Python 3.11+).
+MAX_INT_DIGITS = 18
+# A surrogate code point left in a str after JSON decoding is a lone one (a valid pair decodes
+# to one character); RFC 8259 section 8.2 calls such strings unpredictable, and UTF-8 cannot
+# encode them, so a file write or a subprocess argument would fail on it.
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+class _LongInteger(Exception):
+    def __init__(self, digits: int) -> None:
+        super().__init__(f"{digits} digits")
+        self.digits = digits
+
+
+def _json_int(digits: str) -> int:
+    n = len(digits.lstrip("-"))
+    if n > MAX_INT_DIGITS:
+        raise _LongInteger(n)
+    return int(digits)
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, parse_int=_json_int)
+
+
+def _where(path: tuple[Any, ...]) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".") or "(arguments)"
+
+
+def _argument_problem(args: dict[str, Any]) -> str | None:
+    """What makes decoded arguments unusable (too deep, a lone surrogate), or None."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(args, ())]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > MAX_ARGUMENT_DEPTH:
+            return f"are nested more than {MAX_ARGUMENT_DEPTH} levels deep (at `{_where(path[:4])}...`)"
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if _SURROGATE.search(k):
+                    return _surrogate_problem(k, path)
+                stack.append((v, (*path, k)))
+        elif isinstance(value, list):
+            stack.extend((v, (*path, i)) for i, v in enumerate(value))
+        elif isinstance(value, str) and _SURROGATE.search(value):
+            return _surrogate_problem(value, path)
+    return None
+
+
+def _surrogate_problem(text: str, path: tuple[Any, ...]) -> str:
+    m = _SURROGATE.search(text)
+    assert m is not None
+    return (
+        f"hold a lone UTF-16 surrogate (\\u{ord(m.group()):04x}) in `{_where(path)}`, which is not a "
+        "character and cannot be written to a file or a command: send valid Unicode (a character "
+        "beyond U+FFFF is one \\uXXXX\\uXXXX pair, or the character itself)"
+    )
+
+
+def _parse_call(t: Tool, arguments: str | None) -> dict[str, Any]:
+    """The call's validated arguments; every way they can be unusable is a `ToolError`."""
+    retry = f"Send one JSON object with: {_describe_args(t)}."
+    try:
+        args = _loads(arguments) if arguments and arguments.strip() else {}
+        if isinstance(args, str):  # double-encoded JSON object
+            args = _loads(args)
+    except json.JSONDecodeError as e:
+        raise ToolError(
+            f"the arguments for {t.name} are not valid JSON ({e.msg} at line {e.lineno} "
+            f"column {e.colno}). {retry}",
+            kind="invalid_json",
+        ) from None
+    except _LongInteger as e:
+        raise ToolError(
+            f"the arguments for {t.name} hold an integer of {e.digits:,} digits; numbers in tool "
+            f"arguments have at most {MAX_INT_DIGITS} digits (send long ones as strings). {retry}",
+            kind="invalid_arguments",
+        ) from None
+    except RecursionError:  # the decoder recurses once per nesting level
+        raise ToolError(
+            f"the arguments for {t.name} are nested too deeply to decode (tool arguments are at "
+            f"most {MAX_ARGUMENT_DEPTH} levels deep). {retry}",
+            kind="invalid_json",
+        ) from None
+    if not isinstance(args, dict):
+        raise ToolError(
+            f"the arguments for {t.name} must be a JSON object, not {type(args).__name__}. {retry}",
+            kind="invalid_json",
+        )
+    problem = _argument_problem(args)
+    if problem is not None:
+        raise ToolError(f"the arguments for {t.name} {problem}. {retry}", kind="invalid_arguments")
+    try:
+        return t.validate(args)
+    except ValidationError as e:
+        raise ToolError(_validation_message(t, e), kind="invalid_arguments") from None
+
+
+# The tool-execution boundary: an OSError is the model's when the OS refused a path inside the
+# workspace (which the model chose) for a reason that lies in that path; the rest (a full disk,
+# too many open files, I/O errors, paths of tome's own outside the workspace) are ours and raise.
+_PATH_ERRNOS = frozenset({
+    errno.ENAMETOOLONG, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ELOOP,
+    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTEMPTY, errno.EINVAL, errno.EILSEQ,
+    errno.ETXTBSY, errno.EXDEV,
+})
+_PATH_HINTS = {
+    # Linux: NAME_MAX is 255 bytes per path component, PATH_MAX 4,096 bytes (limits.h, path_resolution(7)).
+    errno.ENAMETOOLONG: "a file name is at most 255 bytes and a whole path at most 4,096: choose a shorter name",
+    errno.ENOENT: "check the path with find_files",
+    errno.ENOTDIR: "a part of the path is a file, not a directory: check it with find_files",
+}
+
+
+def _model_os_error(e: OSError, root: Path) -> bool:
+    names = [n for n in (e.filename, e.filename2) if isinstance(n, (str, bytes))]
+    if e.errno not in _PATH_ERRNOS or not names:
+        return False
+    return all(_is_within(Path(os.path.abspath(os.fsdecode(n))), root) for n in names)
+
+
+def _is_within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _execute(t: Tool, ctx: ToolContext, kwargs: dict[str, Any]) -> Any:
+    """Run the tool; an OSError about a workspace path the model chose becomes a `ToolError`."""
+    root = ctx.workspace.root
+    try:
+        return t.fn(ctx, **kwargs)
+    except OSError as e:
+        if not _model_os_error(e, root):
+            raise
+        name = os.fsdecode(e.filename)
+        rel = os.path.relpath(name, root)
+        shown = rel if len(rel) <= 80 else f"{rel[:60]}...{rel[-12:]} ({len(rel):,} characters)"
+        hint = _PATH_HINTS.get(e.errno, "check the path and try another")  # type: ignore[arg-type]
+        raise ToolError(
+            f"{t.name} could not use {shown!r}: {e.strerror} ({errno.errorcode.get(e.errno or 0, e.errno)}); {hint}.",
+            kind="os_error",
+        ) from None
 
 
 class Toolbox:
@@ -397,35 +561,10 @@ class Toolbox:
                 "unknown_tool",
             )
         try:
-            args = json.loads(arguments) if arguments and arguments.strip() else {}
-            if isinstance(args, str):  # double-encoded JSON object
-                args = json.loads(args)
-        except json.JSONDecodeError as e:
-            return self._error(
-                call_id,
-                t.name,
-                f"Error: the arguments for {t.name} are not valid JSON ({e.msg} at line {e.lineno} "
-                f"column {e.colno}). Send one JSON object with: {_describe_args(t)}.",
-                "invalid_json",
-            )
-        if not isinstance(args, dict):
-            return self._error(
-                call_id,
-                t.name,
-                f"Error: the arguments for {t.name} must be a JSON object, not "
-                f"{type(args).__name__}. Send one JSON object with: {_describe_args(t)}.",
-                "invalid_json",
-            )
-        try:
-            kwargs = t.validate(args)
-        except ValidationError as e:
-            result = self._error(call_id, t.name, _validation_message(t, e), "invalid_arguments")
-            result.repaired_from = repaired
-            return result
-        if t.name in self.checkpoint_before:
-            self._checkpoint(f"before {t.name} call {call_id}")
-        try:
-            output = t.fn(self.ctx, **kwargs)
+            kwargs = _parse_call(t, arguments)
+            if t.name in self.checkpoint_before:
+                self._checkpoint(f"before {t.name} call {call_id}")
+            output = _execute(t, self.ctx, kwargs)
         except ToolError as e:
             result = self._error(call_id, t.name, f"Error: {e}", e.kind)
             result.repaired_from = repaired
@@ -476,9 +615,13 @@ class Toolbox:
     def bound(
         self, text: str, *, call_id: str = "", name: str = ""
     ) -> tuple[str, bool, str | None]:
-        """Redact secrets, then fit `text` in the result budget: (content, truncated, spilled_to)."""
-        if self.ctx.redact is not None:  # one place for every tool, so no result can skip it
+        """Redact secrets, show invisible characters, fit the result budget: (content, truncated, spilled_to)."""
+        text = redact_outgoing(text)  # every result and its spill file, whatever the tool
+        if self.ctx.redact is not None:  # a caller's own rules, on top
             text = self.ctx.redact(text)
+        text, invisible = show_invisible(text)  # file text, shell and test output alike
+        if invisible:
+            text = f"{invisible_note(invisible, where='This output')}\n{text}"
         budget = self.result_token_budget
         # Every token covers at least one byte, so a short text needs no counting.
         if len(text) <= budget and len(text.encode("utf-8")) <= budget:

@@ -12,6 +12,7 @@ import os
 import warnings
 from pathlib import Path
 
+from agent.invisible import unshow_invisible
 from tools.base import ToolContext, ToolError, tool
 from tools.workspace import PathError, TextFile, Workspace, plain_lines, split_lines
 
@@ -290,6 +291,10 @@ def str_replace(ctx: ToolContext, path: str, old_str: str, new_str: str = "") ->
     count = tf.text.count(old)
     if count == 0 and tf.newline != "\n":
         old, new = tf.to_file_newlines(old_str), tf.to_file_newlines(new_str)
+        count = tf.text.count(old)
+    if count == 0 and unshow_invisible(old) != old:
+        # Copied from a view, which shows invisible characters as escapes (agent.invisible).
+        old, new = unshow_invisible(old), unshow_invisible(new)
         count = tf.text.count(old)
     if count == 0:
         raise ToolError(_no_match_message(ws, tf, old_str), kind="no_match")

@@ -131,7 +131,11 @@ def snapshot_tree(ws: Workspace) -> str:
     with tempfile.TemporaryDirectory(prefix="tome-index-") as tmp:
         index = Path(tmp) / "index"
         if real_index.exists():
-            shutil.copyfile(real_index, index)  # a stat cache: most files need no re-hashing
+            # A stat cache, so most files need no re-hashing. copy2 keeps the index's mtime: git
+            # re-hashes entries changed in the same second as the index was written ("racy git",
+            # git's Documentation/technical/racy-git.txt) only while the index looks that old; a
+            # fresh mtime made a same-size rewrite look unchanged (a flaky checkpoint).
+            shutil.copy2(real_index, index)
         elif _head(ws):
             _git(ws, "read-tree", "HEAD", index=index)
         _git(ws, "add", "-A", "--", ".", index=index)

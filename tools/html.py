@@ -15,6 +15,8 @@ from bs4 import BeautifulSoup, Comment, Tag
 from markdownify import MarkdownConverter
 from pydantic import BaseModel
 
+from agent.invisible import strip_invisible  # the one definition of invisible code points
+
 __all__ = ["Page", "fence", "html_to_markdown", "longest_backtick_run", "strip_invisible"]
 
 _DROP_TAGS = (
@@ -30,13 +32,6 @@ _HIDDEN_STYLE = re.compile(
     r"|font-size\s*:\s*0(?:px|em|rem|pt|%)?\s*(?:;|$|!))",
     re.IGNORECASE,
 )
-# Zero-width and joiner characters, bidi controls, soft hyphen, word joiners and invisible
-# operators, BOM, variation selectors and Unicode tag characters.
-_INVISIBLE = re.compile(
-    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
-    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U000e0000-\U000e007f"
-    "\U000e0100-\U000e01ef]"
-)
 _LANG_CLASS = re.compile(r"^(?:language|lang|highlight-source|highlight)-([\w+#.-]+)$")
 
 
@@ -45,11 +40,6 @@ class Page(BaseModel):
 
     title: str = ""
     markdown: str
-
-
-def strip_invisible(text: str) -> str:
-    """Remove zero-width, bidi-control, tag and other invisible characters."""
-    return _INVISIBLE.sub("", text)
 
 
 def longest_backtick_run(text: str) -> int:

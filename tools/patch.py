@@ -507,23 +507,38 @@ def apply_patch_to_workspace(ws: Workspace, patch: str, *, fuzzy: bool = True) -
         return data, bool(p.stat().st_mode & 0o111)
 
     changes = plan_patch(files, read, fuzzy=fuzzy)
-    done: list[tuple[str, object]] = []
+    done: list[Path] = []
     try:
         for ch in changes:
             if ch.old_path is not None and (ch.new_path is None or ch.new_path != ch.old_path):
                 p = ws.resolve(ch.old_path, write=True)
                 if p.exists():
                     ws.delete(p)
-                    done.append(("undo", p))
+                    done.append(p)
             if ch.new_path is not None and ch.data is not None:
                 p = ws.resolve(ch.new_path, write=True)
                 ws.write_bytes(p, ch.data, mode=_mode_for(p, ch.executable))
-                done.append(("undo", p))
-    except BaseException:
-        for _, p in reversed(done):
-            ws.undo(p)  # type: ignore[arg-type]
+                done.append(p)
+    except BaseException as e:
+        stuck = _roll_back(ws, done)
+        if stuck and isinstance(e, ToolError):
+            raise PatchError(
+                f"{e}\nThe patch was partly applied and these files could not be put back: "
+                f"{', '.join(stuck)}. Once the workspace is sane, undo_edit each of them."
+            ) from None
         raise
     return changes
+
+
+def _roll_back(ws: Workspace, done: list[Path]) -> list[str]:
+    """Undo a half-applied patch's writes, newest first; returns the paths that stay changed."""
+    stuck = []
+    for p in reversed(done):
+        try:
+            ws.undo(p)
+        except ToolError:  # a refused undo keeps its step, for undo_edit later
+            stuck.append(ws.rel(p))
+    return stuck
 
 
 def _mode_for(path: Path, executable: bool | None) -> int | None:

@@ -1,11 +1,12 @@
-"""Run a command as its own process group, drain its output with a memory cap, kill it on time.
+"""Run a command with no terminal, drain its output with a memory cap, end all it started.
 
-The command gets a new session (so it has no controlling terminal and its own process group),
-stdin closed, and stdout and stderr interleaved on one pipe. Output is read as it comes; only the
-first and last `max_output // 2` bytes are kept. When the time is up the whole group gets SIGTERM,
-then SIGKILL after a grace period. When the command's shell exits but processes it started in the
-background are still in the group, they are stopped too (and the result says so): nothing a
-command starts outlives it.
+The command runs under a launcher (tools/reaper.py) in a new session (so it has no controlling
+terminal and its own process group), stdin from /dev/null, stdout and stderr interleaved on one
+pipe. Output is read as it comes; only the first and last `max_output // 2` bytes are kept. The
+launcher is a child subreaper: when the time is up, or when the command exits leaving processes
+behind (background jobs, `setsid` or double-forked daemons), every descendant gets SIGTERM, then
+SIGKILL after a grace period, and the result says so: nothing a command starts outlives it. The
+process group is ended too, for where the launcher cannot be a subreaper.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 import selectors
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -110,6 +112,17 @@ class _Capture:
         return clean_output(bytes(self.head)) + marker + clean_output(bytes(self.tail)), omitted
 
 
+_REAPER = Path(__file__).with_name("reaper.py")
+
+
+def _launcher(argv: Sequence[str], status_fd: int, kill_grace: float, leftover_grace: float) -> list[str]:
+    """`argv` under the subreaper launcher (tools/reaper.py), which ends every descendant."""
+    if not sys.executable:  # an embedded interpreter: the process group is all we can end
+        return list(argv)
+    return [sys.executable, "-I", "-S", str(_REAPER), str(status_fd), f"{kill_grace:g}",
+            f"{leftover_grace:g}", "--", *argv]  # fmt: skip
+
+
 def run_process(
     argv: Sequence[str],
     *,
@@ -120,18 +133,27 @@ def run_process(
     kill_grace: float = 2.0,
     leftover_grace: float = 0.5,
 ) -> ProcessResult:
-    """Run `argv` in its own process group; kill the group on timeout; keep head and tail output."""
+    """Run `argv` with no terminal under a subreaper; end every process it started, on exit or on
+    timeout; keep the head and tail of its output."""
     start = time.monotonic()
     deadline = start + timeout
-    proc = subprocess.Popen(
-        list(argv),
-        cwd=cwd,
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    status_r, status_w = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            _launcher(argv, status_w, kill_grace, leftover_grace),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # setsid(2): no controlling terminal, its own process group
+            pass_fds=(status_w,),
+        )
+    except BaseException:
+        os.close(status_r)
+        raise
+    finally:
+        os.close(status_w)
     pgid = proc.pid  # a new session leader's pgid is its pid
     cap = _Capture(max_output)
     assert proc.stdout is not None
@@ -148,7 +170,7 @@ def run_process(
             if proc.poll() is not None and exited_at is None:
                 exited_at = now
             if exited_at is not None and now - exited_at > leftover_grace:
-                break  # the shell is gone; a background child still holds the pipe
+                break  # the launcher is gone; something it could not end still holds the pipe
             if now >= deadline:
                 timed_out = True
                 break
@@ -167,10 +189,10 @@ def run_process(
                 proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 timed_out = True  # it closed its output but kept running
-        if timed_out:
-            _signal_group(pgid, signal.SIGTERM)
-            _wait_group(pgid, proc, kill_grace, fd, cap)
-        elif _still_alive(pgid, proc, 0.3):
+        if timed_out:  # the launcher ends the tree: SIGTERM, then SIGKILL after kill_grace
+            _signal_pid(proc.pid, signal.SIGTERM)
+            _wait_group(pgid, proc, kill_grace + 5.0, fd, cap)
+        elif _still_alive(pgid, proc, 0.3):  # without a launcher (or not on Linux): the group
             leftovers = True
             _signal_group(pgid, signal.SIGTERM)
             _wait_group(pgid, proc, min(kill_grace, 1.0), fd, cap)
@@ -180,6 +202,8 @@ def run_process(
         code = proc.wait()
         _drain(fd, cap)
     proc.stdout.close()
+    with os.fdopen(status_r, "rb") as status:
+        leftovers |= b"leftovers" in status.read()
     output, omitted = cap.render()
     return ProcessResult(
         exit_code=None if timed_out and code in (-signal.SIGTERM, -signal.SIGKILL) else code,
@@ -190,6 +214,13 @@ def run_process(
         duration=round(time.monotonic() - start, 3),
         stopped_leftovers=leftovers,
     )
+
+
+def _signal_pid(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _still_alive(pgid: int, proc: subprocess.Popen[bytes], seconds: float) -> bool:

@@ -1,10 +1,12 @@
-"""An optional OS sandbox for shell commands, built on bubblewrap (`bwrap`).
+"""An OS sandbox for shell commands, built on bubblewrap (`bwrap`), and the one decision of
+whether a run may use the shell without it.
 
 Inside: the root file system read-only, the workspace writable but its `.git` read-only, a private
 `/tmp`, a private PID namespace (so every process dies with the command), no capabilities, and no
-network unless `settings.safety.network` is on. bwrap is a Debian package (`bubblewrap`); when it
-is missing or the kernel refuses namespaces, `sandbox = "auto"` runs unsandboxed with a note and
-`sandbox = "require"` refuses to run.
+network unless `settings.safety.network` is on. bwrap is a Debian package (`bubblewrap`). When it
+is missing or the kernel refuses namespaces, a run fails closed: `sandbox = "require"` and headless
+runs with `sandbox = "auto"` refuse to start; an interactive `auto` run asks the user once. Only
+the user opts out (`--sandbox off`, or `sandbox = "off"` in user config; a project file cannot).
 """
 
 from __future__ import annotations
@@ -12,26 +14,29 @@ from __future__ import annotations
 import functools
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel
 
-__all__ = ["UNSANDBOXED_NOTE", "SandboxPlan", "bwrap_problem", "plan_sandbox", "wrap_argv"]
+from agent.errors import ConfigError
+from agent.settings import SafetySettings, Settings, user_config_path
 
-UNSANDBOXED_NOTE = (
-    "note: the shell runs unsandboxed (bubblewrap is not available: {why}); "
-    "commands can write anywhere this user can and reach the network"
-)
+__all__ = ["SandboxPlan", "bwrap_problem", "plan_sandbox", "settle_sandbox", "wrap_argv"]
 
 
 class SandboxPlan(BaseModel):
-    """How one shell command will run: under bwrap (with its path) or not, and why."""
+    """How shell commands will run: under bwrap (with its path), unsandboxed, or not at all."""
 
     bwrap: str | None = None
     network: bool = False
     note: str | None = None
     error: str | None = None
+    """Set when no command may run: the message says how to install bubblewrap or opt out."""
+    ask: str | None = None
+    """Set for an interactive run without bwrap: the question to put to the user, once."""
+    unavailable: str | None = None
+    """Why bwrap cannot be used here, when it was wanted and cannot."""
 
 
 @functools.lru_cache(maxsize=8)
@@ -51,28 +56,60 @@ def bwrap_problem(bwrap: str) -> str | None:
     return None
 
 
-def plan_sandbox(mode: Literal["require", "auto", "off"], *, network: bool) -> SandboxPlan:
-    """Decide how to run: bwrap when wanted and usable, else a note (auto) or an error (require)."""
-    if mode == "off":
-        return SandboxPlan(network=True)
-    path = shutil.which("bwrap")
-    why = (
-        "bwrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
-        if path is None
-        else bwrap_problem(path)
+def _remedy() -> str:
+    return (
+        "Install bubblewrap (Debian/Ubuntu: apt-get install bubblewrap), or opt out explicitly "
+        f'with --sandbox off or [safety] sandbox = "off" in {user_config_path()}'
     )
+
+
+def plan_sandbox(safety: SafetySettings, *, interactive: bool) -> SandboxPlan:
+    """Decide how shell commands run: bwrap when wanted and usable; else off, ask, or refuse."""
+    if safety.sandbox == "off":
+        return SandboxPlan(network=True)
+    path = shutil.which(safety.bwrap)
+    why = f"{safety.bwrap} is not installed" if path is None else bwrap_problem(path)
     if why is None:
-        reach = "network allowed" if network else "no network"
+        reach = "network allowed" if safety.network else "no network"
         note = (
             f"note: the shell runs in a sandbox ({reach}; only the workspace and a private /tmp "
             "are writable; .git is read-only)"
         )
-        return SandboxPlan(bwrap=path, network=network, note=note)
-    if mode == "require":
+        return SandboxPlan(bwrap=path, network=safety.network, note=note)
+    if safety.sandbox == "require":
         return SandboxPlan(
-            error=f"the shell is disabled: settings.safety.sandbox is 'require' but {why}"
+            error=f"settings.safety.sandbox is 'require' but {why}. {_remedy()}.", unavailable=why
         )
-    return SandboxPlan(network=True, note=UNSANDBOXED_NOTE.format(why=why))
+    if not interactive:
+        return SandboxPlan(
+            error=f"a headless run does not start without a sandbox: {why}, and shell commands "
+            f"would run unsandboxed, with network. {_remedy()}.",
+            unavailable=why,
+        )
+    return SandboxPlan(
+        ask=f"The shell cannot be sandboxed here ({why}): commands the agent runs could write "
+        "anywhere you can and reach the network. Run them unsandboxed for this session?",
+        unavailable=why,
+    )
+
+
+def settle_sandbox(
+    settings: Settings, *, interactive: bool, confirm: Callable[[str], bool] | None
+) -> Settings:
+    """The run's settings with the sandbox question settled, asked at most once; else ConfigError.
+
+    Unchanged when bwrap is usable or the user opted out; `sandbox = "off"` for this run when an
+    interactive user agrees to run unsandboxed."""
+    plan = plan_sandbox(settings.safety, interactive=interactive)
+    if plan.error is not None:
+        raise ConfigError(plan.error)
+    if plan.ask is None:
+        return settings
+    if confirm is None or not confirm(plan.ask):
+        raise ConfigError(f"stopped: the shell cannot be sandboxed and running it unsandboxed was "
+                          f"not agreed. {_remedy()}.")
+    safety = settings.safety.model_copy(update={"sandbox": "off"})
+    return settings.model_copy(update={"safety": safety})
 
 
 def wrap_argv(argv: list[str], *, bwrap: str, workspace: Path, network: bool) -> list[str]:

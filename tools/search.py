@@ -1,5 +1,10 @@
 """Search: grep (ripgrep when on PATH, pure Python otherwise), find_files, find_symbol.
 
+Every search is bounded in wall-clock time (`SEARCH_TIMEOUT`) and says so when it runs out:
+ripgrep is killed at the deadline; the Python engine scans in a thread the call waits for only
+until the deadline, matching with the `regex` module, which releases the GIL and gives up at a
+timeout of its own. A catastrophic pattern such as `(a+)+$` is an observation, not a freeze.
+
 Both grep engines see the same files (gitignore-aware like git: `.gitignore` files at every
 level and `.git/info/exclude`; hidden and binary files skipped) and print the same lines.
 Globs follow gitignore rules relative to the workspace root: `*.py` matches at any depth,
@@ -14,19 +19,24 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pathspec
+import regex
 
 from tools.base import ToolContext, ToolError, tool
 from tools.workspace import plain_lines
 
 __all__ = [
+    "SEARCH_TIMEOUT",
     "SEARCH_TOOLS",
     "GrepHit",
+    "SearchTimeout",
     "find_definitions",
     "find_files",
     "find_symbol",
@@ -39,6 +49,35 @@ __all__ = [
 MAX_LINE = 300
 COUNT_LIMIT = 20_000  # stop counting matches beyond this
 _BINARY_PROBE = 8192
+SEARCH_TIMEOUT = 10.0  # seconds for one grep, find_files or find_symbol call
+
+
+class SearchTimeout(ToolError):
+    """A search passed its deadline; the message says what to change."""
+
+    kind = "timeout"
+
+
+@dataclass
+class Deadline:
+    """The time one search may take."""
+
+    seconds: float
+    advice: str = "narrow the search with path or glob"
+    start: float = field(default_factory=time.monotonic)
+
+    def left(self) -> float:
+        """Seconds until the deadline (negative once passed)."""
+        return self.seconds - (time.monotonic() - self.start)
+
+    def check(self) -> None:
+        """Raise SearchTimeout once the deadline has passed."""
+        if self.left() <= 0:
+            self.expired()
+
+    def expired(self) -> None:
+        """Raise the SearchTimeout observation."""
+        raise SearchTimeout(f"the search timed out after {self.seconds:g} s; {self.advice}.")
 
 
 def rg_binary() -> str | None:
@@ -210,27 +249,64 @@ def search_text(
     context: int = 0,
     max_results: int = 100,
     engine: Literal["auto", "rg", "python"] = "auto",
+    timeout: float = SEARCH_TIMEOUT,
 ) -> GrepResult:
-    """Search file contents under `start` for a regex; ripgrep or pure Python, same results."""
+    """Search file contents under `start` for a regex; ripgrep or pure Python, same results.
+
+    Raises SearchTimeout (an observation for the model) when the search takes over `timeout` s."""
     rg = rg_binary() if engine in ("auto", "rg") else None
     if engine == "rg" and rg is None:
         raise RuntimeError("ripgrep (rg) is not on PATH")
+    deadline = Deadline(timeout, "simplify the pattern (nested repeats such as (a+)+ backtrack "
+                        "exponentially) or narrow the search with path or glob")
     if rg:
-        return _search_rg(rg, root, pattern, start or root, glob, ignore_case, context, max_results)
-    return _search_py(root, pattern, start or root, glob, ignore_case, context, max_results)
+        return _search_rg(rg, root, pattern, start or root, glob, ignore_case, context, max_results, deadline)
+    return _search_py(root, pattern, start or root, glob, ignore_case, context, max_results, deadline)
 
 
-def _search_py(root, pattern, start, glob, ignore_case, context, max_results) -> GrepResult:
+def _search_py(root, pattern, start, glob, ignore_case, context, max_results, deadline: Deadline) -> GrepResult:
+    # `regex` (V0: re's syntax and behaviour) rather than `re`: it can release the GIL while it
+    # matches (`concurrent`) and it gives up at a timeout, where `re` holds the GIL until done.
+    # Its timeout counts CPU seconds (a loaded machine stretches them), so the scan runs in a
+    # thread that the call waits for only until the wall-clock deadline; left behind, the thread
+    # stops at its next deadline check or regex timeout. A child process killed at the deadline
+    # would also bound `re`, but costs a process start (and importing this module) per call.
     try:
-        rx = re.compile(pattern, re.IGNORECASE if ignore_case else 0)
-    except re.error as e:
+        rx = regex.compile(pattern, regex.V0 | (regex.IGNORECASE if ignore_case else 0))
+    except (regex.error, re.error) as e:
         raise ToolError(
             f"the pattern {pattern!r} is not a valid regular expression: {e}."
         ) from None
+    return _bounded(lambda: _scan_py(root, rx, start, glob, context, max_results, deadline), deadline)
+
+
+def _bounded(work: Callable[[], GrepResult], deadline: Deadline) -> GrepResult:
+    """`work()`, run in a thread and waited for until the deadline (wall clock)."""
+    out: list[tuple[bool, Any]] = []
+
+    def target() -> None:
+        try:
+            out.append((True, work()))
+        except BaseException as e:  # handed to the caller below
+            out.append((False, e))
+
+    worker = threading.Thread(target=target, name="tome-grep", daemon=True)
+    worker.start()
+    worker.join(max(deadline.left(), 0.0))
+    if not out:
+        deadline.expired()
+    ok, value = out[0]
+    if not ok:
+        raise value
+    return value
+
+
+def _scan_py(root, rx: regex.Pattern, start, glob, context, max_results, deadline: Deadline) -> GrepResult:
     gspec = _glob_spec(glob)
     hits: list[GrepHit] = []
     matches = files = 0
     for p in walk_files(root, start):
+        deadline.check()
         rel = p.relative_to(root).as_posix()
         if gspec is not None and not gspec.match_file(rel):
             continue
@@ -241,7 +317,7 @@ def _search_py(root, pattern, start, glob, ignore_case, context, max_results) ->
         if b"\x00" in data[:_BINARY_PROBE]:
             continue
         lines = plain_lines(data.decode("utf-8", errors="replace"))
-        found = [i for i, line in enumerate(lines) if rx.search(line)]
+        found = _matching_lines(rx, lines, deadline)
         if not found:
             continue
         files += 1
@@ -259,7 +335,21 @@ def _search_py(root, pattern, start, glob, ignore_case, context, max_results) ->
     return GrepResult(hits, matches, files, complete=True)
 
 
-def _search_rg(rg, root, pattern, start, glob, ignore_case, context, max_results) -> GrepResult:
+def _matching_lines(rx: regex.Pattern, lines: list[str], deadline: Deadline) -> list[int]:
+    found = []
+    try:
+        for i, line in enumerate(lines):
+            left = deadline.left()
+            if left <= 0:
+                deadline.expired()
+            if rx.search(line, concurrent=True, timeout=left):
+                found.append(i)
+    except TimeoutError:  # the regex module's own timeout
+        deadline.expired()
+    return found
+
+
+def _search_rg(rg, root, pattern, start, glob, ignore_case, context, max_results, deadline: Deadline) -> GrepResult:
     cmd = [
         rg,
         "--json",
@@ -297,6 +387,8 @@ def _search_rg(rg, root, pattern, start, glob, ignore_case, context, max_results
     files: set[str] = set()
     complete = True
     assert proc.stdout is not None and proc.stderr is not None
+    killer = threading.Timer(max(deadline.left(), 0.0), proc.kill)
+    killer.start()
     try:
         for raw in proc.stdout:
             ev = json.loads(raw)
@@ -323,6 +415,9 @@ def _search_rg(rg, root, pattern, start, glob, ignore_case, context, max_results
             proc.kill()
         err = proc.stderr.read().decode(errors="replace")
         code = proc.wait()
+        killer.cancel()
+    if complete and deadline.left() <= 0 and code < 0:  # killed at the deadline
+        deadline.expired()
     if complete and code == 2 and not hits:
         msg = err.strip().splitlines()
         raise ToolError(
@@ -422,11 +517,13 @@ def find_files(ctx: ToolContext, pattern: str, path: str = ".", max_results: int
     spec = _glob_spec(pattern)
     if spec is None:
         raise ToolError("the pattern is empty; give a glob such as '*.py'.")
-    found = [
-        p.relative_to(ws.root).as_posix()
-        for p in walk_files(ws.root, start)
-        if spec.match_file(p.relative_to(ws.root).as_posix())
-    ]
+    deadline = Deadline(SEARCH_TIMEOUT, "narrow the search with path or a more specific pattern")
+    found = []
+    for p in walk_files(ws.root, start):
+        deadline.check()
+        rel = p.relative_to(ws.root).as_posix()
+        if spec.match_file(rel):
+            found.append(rel)
     if not found:
         return f"No files match {pattern!r} under {ws.rel(start)}."
     head = f"{len(found):,} file{'s' if len(found) != 1 else ''} match {pattern!r}"
@@ -564,8 +661,11 @@ def _pattern_defs(rel: str, text: str, name: str, suffix: str) -> list[Definitio
     return out
 
 
-def find_definitions(root: Path, name: str, *, start: Path | None = None) -> list[Definition]:
+def find_definitions(
+    root: Path, name: str, *, start: Path | None = None, timeout: float = SEARCH_TIMEOUT
+) -> list[Definition]:
     """Definitions of `name` (or `Class.method`) in Python (ast) and other languages (patterns)."""
+    deadline = Deadline(timeout, "narrow the search with path")
     short = name.split(".")[-1].encode()
     word = re.escape(name.split(".")[-1])
     py_hint = re.compile(
@@ -574,6 +674,7 @@ def find_definitions(root: Path, name: str, *, start: Path | None = None) -> lis
     )
     out: list[Definition] = []
     for p in walk_files(root, start):
+        deadline.check()
         suffix = p.suffix.lower()
         if suffix not in (".py", ".pyi") and not any(suffix in e for e in _PATTERNS):
             continue

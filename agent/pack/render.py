@@ -13,6 +13,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
+from agent.invisible import invisible_note, show_invisible
+
 __all__ = ["TREE_LEVELS", "Format", "fence_language", "file_block", "footer", "header", "relevant_block", "tree"]
 
 Format = Literal["xml", "markdown"]
@@ -47,16 +49,23 @@ def _body(text: str) -> str:
 
 
 def file_block(path: str, text: str, fmt: Format, *, level: str = "full") -> str:
-    """One file's block: its path, level and line count, then the text."""
+    """One file's block: its path, level and line count, then the text.
+
+    Invisible characters (bidi controls, zero-width, tags) in the path or text are written as
+    escapes (`\\u202e`) with a note that the file holds them; other files are unchanged."""
+    path, _ = show_invisible(path)
+    text, invisible = show_invisible(text)
     body = _body(text)
     lines = body.count("\n")
     if fmt == "xml":
         lvl = "" if level == "full" else f' level="{level}"'
-        return f"<file path={_attr(path)}{lvl} lines=\"{lines}\">\n{body}</file>\n"
+        note = f" note={_attr(invisible_note(invisible, where='this file'))}" if invisible else ""
+        return f"<file path={_attr(path)}{lvl} lines=\"{lines}\"{note}>\n{body}</file>\n"
     longest = max(map(len, _TICKS.findall(body)), default=0) if "`" in body else 0
     fence = "`" * max(3, longest + 1)
     title = "File" if level == "full" else "Outline"
-    return f"## {title}: `{path}` ({lines} lines)\n\n{fence}{fence_language(path)}\n{body}{fence}\n\n"
+    note = f"\n\n{invisible_note(invisible, where='This file')}" if invisible else ""
+    return f"## {title}: `{path}` ({lines} lines){note}\n\n{fence}{fence_language(path)}\n{body}{fence}\n\n"
 
 
 def header(repo: str, commit: str | None, budget: int, counts: dict[str, int], fmt: Format) -> str:
@@ -118,7 +127,7 @@ def tree(paths: Sequence[str], level: str, fmt: Format) -> str:
                 lines.append(f"./ ({totals[d]} files)")
                 continue
             lines.append("  " * (len(d) - 1) + d[-1] + f"/ ({totals[d]} files)")
-    body = "\n".join(lines) + "\n"
+    body, _ = show_invisible("\n".join(lines) + "\n")
     if fmt == "xml":
         return f'<tree level="{level}">\n{body}</tree>\n'
     return f"## Tree\n\n```text\n{body}```\n\n"

@@ -2,9 +2,10 @@
 
 It replays a script of assistant turns over real HTTP, so tests, the demo and fault drills drive
 the real `openai` SDK. Like DeepSeek it counts prompt tokens with the real tokenizer, reports
-prompt-cache hits by longest common prefix with earlier requests (in fixed token blocks),
-answers 400 when a tool-call turn comes back without its `reasoning_content` in thinking mode,
-and answers DeepSeek's context-length 400 above the window.
+prompt-cache hits as DeepSeek's cache units would (`PrefixCache`), answers 400 when a tool-call
+turn comes back without its `reasoning_content` (or with an empty one) in thinking mode or
+without a tool message for each of its calls, and answers DeepSeek's context-length 400 above
+the window.
 
 Faults are injected per turn: `faults[i]` shapes attempt `i` of that turn; once they are used
 up the turn is served normally. What each kind does to its attempt:
@@ -16,6 +17,11 @@ up the turn is served normally. What each kind does to its attempt:
     no_finish       a complete answer whose finish_reason is missing; the turn stays
     delay           keep-alive lines for `seconds`, then serve the turn (consumes it)
     malformed_args  serve the turn with every tool call's arguments cut short (consumes it)
+    stall           200, then nothing at all (not even keep-alives) for `seconds`, then close;
+                    the turn stays
+    insufficient    the first half of the answer's text, no tool calls, and
+                    finish_reason "insufficient_system_resource" (DeepSeek ran out of capacity);
+                    the turn stays
 
 Usage (the CLI serves a JSON script until interrupted):
 
@@ -30,7 +36,9 @@ Usage (the CLI serves a JSON script until interrupted):
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import re
 import socket
 import sys
 import threading
@@ -44,6 +52,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from agent.profiles import DEEPSEEK_EFFORTS
+
 __all__ = [
     "Fault",
     "ScriptedToolCall",
@@ -52,7 +62,10 @@ __all__ = [
     "RecordedRequest",
     "ScriptedServer",
     "render_prompt",
+    "PrefixCache",
     "REASONING_ECHO_MESSAGE",
+    "TOOL_ANSWER_MESSAGE",
+    "DEFAULT_CACHE_INTERVAL",
 ]
 
 # DeepSeek's wording (2026), so clients can be tested against what they will really see.
@@ -80,7 +93,7 @@ class _Record(BaseModel):
 class Fault(_Record):
     """One injected failure (or distortion) of one attempt at a turn; see the module docstring."""
 
-    kind: Literal["status", "keepalive", "cut", "no_finish", "delay", "malformed_args"]
+    kind: Literal["status", "keepalive", "cut", "no_finish", "delay", "malformed_args", "stall", "insufficient"]
     status: int = Field(default=503, description="HTTP status for kind=status.")
     retry_after: str | None = Field(
         default=None, description="Retry-After header value for kind=status: seconds or an HTTP date."
@@ -88,7 +101,7 @@ class Fault(_Record):
     message: str | None = Field(default=None, description="Error message for kind=status.")
     seconds: float = Field(
         default=0.0, description="status: wait before answering; delay: keep-alives before serving; "
-        "keepalive: how long to keep the connection alive (0 = until the client leaves).",
+        "keepalive, stall: how long to keep the connection open (0 = until the client leaves).",
     )
 
     @field_validator("retry_after", mode="before")
@@ -186,8 +199,15 @@ def _text_of(content: Any) -> str:
     return json.dumps(content, sort_keys=True)
 
 
+# The open-weights V4 encoder puts the Max effort marker at the very start of the prompt (belief
+# from issue 13; settled by encoding/encoding_dsv4.py of deepseek-ai/DeepSeek-V4-Pro on Hugging
+# Face), so a switch into or out of Max shares no cached prefix with what came before.
+MAX_EFFORT_MARKER = "<|effort:max|>"
+
+
 def render_prompt(body: dict[str, Any], *, thinking: bool = True) -> str:
-    """The canonical text of a request's prompt: leading system messages, tools, then the rest.
+    """The canonical text of a request's prompt: the effort marker (Max), leading system
+    messages, tools, then the rest.
 
     Prefix caching and token counts are computed on this text, so two requests that share a
     message prefix share a text prefix.
@@ -195,28 +215,158 @@ def render_prompt(body: dict[str, Any], *, thinking: bool = True) -> str:
     messages = body.get("messages") or []
     tools = body.get("tools") or []
     parts: list[str] = []
+    if thinking and DEEPSEEK_EFFORTS.get(body.get("reasoning_effort") or "") == "max":
+        parts.append(MAX_EFFORT_MARKER)
     i = 0
     while i < len(messages) and isinstance(messages[i], dict) and messages[i].get("role") == "system":
         parts.append(f"<|system|>{_text_of(messages[i].get('content'))}\n")
         i += 1
     if tools:
         parts.append(f"<|tools|>{json.dumps(tools, sort_keys=True, ensure_ascii=False)}\n")
-    for m in messages[i:]:
-        if not isinstance(m, dict):
-            continue
-        role = m.get("role", "")
-        parts.append(f"<|{role}|>")
-        calls = m.get("tool_calls") or []
-        if role == "assistant" and calls and thinking and m.get("reasoning_content"):
-            parts.append(f"<think>{m['reasoning_content']}</think>")
-        if role == "tool":
-            parts.append(f"[{m.get('tool_call_id', '')}]")
-        parts.append(_text_of(m.get("content")))
-        for c in calls:
-            fn = c.get("function", {}) if isinstance(c, dict) else {}
-            parts.append(f"<|call|>{fn.get('name', '')}({fn.get('arguments', '')})")
-        parts.append("\n")
+    parts += [render_message(m, thinking=thinking) for m in messages[i:] if isinstance(m, dict)]
     return "".join(parts)
+
+
+def render_message(m: dict[str, Any], *, thinking: bool = True) -> str:
+    """One non-leading message as it appears in the prompt text."""
+    role = m.get("role", "")
+    parts = [f"<|{role}|>"]
+    calls = m.get("tool_calls") or []
+    if role == "assistant" and calls and thinking and m.get("reasoning_content"):
+        parts.append(f"<think>{m['reasoning_content']}</think>")
+    if role == "tool":
+        parts.append(f"[{m.get('tool_call_id', '')}]")
+    parts.append(_text_of(m.get("content")))
+    for c in calls:
+        fn = c.get("function", {}) if isinstance(c, dict) else {}
+        parts.append(f"<|call|>{fn.get('name', '')}({fn.get('arguments', '')})")
+    parts.append("\n")
+    return "".join(parts)
+
+
+# ---- the prefix cache -------------------------------------------------------------------------
+
+# Tokens between the cache units DeepSeek cuts inside a long prompt. The guide says "fixed token
+# intervals" without the number: 4,096 is a belief, to be settled by a live run
+# (benchmarks/cache_hits.py --cache-interval shows how much the figures depend on it).
+DEFAULT_CACHE_INTERVAL = 4_096
+# A newline followed by a non-space character is a pre-token boundary of the V4 tokenizer
+# (agent.tokens, count_batch), so counting the pieces between such seams counts the whole.
+_SEAM = re.compile(r"\n(?=\S)")
+
+
+class PrefixCache:
+    """DeepSeek's context cache as its guide describes it (api-docs.deepseek.com/guides/kv_cache).
+
+    A request hits only a whole stored *unit*: the longest unit that is a prefix of its prompt.
+    Units are stored at the end of each request's input (the whole prompt) and at the end of
+    its output (the prompt followed by the answer as the next request will render it), at a
+    common prefix detected with an earlier prompt (usable by later requests, not by the one that
+    revealed it), and every `interval` tokens inside a long prompt (cut at the nearest seam, a
+    pre-token boundary, at or after the interval). Units are kept as (length, digest).
+    """
+
+    def __init__(self, tokenizer: Any, *, interval: int = DEFAULT_CACHE_INTERVAL) -> None:
+        self.tokenizer = tokenizer
+        self.interval = max(1, interval)
+        self._units: dict[int, dict[bytes, int]] = {}
+        self._prompts: list[str] = []
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _digest(text: str) -> bytes:
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+    def _add(self, text: str, tokens: int) -> None:
+        self._units.setdefault(len(text), {}).setdefault(self._digest(text), tokens)
+
+    def units(self) -> list[tuple[int, int]]:
+        """Stored units as (characters, tokens), shortest first."""
+        with self._lock:
+            return sorted((n, t) for n, d in self._units.items() for t in d.values())
+
+    def lookup(self, text: str) -> int:
+        """Tokens of the longest stored unit that is a prefix of `text` (0: a full miss)."""
+        with self._lock:
+            lengths = sorted((n for n in self._units if n <= len(text)), reverse=True)
+            for n in lengths:
+                tokens = self._units[n].get(self._digest(text[:n]))
+                if tokens is not None:
+                    return tokens
+        return 0
+
+    def request(self, text: str, prompt_tokens: int) -> int:
+        """Serve one prompt: its hit, then the units it stores (input end, intervals, common prefix)."""
+        hit = min(self.lookup(text), prompt_tokens)
+        shared = max((_common_prefix(text, p) for p in self._prompts), default=0)
+        intervals = self._interval_cuts(text)
+        with self._lock:
+            self._prompts.append(text)
+            self._add(text, prompt_tokens)
+            for end, tokens in intervals:
+                self._add(text[:end], tokens)
+        if 0 < shared < len(text) and not self._has(text[:shared]):
+            self.store(text[:shared], self.tokenizer.count(text[:shared]))
+        return hit
+
+    def _has(self, text: str) -> bool:
+        with self._lock:
+            return self._digest(text) in self._units.get(len(text), {})
+
+    def store(self, text: str, tokens: int) -> None:
+        """Store one unit (the end of a model output, a detected common prefix)."""
+        with self._lock:
+            self._add(text, tokens)
+
+    def _interval_cuts(self, text: str) -> list[tuple[int, int]]:
+        """(end offset, tokens so far) at the first seam past each multiple of the interval."""
+        ends = [m.end() for m in _SEAM.finditer(text)]
+        starts = [0, *ends]
+        pieces = [text[a:b] for a, b in zip(starts, [*ends, len(text)])]
+        counts = self.tokenizer.count_batch(pieces) if hasattr(self.tokenizer, "count_batch") else [
+            self.tokenizer.count(p) for p in pieces]
+        cuts: list[tuple[int, int]] = []
+        total, target = 0, self.interval
+        for end, n in zip(ends, counts):
+            total += n
+            if total >= target:
+                cuts.append((end, total))
+                target = (total // self.interval + 1) * self.interval
+        return cuts
+
+
+# The JSON Schema subset of strict function calling (api-docs.deepseek.com/guides/tool_calls,
+# strict mode): these types plus enum and anyOf; every object closed, with every property required.
+_STRICT_TYPES = frozenset({"object", "string", "number", "integer", "boolean", "array"})
+
+
+def _strict_problem(tool: Any) -> str | None:
+    """Why a strict tool's schema is outside the strict subset, or None (also for a non-strict tool)."""
+    fn = tool.get("function") if isinstance(tool, dict) else None
+    if not isinstance(fn, dict) or not fn.get("strict"):
+        return None
+    return _schema_problem(fn.get("parameters") or {}, fn.get("name", "?"))
+
+
+def _schema_problem(schema: Any, where: str) -> str | None:
+    if not isinstance(schema, dict):
+        return None
+    kind = schema.get("type")
+    if kind is not None and kind not in _STRICT_TYPES:
+        return f"{where}: type {kind!r} is not supported"
+    if kind == "object":
+        props = schema.get("properties") or {}
+        if schema.get("additionalProperties") is not False:
+            return f"{where}: additionalProperties must be false"
+        if set(schema.get("required") or []) != set(props):
+            return f"{where}: every property must be required"
+        for name, sub in props.items():
+            if problem := _schema_problem(sub, f"{where}.{name}"):
+                return problem
+    for sub in [schema.get("items"), *(schema.get("anyOf") or [])]:
+        if problem := _schema_problem(sub, where):
+            return problem
+    return None
 
 
 def _phrase(status: int) -> str:
@@ -250,7 +400,7 @@ class ScriptedServer:
         tokenizer: Any = None,
         models: Sequence[str] = DEFAULT_MODELS,
         context_window: int = 1_048_576,
-        cache_block: int = 64,
+        cache_interval: int = DEFAULT_CACHE_INTERVAL,
         api_key: str | None = None,
         thinking_default: bool = True,
         keepalive_interval: float = 0.05,
@@ -260,7 +410,7 @@ class ScriptedServer:
         self.script = script if isinstance(script, Script) else Script(script)
         self.models = list(models)
         self.context_window = context_window
-        self.cache_block = cache_block
+        self.cache_interval = cache_interval
         self.thinking_default = thinking_default
         self.keepalive_interval = keepalive_interval
         self.chunk_chars = max(1, chunk_chars)
@@ -272,7 +422,7 @@ class ScriptedServer:
         self._lock = threading.Lock()
         self._next_turn = 0
         self._attempt = 0
-        self._prompts: list[str] = []
+        self._cache: PrefixCache | None = None
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -370,8 +520,11 @@ class ScriptedServer:
             raise _HTTPError(400, f"thinking must be {{'type': 'enabled' | 'disabled'}}, got {thinking!r}")
         return thinking["type"] == "enabled"
 
-    def _validate(self, body: Any) -> tuple[bool, str, int]:
-        """Check a chat request like DeepSeek does; returns (thinking, prompt text, prompt tokens)."""
+    def _validate(self, body: Any, *, beta: bool = False) -> tuple[bool, str, int]:
+        """Check a chat request like DeepSeek does; returns (thinking, prompt text, prompt tokens).
+
+        `beta`: the request came under /beta, where `strict` tool schemas are enforced.
+        """
         if not isinstance(body, dict):
             raise _HTTPError(400, "Failed to deserialize the JSON body into the target type")
         if body.get("model") not in self.models:
@@ -381,17 +534,25 @@ class ScriptedServer:
             raise _HTTPError(400, "messages must be a non-empty list")
         thinking = self._thinking(body)
         effort = body.get("reasoning_effort")
-        if effort is not None and effort not in ("high", "max"):
-            raise _HTTPError(400, f"reasoning_effort must be 'high' or 'max' (tome sends only these), got {effort!r}")
+        if effort is not None and effort not in DEEPSEEK_EFFORTS:
+            accepted = ", ".join(DEEPSEEK_EFFORTS)
+            raise _HTTPError(400, f"reasoning_effort must be one of {accepted}, got {effort!r}")
         if thinking:
             for m in messages:
                 if (
                     isinstance(m, dict)
                     and m.get("role") == "assistant"
                     and m.get("tool_calls")
-                    and not isinstance(m.get("reasoning_content"), str)
+                    and not (isinstance(m.get("reasoning_content"), str) and m["reasoning_content"])
                 ):
+                    # A missing reasoning_content is documented to fail; an empty one is reported
+                    # to (litellm, hermes-agent issues on V4-Pro): both get the 400 here.
                     raise _HTTPError(400, REASONING_ECHO_MESSAGE)
+        _check_tool_answers(messages)
+        if beta:
+            for problem in (_strict_problem(t) for t in body.get("tools") or []):
+                if problem:
+                    raise _HTTPError(400, f"strict function calling: {problem}")
         text = render_prompt(body, thinking=thinking)
         prompt_tokens = self.tokenizer.count(text)
         completion = int(body.get("max_tokens") or body.get("max_completion_tokens") or 0)
@@ -407,14 +568,13 @@ class ScriptedServer:
             )
         return thinking, text, prompt_tokens
 
-    def _cache_hit(self, text: str, prompt_tokens: int) -> int:
+    @property
+    def cache(self) -> PrefixCache:
+        """The prefix cache shared by every request to this server."""
         with self._lock:
-            best = max((_common_prefix(text, p) for p in self._prompts), default=0)
-            self._prompts.append(text)
-        if best == 0:
-            return 0
-        shared = prompt_tokens if best == len(text) else self.tokenizer.count(text[:best])
-        return min(prompt_tokens, shared) // self.cache_block * self.cache_block
+            if self._cache is None:
+                self._cache = PrefixCache(self.tokenizer, interval=self.cache_interval)
+            return self._cache
 
     def _take_attempt(self, body: dict[str, Any]) -> tuple[int, Turn, Fault | None]:
         """The turn this request is for and the fault for this attempt (None: serve normally)."""
@@ -444,6 +604,29 @@ class ScriptedServer:
             else:
                 self._attempt += 1
         return index, turn, fault
+
+
+# DeepSeek's wording (reported from the official API in langgenius/dify#32222; OpenAI's is the same
+# sentence followed by the ids): an assistant turn's tool_calls each need a tool message after it.
+TOOL_ANSWER_MESSAGE = (
+    "An assistant message with 'tool_calls' must be followed by tool messages responding to each "
+    "'tool_call_id'. (insufficient tool messages following tool_calls message)"
+)
+
+
+def _check_tool_answers(messages: list[Any]) -> None:
+    """400 unless every tool_call id of an assistant turn has a tool message right after the turn."""
+    for i, m in enumerate(messages):
+        if not (isinstance(m, dict) and m.get("role") == "assistant" and m.get("tool_calls")):
+            continue
+        answered: set[Any] = set()
+        for later in messages[i + 1:]:
+            if not (isinstance(later, dict) and later.get("role") == "tool"):
+                break
+            answered.add(later.get("tool_call_id"))
+        missing = [c.get("id") for c in m["tool_calls"] if isinstance(c, dict) and c.get("id") not in answered]
+        if missing:
+            raise _HTTPError(400, f"{TOOL_ANSWER_MESSAGE} Missing: {', '.join(map(str, missing))}")
 
 
 def _usage(
@@ -556,6 +739,11 @@ class _Handler(BaseHTTPRequestHandler):
             srv._stopping.wait(min(srv.keepalive_interval, left))
         return False
 
+    def _stall(self, seconds: float) -> None:
+        """Send nothing for `seconds` (0: until the server stops); the client must give up first."""
+        srv = self.scripted
+        srv._stopping.wait(seconds if seconds > 0 else None)
+
     # ---- routes ----------------------------------------------------------------------------
 
     def do_GET(self) -> None:
@@ -603,7 +791,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self, rec: RecordedRequest) -> None:
         srv = self.scripted
         body = rec.body
-        thinking, text, prompt_tokens = srv._validate(body)
+        thinking, text, prompt_tokens = srv._validate(body, beta="/beta/" in self.path)
         index, turn, fault = srv._take_attempt(body)
         rec.turn = index
         rec.fault = fault.kind if fault else None
@@ -617,7 +805,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(rec, _HTTPError(fault.status, fault.message or message, kind), headers)
             return
 
-        hit = srv._cache_hit(text, prompt_tokens)
+        hit = srv.cache.request(text, prompt_tokens)
         reasoning = (turn.reasoning_content or "") if thinking else ""
         content = turn.content or ""
         calls = [
@@ -629,6 +817,8 @@ class _Handler(BaseHTTPRequestHandler):
             }
             for i, c in enumerate(turn.tool_calls)
         ]
+        if fault is not None and fault.kind == "insufficient":
+            reasoning, content, calls = reasoning[: len(reasoning) // 2], content[: len(content) // 2], []
         if fault is not None and fault.kind == "malformed_args":
             for c in calls:
                 args = c["function"]["arguments"]
@@ -636,8 +826,15 @@ class _Handler(BaseHTTPRequestHandler):
         finish: str | None = turn.final_reason()
         if fault is not None and fault.kind == "no_finish":
             finish = None
+        if fault is not None and fault.kind == "insufficient":
+            finish = "insufficient_system_resource"
         usage = _usage(srv, prompt_tokens, hit, reasoning, content, calls)
         rec.usage = usage
+        if fault is None or fault.consumes_turn:
+            answer = {"role": "assistant", "content": content, "reasoning_content": reasoning,
+                      "tool_calls": [{k: v for k, v in c.items() if k != "index"} for c in calls]}
+            rendered = render_message(answer, thinking=thinking)
+            srv.cache.store(text + rendered, prompt_tokens + srv.tokenizer.count(rendered))
         rec.status = 200
         meta = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
@@ -645,6 +842,12 @@ class _Handler(BaseHTTPRequestHandler):
             "model": body["model"],
             "system_fingerprint": "fp_tome_scripted",
         }
+
+        if fault is not None and fault.kind == "stall":
+            self._start_chunked("text/event-stream; charset=utf-8" if stream else "application/json")
+            self._stall(fault.seconds)
+            self._drop()
+            return
 
         if stream:
             self._start_chunked("text/event-stream; charset=utf-8")
@@ -734,12 +937,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m agent.testing.server", description=main.__doc__)
     parser.add_argument("script", type=Path, help="JSON file: a list of turns or {\"turns\": [...]}")
     parser.add_argument("--port", type=int, default=0, help="port (default: any free one)")
-    parser.add_argument("--cache-block", type=int, default=64, help="prefix-cache block, tokens")
+    parser.add_argument("--cache-interval", type=int, default=DEFAULT_CACHE_INTERVAL,
+                        help="tokens between the cache units cut inside a long prompt")
     parser.add_argument("--context-window", type=int, default=1_048_576, help="tokens")
     args = parser.parse_args(argv)
     script = Script.from_json(args.script)
     server = ScriptedServer(
-        script, port=args.port, cache_block=args.cache_block, context_window=args.context_window
+        script, port=args.port, cache_interval=args.cache_interval, context_window=args.context_window
     )
     with server:
         print(server.base_url, flush=True)
