@@ -386,6 +386,9 @@ class RunStatus(str, Enum):
     ERROR = "error"  # the model endpoint failed, or turns could not be acted on
     TURN = "turn"  # chat: the model answered and waits for the user (not an end of the run)
 
+    def __str__(self) -> str:  # print(result.status) says "solved", as the JSON does
+        return self.value
+
 
 class RunEnded(_Event):
     """How a run ended: the last event of a finished run, and what the loop returns."""
