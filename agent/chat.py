@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.prompt import Confirm, Prompt
 
 from agent.cli import add_settings_options, settings_from_args
+from agent.modes import MODE_TABLE
 from agent.records import Task
 
 __all__ = ["configure", "run", "ChatSession", "SESSION_TASK"]
@@ -32,11 +33,12 @@ COMMANDS = {
     "/undo": "bring the files back to how they were before the last turn",
     "/diff": "the changes so far, as a patch",
     "/cost": "money, tokens and cache hits so far",
-    "/mode": "show the reasoning mode, or set it: /mode non-think|high|max",
+    "/mode": f"show the reasoning mode, or set it: /mode {'|'.join(m.value for m in MODE_TABLE)}",
     "/pack": "what the model was given of the repository",
     "/quit": "end the session (also /exit, Ctrl-D)",
 }
-HELP = "/help  /undo  /diff  /cost  /mode [non-think|high|max]  /pack  /quit"  # shown as typed: escape it
+# shown as typed: print it escaped, or rich takes the brackets for markup
+HELP = f"/help  /undo  /diff  /cost  /mode [{'|'.join(m.value for m in MODE_TABLE)}]  /pack  /quit"
 
 
 class ChatSession:

@@ -28,7 +28,9 @@ from agent.records import (
     Mode,
     ModeChanged,
     ModelCalled,
+    RunCaps,
     RunEnded,
+    RunStatus,
     ToolCall,
     ToolFinished,
     ToolStarted,
@@ -99,16 +101,15 @@ class Limits:
     context_margin: int = 4_096
     min_output: int = 4_096
 
+    @property
+    def caps(self) -> RunCaps:
+        """The user's caps, as the run_started event records them."""
+        return RunCaps(max_steps=self.max_steps, max_cost=self.max_cost, max_time=self.max_time,
+                       max_tokens=self.max_tokens)
 
-@dataclass(frozen=True)
-class Outcome:
-    """How a loop run ended."""
 
-    status: str
-    reason: str
-    exit_code: int
-    check: CheckRecord | None = None
-    summary: str | None = None
+# How a loop run ended: the run_ended event itself (a chat turn's end is one never written).
+Outcome = RunEnded
 
 
 Checker = Callable[[str], CheckRecord]
@@ -241,9 +242,9 @@ class Agent:
             except KeyboardInterrupt:
                 return self._finish(UserStopped("interrupted by the user"))
             except ModelError as e:
-                return self._end("error", f"model error: {e}", 4)
+                return self._end(RunStatus.ERROR, f"model error: {e}", 4)
             except BaseException as bug:  # our bug: the run still ends on record, then it raises
-                self._end("error", f"internal error: {type(bug).__name__}: {bug}", _BUG_EXIT)
+                self._end(RunStatus.ERROR, f"internal error: {type(bug).__name__}: {bug}", _BUG_EXIT)
                 raise
 
     def step(self) -> None:
@@ -473,28 +474,28 @@ class Agent:
     def _finish(self, stop: Interrupt) -> Outcome:
         if isinstance(stop, Submitted):
             if stop.check is None:
-                return self._end("unchecked", "submitted without a check", 1, None, stop.summary)
-            return self._end("solved", "submitted; the check passed", 0, stop.check, stop.summary)
+                return self._end(RunStatus.UNCHECKED, "submitted without a check", 1, None, stop.summary)
+            return self._end(RunStatus.SOLVED, "submitted; the check passed", 0, stop.check, stop.summary)
         if isinstance(stop, LimitReached):
-            return self._end("limit", str(stop), 3)
+            return self._end(RunStatus.LIMIT, str(stop), 3)
         if isinstance(stop, UserStopped):
-            return self._end("interrupted", str(stop), 130)
+            return self._end(RunStatus.INTERRUPTED, str(stop), 130)
         if isinstance(stop, TurnDone):
-            return Outcome(status="turn", reason=str(stop), exit_code=0)
+            return RunEnded(status=RunStatus.TURN, reason=str(stop), exit_code=0)  # not written
         if isinstance(stop, MalformedTurns):
-            return self._end("error", str(stop), 4)
-        return self._end("limit", str(stop), 3)  # LoopDetected and any other interrupt
+            return self._end(RunStatus.ERROR, str(stop), 4)
+        return self._end(RunStatus.LIMIT, str(stop), 3)  # LoopDetected and any other interrupt
 
-    def _end(self, status: str, reason: str, code: int, check: CheckRecord | None = None,
-             summary: str | None = None) -> Outcome:
+    def _end(self, status: RunStatus, reason: str, code: int, check: CheckRecord | None = None,
+             summary: str | None = None) -> RunEnded:
         try:
-            for event in open_call_answers(self.traj, f"the run ended ({status}: {reason})"):
+            for event in open_call_answers(self.traj, f"the run ended ({status.value}: {reason})"):
                 self._emit(event)
-            self._emit(RunEnded(status=status, reason=reason, exit_code=code))
+            self._emit(RunEnded(status=status, reason=reason, exit_code=code, check=check, summary=summary))
         finally:
             if self.tree_lock is not None:
                 self.tree_lock.release()
-        return Outcome(status=status, reason=reason, exit_code=code, check=check, summary=summary)
+        return self.traj.events[-1]
 
 
 def _canonical(arguments: str) -> str:

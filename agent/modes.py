@@ -66,11 +66,15 @@ __all__ = [
 
 
 class ModeSpec(BaseModel):
-    """What one reasoning mode may spend, and where the loop goes when its check fails."""
+    """One reasoning mode, whole: its name, what a user may type for it, what it may spend, and
+    where the loop goes when its check fails. The profiles say only which request fields select
+    it on an endpoint; everything else about a mode is this row."""
 
     model_config = ConfigDict(frozen=True)
 
     mode: Mode = Field(description="The mode this row describes.")
+    label: str = Field(description="Its name for people: Non-think, Think High, ...")
+    aliases: tuple[str, ...] = Field(default=(), description="Other spellings --mode and /mode accept.")
     max_output_tokens: int = Field(
         description="max_tokens to request where the profile sets no cap for this mode (clamped to it)."
     )
@@ -88,27 +92,24 @@ class ModeSpec(BaseModel):
 MODE_TABLE: dict[Mode, ModeSpec] = {
     s.mode: s
     for s in [
-        ModeSpec(mode=Mode.NON_THINK, max_output_tokens=16_384, max_steps=40, cost_share=0.2, next=Mode.HIGH),
-        ModeSpec(mode=Mode.LOW, max_output_tokens=32_768, max_steps=60, cost_share=0.3, next=Mode.HIGH),
-        ModeSpec(mode=Mode.HIGH, max_output_tokens=65_536, max_steps=80, cost_share=0.5, next=Mode.MAX),
-        ModeSpec(mode=Mode.MAX, max_output_tokens=131_072, max_steps=150, cost_share=1.0, next=None),
+        ModeSpec(mode=Mode.NON_THINK, label="Non-think", aliases=("nonthink", "non_think"),
+                 max_output_tokens=16_384, max_steps=40, cost_share=0.2, next=Mode.HIGH),
+        ModeSpec(mode=Mode.LOW, label="Think Low", aliases=("think-low",),
+                 max_output_tokens=32_768, max_steps=60, cost_share=0.3, next=Mode.HIGH),
+        ModeSpec(mode=Mode.HIGH, label="Think High", aliases=("think-high",),
+                 max_output_tokens=65_536, max_steps=80, cost_share=0.5, next=Mode.MAX),
+        ModeSpec(mode=Mode.MAX, label="Think Max", aliases=("think-max",),
+                 max_output_tokens=131_072, max_steps=150, cost_share=1.0, next=None),
     ]
 }
 
 # What `--mode` accepts; "auto" lets choose_mode decide.
-MODE_CHOICES: tuple[str, ...] = ("auto", *(m.value for m in Mode))
+MODE_CHOICES: tuple[str, ...] = ("auto", *(m.value for m in MODE_TABLE))
 
-_MODE_ALIASES: dict[str, Mode | None] = {
-    "auto": None,
-    "non-think": Mode.NON_THINK,
-    "nonthink": Mode.NON_THINK,
-    "non_think": Mode.NON_THINK,
-    "low": Mode.LOW,
-    "think-low": Mode.LOW,
-    "high": Mode.HIGH,
-    "think-high": Mode.HIGH,
-    "max": Mode.MAX,
-    "think-max": Mode.MAX,
+_MODE_ALIASES: dict[str, Mode | None] = {"auto": None} | {
+    name: spec.mode
+    for spec in MODE_TABLE.values()
+    for name in (spec.mode.value, spec.label.lower().replace(" ", "-"), *spec.aliases)
 }
 
 # DeepSeek-V4 Non-think degrades sharply at long context: a pack above this starts in Think High.

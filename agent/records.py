@@ -84,8 +84,10 @@ class Mode(str, Enum):
 
     @property
     def label(self) -> str:
-        """Human name: Non-think, Think Low, Think High, Think Max."""
-        return {"non-think": "Non-think", "low": "Think Low", "high": "Think High", "max": "Think Max"}[self.value]
+        """Human name (Non-think, Think High, ...), from the mode's row in agent.modes.MODE_TABLE."""
+        from agent.modes import MODE_TABLE
+
+        return MODE_TABLE[self].label
 
 
 class ToolCall(Record):
@@ -274,6 +276,15 @@ class _Event(Record):
     step: int = 0
 
 
+class RunCaps(Record):
+    """The caps a run started with (None: no cap), as settings and the command line gave them."""
+
+    max_steps: int | None = None
+    max_cost: float | None = None
+    max_time: float | None = None
+    max_tokens: int | None = None
+
+
 class RunStarted(_Event):
     """First line of a trajectory: what is being solved, how, and where the prompt prefix lives."""
 
@@ -289,7 +300,7 @@ class RunStarted(_Event):
     check_command: str | None = None
     prefix_sha256: str = ""
     pack_tokens: int = 0
-    limits: dict[str, float | int | None] = Field(default_factory=dict)
+    limits: RunCaps = Field(default_factory=lambda: RunCaps())
 
 
 class ModelCalled(_Event):
@@ -365,13 +376,29 @@ class Compacted(_Event):
     reason: str
 
 
+class RunStatus(str, Enum):
+    """How a run ended; exit codes follow from it (see agent.cli)."""
+
+    SOLVED = "solved"  # submitted, and the check passed
+    UNCHECKED = "unchecked"  # submitted with no check to run
+    LIMIT = "limit"  # a step, cost, time, token or context cap, or a loop of failing calls
+    INTERRUPTED = "interrupted"  # the user stopped it
+    ERROR = "error"  # the model endpoint failed, or turns could not be acted on
+    TURN = "turn"  # chat: the model answered and waits for the user (not an end of the run)
+
+    def __str__(self) -> str:  # print(result.status) says "solved", as the JSON does
+        return self.value
+
+
 class RunEnded(_Event):
-    """Last line of a finished run."""
+    """How a run ended: the last event of a finished run, and what the loop returns."""
 
     type: Literal["run_ended"] = "run_ended"
-    status: str
+    status: RunStatus
     reason: str
     exit_code: int
+    check: CheckRecord | None = None  # the check that decided a submission
+    summary: str | None = None  # what the model said it did, when it submitted
 
 
 Event = Annotated[
@@ -387,7 +414,7 @@ class Result(Record):
     """What `solve` returns: how the run ended, the patch, the check, and what it cost."""
 
     run_id: str
-    status: Literal["solved", "unchecked", "limit", "interrupted", "error"]
+    status: RunStatus
     exit_code: int
     reason: str
     patch: str = ""

@@ -11,7 +11,6 @@ a `RunSpec` and hands it to `start_run` (or to `solve`, which also runs it to it
 
 from __future__ import annotations
 
-import json
 import secrets as _secrets
 import subprocess
 import time
@@ -38,8 +37,8 @@ from agent.records import (
     Result,
     RunEnded,
     RunStarted,
+    RunStatus,
     Task,
-    ToolStarted,
     Usage,
 )
 from agent.secrets import redact_outgoing
@@ -55,7 +54,7 @@ __all__ = [
 ]
 
 # A run that ended so is over: resuming it reports how it ended and calls no model.
-FINAL_STATUSES = frozenset({"solved", "unchecked"})
+FINAL_STATUSES = frozenset({RunStatus.SOLVED, RunStatus.UNCHECKED})
 
 # Tokens kept free beside the pack for the conversation (tool outputs, edits, reasoning).
 CONVERSATION_RESERVE = 128_000
@@ -278,12 +277,11 @@ def start_run(spec: RunSpec) -> Run:
         mode=plan.mode, mode_reason=plan.mode_reason,
         repo=str(plan.repo), base_commit=plan.base, check_command=plan.task.test_command,
         prefix_sha256=plan.prefix.sha256(), pack_tokens=plan.pack.totals.tokens,
-        limits={"max_steps": limits.max_steps, "max_cost": limits.max_cost,
-                "max_time": limits.max_time, "max_tokens": limits.max_tokens},
+        limits=limits.caps,
     ))
     agent = _agent(traj, plan.prefix, settings, plan.repo, plan.base, run_dir, model=spec.model,
                    chat=spec.chat, interactive=spec.interactive, approve=spec.approve,
-                   on_delta=hooks.on_delta, pack_tokens=plan.pack.totals.tokens, lock=lock)
+                   on_delta=hooks.on_delta, pack_tokens=plan.pack.totals.tokens, lock=lock, limits=limits)
     return Run(run_id=run_id, run_dir=run_dir, repo=plan.repo, agent=agent, trajectory=traj,
                settings=settings, hooks=hooks)
 
@@ -291,7 +289,7 @@ def start_run(spec: RunSpec) -> Run:
 def _agent(traj: Trajectory, prefix: PromptPrefix, settings: Settings, repo: Path, base: str | None,
            run_dir: Path, *, model: Model | None, chat: bool, interactive: bool,
            approve: Callable[[str], bool] | None, on_delta: Callable[[Delta], None] | None,
-           pack_tokens: int, lock: TreeLock | None) -> Agent:
+           pack_tokens: int, lock: TreeLock | None, limits: Limits) -> Agent:
     profile = settings.profile()
     toolbox = _toolbox(repo, base, settings, run_dir, interactive=interactive, approve=approve)
     return Agent(
@@ -300,7 +298,7 @@ def _agent(traj: Trajectory, prefix: PromptPrefix, settings: Settings, repo: Pat
         prefix=prefix,
         trajectory=traj,
         profile=profile,
-        limits=_limits(settings),
+        limits=limits,
         tokenizer=get_tokenizer(profile.tokenizer),
         checker=_make_checker(toolbox.ctx),
         check_command=traj.started.check_command,
@@ -354,7 +352,7 @@ def resume_run(
         remove_stale_temp_files(repo)
     agent = _agent(traj, prefix, settings, repo, started.base_commit, run_dir, model=model, chat=False,
                    interactive=interactive, approve=approve, on_delta=hooks.on_delta,
-                   pack_tokens=started.pack_tokens, lock=lock)
+                   pack_tokens=started.pack_tokens, lock=lock, limits=_limits(settings))
     return Run(run_id=started.run_id, run_dir=run_dir, repo=repo, agent=agent, trajectory=traj,
                settings=settings, hooks=hooks, ended=ended)
 
@@ -364,19 +362,10 @@ def final_outcome(traj: Trajectory) -> Outcome | None:
     last = traj.events[-1]
     if not isinstance(last, RunEnded) or last.status not in FINAL_STATUSES:
         return None
-    checks = [e.check for e in traj.of_type(CheckRun)]
-    submits = [e for e in traj.of_type(ToolStarted) if e.name == "submit"]
-    return Outcome(status=last.status, reason=last.reason, exit_code=last.exit_code,
-                   check=checks[-1] if checks else None,
-                   summary=_summary(submits[-1].arguments) if submits else None)
-
-
-def _summary(arguments: str) -> str | None:
-    try:
-        args = json.loads(arguments or "{}")
-    except json.JSONDecodeError:
-        return None
-    return args.get("summary") if isinstance(args, dict) else None
+    if last.check is None:  # written before run_ended carried its check
+        checks = [e.check for e in traj.of_type(CheckRun)]
+        last = last.model_copy(update={"check": checks[-1] if checks else None})
+    return last
 
 
 def finish_run(run: Run, outcome: Outcome) -> Result:
@@ -392,7 +381,7 @@ def finish_run(run: Run, outcome: Outcome) -> Result:
         usage = usage + e.response.usage
     return Result(
         run_id=run.run_id,
-        status="unchecked" if outcome.status == "turn" else outcome.status,
+        status=RunStatus.UNCHECKED if outcome.status is RunStatus.TURN else outcome.status,
         exit_code=outcome.exit_code,
         reason=outcome.reason,
         patch=git_patch(run.agent.toolbox.ctx.workspace, started.base_commit),

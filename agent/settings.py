@@ -17,7 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, TypeAdapter, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 
 from agent.errors import ConfigError
@@ -152,9 +152,10 @@ class Settings(BaseModel):
     max_output: int | None = Field(
         default=None, description="Override the profile's largest output (tokens)."
     )
-    mode: Literal["auto", "non-think", "low", "high", "max"] = Field(
+    mode: str = Field(
         default="auto",
-        description="Reasoning mode, or auto to choose from the task.",
+        description="Reasoning mode (a row of agent.modes.MODE_TABLE, or an alias), or auto to choose "
+        "from the task.",
         json_schema_extra=_trust(Trust.PROJECT),
     )
     stream: bool = Field(default=True, description="Stream model output for live display.")
@@ -197,6 +198,17 @@ class Settings(BaseModel):
         description="Web search provider: a SearXNG URL, or 'brave' / 'tavily' "
         "(key from BRAVE_API_KEY / TAVILY_API_KEY); web search is off when unset.",
     )
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, value: str) -> str:
+        from agent.modes import parse_mode
+
+        try:
+            mode = parse_mode(value)
+        except ConfigError as e:  # as a ValueError, pydantic says which layer set it
+            raise ValueError(str(e)) from None
+        return "auto" if mode is None else mode.value
 
     def profile(self) -> ModelProfile:
         """The model profile with this settings' overrides applied."""

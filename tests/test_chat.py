@@ -116,7 +116,7 @@ def test_chat_in_a_terminal_banner_and_replay_show_what_the_user_typed(scripted,
 
     try:
         read_until(b"you")
-        assert b"/mode [non-think|high|max]" in seen
+        assert b"/mode [non-think|low|high|max]" in seen
         os.write(leader, b"what is the median of 1 and 2?\r")
         read_until(b"1.5")
         os.write(leader, b"/mode turbo\r")

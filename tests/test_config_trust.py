@@ -35,6 +35,7 @@ PROJECT_SETTABLE = {
 }
 # A value a hostile repository might plant in each user-only field.
 PLANTED: dict[str, Any] = {
+    "request_timeout": 1.0,  # a repository must not cut the user's calls short
     "model": "gpt-4o",
     "base_url": "http://127.0.0.1:9/v1",
     "api_key": "sk-planted-by-the-repo",

@@ -152,7 +152,7 @@ def test_cl100k_loads_offline_and_counts_known_strings() -> None:
     assert cl.count("tiktoken is great!") == 6
 
 
-@pytest.mark.parametrize("name", ["o200k_base", "gpt2", "", "deepseek-v3"])
+@pytest.mark.parametrize("name", ["gpt2", "", "deepseek-v3"])
 def test_unavailable_encoding_is_a_config_error(name: str) -> None:
     with pytest.raises(ConfigError, match="available: deepseek-v4, .*deepseek-v4-reference, cl100k_base") as e:
         get_tokenizer(name)
@@ -253,8 +253,16 @@ def test_bulk_engine_loads_on_a_thread_while_python_runs() -> None:
     assert tok.count(text) == get_tokenizer("deepseek-v4").count(text)
 
 
+def test_o200k_base_counts_with_its_stated_stand_in() -> None:
+    """No offline package ships o200k_base: it counts with cl100k_base, and says so by its name."""
+    from agent.tokens import STAND_INS, effective_tokenizer
+
+    assert effective_tokenizer("o200k_base") == STAND_INS["o200k_base"] == "cl100k_base"
+    assert get_tokenizer("o200k_base").name == "cl100k_base"
+
+
 def test_background_load_hands_its_error_to_the_waiter() -> None:
-    future = load_in_background("o200k_base")
+    future = load_in_background("gpt2")
     with pytest.raises(ConfigError, match="not available offline"):
         future.result()
 

@@ -35,6 +35,7 @@ from agent.errors import TomeError
 from agent.invisible import invisible_note, show_invisible
 from agent.secrets import redact_outgoing
 from agent.settings import Settings
+from tools.errors import ToolError  # re-exported: the tools import it from here
 
 if TYPE_CHECKING:
     from tools.workspace import Workspace
@@ -56,17 +57,6 @@ DEFAULT_RESULT_TOKENS = 10_000
 _EXACT_COUNT_CHARS = 1_000_000
 _SAMPLE_CHARS = 50_000
 _MAX_CHARS_PER_TOKEN = 32
-
-
-class ToolError(Exception):
-    """A mistake the model made; the message becomes its observation and says what to do next."""
-
-    kind = "tool_error"
-
-    def __init__(self, message: str, *, kind: str | None = None) -> None:
-        super().__init__(message)
-        if kind is not None:
-            self.kind = kind
 
 
 @dataclass

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.base import ToolError
+from tools.errors import ToolError
 
 __all__ = [
     "TEMP_PATHSPEC",
