@@ -1,18 +1,19 @@
 """Rank a repository's files for a task, from the statement and the repository alone.
 
-Signals, strongest first: files in stack-trace frames, paths the task names, dotted module paths,
-identifiers the task names that the repository defines, then lexical relevance (BM25 over path
-and content), then the import-graph neighbours of the top files and the tests beside them.
-Every score comes with the reasons that made it, for the manifest and the relevant-files block.
+BM25 is the base order: whole-file BM25 over path and content with bm25s's parameters (the
+same-run baseline of benchmarks/retrieval.py), mixed with the same over code-shaped query terms
+matched at identifier boundaries and with the best few-KB window of each file; code first,
+tests and docs after. The signals the task names are boosts on top: files in stack-trace frames,
+paths and file names it names, dotted module paths, identifiers it names that the repository
+defines; then the import neighbours and the tests of the top files. `rank_features` finds all of
+it once, unweighted; `score` weighs it with `Weights` (data, fitted on the tuning part of
+benchmarks/retrieval.py only; each signal's gain is measured on the report part). Every score
+comes with the reasons that made it, for the manifest and the relevant-files block.
 
-Lexical relevance is BM25 over windows of a few KB rather than whole files (a file scores as its
-best window, so a long module is not drowned by its length, nor a short one favoured for it).
-Query terms are the statement's words, weighted up when they look like code (in backticks,
-snake_case, CamelCase) and split into their snake/Camel parts; they are found with one
-Aho-Corasick pass over the lowercased bytes of the whole tree and kept where they start and end
-on an identifier boundary (`create` finds `bulk_create` and `createTable`, not `created`). A
-token-level index over 36 MB costs seconds; this costs a fraction of one.
-Weights were fitted on SWE-bench Lite and checked on Verified (benchmarks/retrieval.py).
+Query terms are found with one Aho-Corasick pass over the lowercased bytes of the whole tree,
+kept where they start and end on a word boundary (plain BM25) or on an identifier boundary
+(`create` finds `bulk_create` and `createTable`, not `created`). A token-level index over 36 MB
+costs seconds; this costs a fraction of one.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from itertools import chain
 import ahocorasick_rs
 import numpy as np
 
-__all__ = ["STOPWORDS", "Ranked", "query_weights", "rank_files", "task_terms"]
+__all__ = ["STOPWORDS", "WEIGHTS", "Features", "Ranked", "Weights", "query_weights", "kinds", "order", "points", "rank_features", "rank_files", "score", "task_terms", "word_query"]
 
 STOPWORDS = frozenset(
     ["a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are", "aren", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "cannot", "could", "did", "do", "does", "doing", "don", "down", "during", "each", "few", "for", "from", "further", "get", "got", "had", "has", "have", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "isn", "it", "its", "itself", "just", "let", "me", "more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "ought", "our", "ours", "ourselves", "out", "over", "own", "same", "shall", "she", "should", "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "use", "used", "using", "very", "want", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "yourself", "yourselves", "self", "none", "true", "false", "def", "class", "return", "import", "from", "pass", "raise", "elif", "else", "try", "except", "finally", "lambda", "yield", "assert", "del", "global", "nonlocal", "print", "one", "two", "new", "like", "way", "make", "see", "seems", "seem", "work", "works", "thing", "things", "still", "even", "however", "though", "example", "following", "currently", "issue", "problem", "bug", "expected", "actual", "behavior", "behaviour", "case", "cases", "instead", "since", "already", "might", "must", "need", "needs", "think", "thanks", "hi", "hello"]
@@ -105,24 +106,6 @@ def task_terms(text: str) -> list[str]:
                     if len(part) >= 4 and part not in STOPWORDS:
                         seen.setdefault(part, None)
     return list(seen)
-
-
-# Points per signal at full strength, fitted on SWE-bench Lite (see the module docstring) and
-# scaled so that one sure signal (a frame, a named path) is worth 100 points or more.
-_W = {
-    "frame": 50.0, "inner frame": 140.0, "path": 100.0, "file": 210.0, "module": 75.0, "defines": 75.0,
-    "bm25": 285.0, "imported by": 0.12, "test beside": 0.2,
-}
-_TEST_STRONG = 0.5  # share of a named/traced signal a test file loses
-_TEST_LEXICAL = 0.7  # share of its lexical score a test file loses
-_NOT_CODE = 0.6  # share of its lexical score a non-code file loses
-
-
-def _kind_factor(path: str) -> float:
-    """Code first; tests come in beside their sources; docs and data last."""
-    factor = 1.0 - _TEST_LEXICAL if _TEST_NAME.search(path) else 1.0
-    dot = path.rfind(".")
-    return factor if dot > path.rfind("/") and path[dot:].lower() in _CODE_SUFFIXES else factor * (1.0 - _NOT_CODE)
 
 
 def _module_names(paths: Sequence[str]) -> dict[str, list[str]]:
@@ -439,121 +422,306 @@ def _test_partners(path: str, all_paths: set[str]) -> list[str]:
     return found
 
 
-def rank_files(
-    task: str, paths: Sequence[str], datas: Sequence[bytes], *, top_k: int = 3
-) -> list[Ranked]:
-    """Every path with its score for `task`, best first (ties in path order)."""
-    task = _without_version_dumps(task)
-    ranked = [Ranked(p) for p in paths]
-    index = {p: i for i, p in enumerate(paths)}
-    text = _Text.join(datas)
-    query = query_weights(task)
-    identifiers = _task_identifiers(task)
-    words = {w.lower() for w in _WORD.findall(task) if len(w) >= 5}
-    by_stem: dict[str, list[str]] = defaultdict(list)
-    for p in paths:
-        name = p.rsplit("/", 1)[-1]
-        stem = name.rsplit(".", 1)[0].lower()
-        if stem in words and stem not in STOPWORDS and stem not in ("__init__", "models", "utils", "views", "tests"):
-            by_stem[stem].append(p)
-    text.search([t.encode() for t in query] + [s.encode() for s in by_stem]
-                + [n.lower() for n in _definition_needles(identifiers)])
-    by_name: dict[str, list[str]] = defaultdict(list)
-    for p in paths:
-        by_name[p.rsplit("/", 1)[-1]].append(p)
+_WORDISH = _WORD_BYTE.copy()
+_WORDISH[ord("_")] = True
+_WORDISH[128:] = True  # UTF-8 bytes of non-ASCII letters: `\w` in bm25s's token pattern
 
-    # 1. Stack-trace frames (later frames are nearer the error).
-    frame_spans = set()
-    matched: list[tuple[str, str, list[str]]] = []
+
+def word_query(text: str) -> dict[str, float]:
+    """Plain BM25 query: lowercased words and their count, as a bag of words (bm25s's way)."""
+    out: dict[str, float] = defaultdict(float)
+    for w in _WORD.findall(text):
+        low = w.lower()
+        if low not in STOPWORDS:
+            out[low] += 1.0
+    return dict(out)
+
+
+def _word_hits(terms: list[str], text: _Text) -> tuple[np.ndarray, np.ndarray]:
+    """(term index, start) of each occurrence that is a whole word (`\\w+` on neither side)."""
+    hits = text.hits([t.encode() for t in terms])
+    if not len(hits):
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    k, start, end = hits[:, 0], hits[:, 1], hits[:, 2]
+    arr = np.frombuffer(text.raw, dtype=np.uint8)
+    left = (start == 0) | ~_WORDISH[arr[np.maximum(start - 1, 0)]]
+    right = (end >= len(arr)) | ~_WORDISH[arr[np.minimum(end, len(arr) - 1)]]
+    keep = left & right
+    return k[keep], start[keep]
+
+
+def _bm25_files(
+    query: dict[str, float], paths: Sequence[str], text: _Text, names: _Text, lengths: np.ndarray, *, code: bool
+) -> np.ndarray:
+    """Whole-file BM25 (k1 1.5, b 0.75, Lucene idf: bm25s's defaults) over path + content,
+    0-1. `code` matches terms at identifier boundaries (`create` in `bulk_create`), else as
+    whole words only; `names` are the paths joined, `lengths` each file's length in words."""
+    n = len(paths)
+    terms = list(query)
+    if not terms or n == 0:
+        return np.zeros(n)
+    hits = _term_hits if code else _word_hits
+    k, pos = hits(terms, text)
+    pk, ppos = hits(terms, names)
+    width = len(terms)
+    cells = np.concatenate([text.owner(pos) * width + k, names.owner(ppos) * width + pk])
+    tf = np.bincount(cells, minlength=n * width).reshape(n, width).astype(np.float64)
+    k1, b = 1.5, 0.75
+    df = (tf > 0).sum(axis=0)
+    idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5))
+    norm = k1 * (1 - b + b * lengths / lengths.mean())
+    scores = (tf * (k1 + 1) / (tf + norm[:, None])) @ (idf * np.array([query[t] for t in terms]))
+    top = scores.max()
+    return scores / top if top > 0 else scores
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """Points per signal at full strength, and how the lexical base is made: facts as data,
+    fitted on the tuning part of benchmarks/retrieval.py only (a hash split of the visible
+    SWE-bench instances, older half by date); the report part is never fitted on."""
+
+    words: float = 200.0  # plain whole-word BM25 (the baseline's order), for the best file
+    code: float = 400.0  # BM25 with code-shaped terms and identifier-boundary matches
+    windows: float = 50.0  # BM25 of the best few-KB window (a long module is not drowned)
+    test: float = 0.3  # share of its lexical score a test file keeps
+    not_code: float = 0.0  # share of its lexical score a non-code file keeps
+    frame: float = 50.0  # a stack-trace frame ...
+    inner_frame: float = 140.0  # ... plus this much for the innermost one
+    path: float = 200.0
+    file: float = 210.0
+    module: float = 25.0
+    defines: float = 75.0
+    imported_by: float = 0.12  # share of a leader's score its imports get
+    test_beside: float = 0.2  # share of a leader's score its test file gets
+    test_named: float = 0.5  # share of a named/traced signal a test file keeps
+
+    def without(self, *signals: str) -> Weights:
+        """These weights with the given fields set to 0 (an ablation)."""
+        from dataclasses import replace
+
+        return replace(self, **{s: 0.0 for s in signals})
+
+
+WEIGHTS = Weights()
+# Signals named by the task (field of Weights that scales each, as `Ranked.signals` names them).
+_NAMED = {"stack trace": "frame", "path named": "path", "file named": "file", "module named": "module",
+          "defines": "defines"}
+
+
+@dataclass(slots=True)
+class Features:
+    """What a task says about each file, before weighting: lexical scores (0-1 each), the
+    signals the task names (file index -> strength, reason) and, filled in as asked for,
+    each file's imports and tests (from `datas`, which a stored copy may drop)."""
+
+    paths: list[str]
+    lexical: dict[str, np.ndarray]
+    named: dict[str, dict[int, tuple[float, str]]]
+    datas: Sequence[bytes] | None = None
+    links: dict[int, tuple[list[int], list[int]]] = field(default_factory=dict)
+
+    def neighbours(self, i: int) -> tuple[list[int], list[int]]:
+        """(files file `i` imports, test files beside it), by index."""
+        self.prepare([i])
+        return self.links.get(i, ([], []))
+
+    def prepare(self, files: Iterable[int]) -> None:
+        """Find the neighbours of these files now (while `datas` is here)."""
+        todo = sorted({int(i) for i in files} - self.links.keys())
+        if not todo or self.datas is None:
+            return
+        index = {p: j for j, p in enumerate(self.paths)}
+        modules, all_paths = _module_names(self.paths), set(self.paths)
+        for i in todo:
+            text = self.datas[i].decode("utf-8", "replace")
+            imports = sorted(index[p] for p in _resolve_imports(self.paths[i], text, modules))
+            self.links[i] = (imports, [index[p] for p in _test_partners(self.paths[i], all_paths)])
+
+
+def _frames(task: str, by_name: dict[str, list[str]]) -> tuple[set[str], list[tuple[str, str, list[str]]]]:
+    """Fragments written as stack-trace frames, and the sure matches (path, line, files)."""
+    spans: set[str] = set()
+    matched = []
     for m in _FRAME.finditer(task):
         frag = m.group(1) or m.group(3) or m.group(5)
         line = m.group(2) or m.group(4) or m.group(6)
-        frame_spans.add(frag)
+        spans.add(frag)
         hits, sure = _match_path(frag, by_name)
         if sure and len(hits) <= 3:
             matched.append((frag, line, hits))
-    for k, (frag, line, hits) in enumerate(matched):
-        # Python prints the innermost frame last: the nearer the error, the more it weighs.
-        weight = _W["frame"] + _W["inner frame"] * (k + 1) / len(matched)
-        for h in hits:
-            ranked[index[h]].add("stack trace", weight, f"frame {frag}:{line}")
+    return spans, matched
 
-    # 2. Paths and file names the task names.
+
+def rank_features(task: str, paths: Sequence[str], datas: Sequence[bytes]) -> Features:
+    """Everything the task says about each file, unweighted (see `score`)."""
+    task = _without_version_dumps(task)
+    paths = list(paths)
+    index = {p: i for i, p in enumerate(paths)}
+    text = _Text.join(datas)
+    query, words = query_weights(task), word_query(task)
+    identifiers = _task_identifiers(task)
+    long_words = {w.lower() for w in _WORD.findall(task) if len(w) >= 5}
+    by_stem: dict[str, list[str]] = defaultdict(list)
+    by_name: dict[str, list[str]] = defaultdict(list)
+    for p in paths:
+        name = p.rsplit("/", 1)[-1]
+        by_name[name].append(p)
+        stem = name.rsplit(".", 1)[0].lower()
+        if stem in long_words and stem not in STOPWORDS and stem not in ("__init__", "models", "utils", "views", "tests"):
+            by_stem[stem].append(p)
+    text.search([t.encode() for t in chain(query, words)] + [s.encode() for s in by_stem]
+                + [n.lower() for n in _definition_needles(identifiers)])
+    named: dict[str, dict[int, tuple[float, str]]] = {s: {} for s in _NAMED}
+
+    def put(signal: str, path: str, strength: float, reason: str) -> None:
+        i = index[path]
+        if strength > named[signal].get(i, (0.0, ""))[0]:
+            named[signal][i] = (strength, reason)
+
+    # Stack-trace frames: Python prints the innermost frame last, nearest the error.
+    spans, matched = _frames(task, by_name)
+    for k, (frag, line, hits) in enumerate(matched):
+        for h in hits:
+            put("stack trace", h, (k + 1) / len(matched), f"frame {frag}:{line}")
+    # Paths and file names the task names.
     for m in _PATH.finditer(task):
         frag = m.group(1)
-        if frag in frame_spans or frag.count(".") > 3 and "/" not in frag:
+        if frag in spans or frag.count(".") > 3 and "/" not in frag:
             continue
         hits, sure = _match_path(frag, by_name)
         if hits and (sure or len(hits) <= 4):
-            w = _W["path"] * (1.0 if sure and "/" in frag else 0.375 / len(hits))
             for h in hits:
-                ranked[index[h]].add("path named", w, frag)
-
-    # 2b. Distinctive file stems the task uses as words (`sqlmigrate` -> sqlmigrate.py).
+                put("path named", h, 1.0 if sure and "/" in frag else 0.375 / len(hits), frag)
+    # Distinctive file stems the task uses as words (`sqlmigrate` -> sqlmigrate.py).
     if by_stem:
         df = _document_frequency(list(by_stem), text)
         for stem, hits in by_stem.items():
             share = df.get(stem, 0) / max(len(paths), 1)
-            weight = _W["file"] * (1.0 if df.get(stem, 0) <= 5 or share <= 0.02 else 0.375 if share <= 0.1 else 0.0)
-            if weight and len(hits) <= 3:
+            strength = 1.0 if df.get(stem, 0) <= 5 or share <= 0.02 else 0.375 if share <= 0.1 else 0.0
+            if strength and len(hits) <= 3:
                 for h in hits:
-                    ranked[index[h]].add("file named", weight / len(hits), stem)
-
-    # 3. Dotted module paths (`django.db.models.query.QuerySet` -> that module).
+                    put("file named", h, strength / len(hits), stem)
+    # Dotted module paths (`django.db.models.query.QuerySet` -> that module); an import line
+    # in example code names a module, but weakly.
     modules = _module_names(paths)
     imported = {m.group(1) or m.group(3) for m in _IMPORT.finditer(task)}
     for m in _DOTTED.finditer(task):
         dotted = m.group(1)
         parts = dotted.split(".")
         for cut in range(len(parts), 1, -1):
-            mod = ".".join(parts[:cut])
-            hit = modules.get(mod)
+            hit = modules.get(".".join(parts[:cut]))
             if hit and len(hit) <= 2:
-                # An import line in example code names a module, but weakly.
-                w = _W["module"] * (0.25 if dotted in imported else 1.0 if cut == len(parts) else 0.75)
+                strength = 0.25 if dotted in imported else 1.0 if cut == len(parts) else 0.75
                 for h in hit:
-                    ranked[index[h]].add("module named", w, dotted)
+                    put("module named", h, strength, dotted)
                 break
-
-    # 4. Identifiers named in the task that the repository defines.
-    defs = _definitions(identifiers, text)
+    # Identifiers named in the task that the repository defines; each further name a file
+    # defines adds less (three names are worth at most 2x one).
     found: dict[int, list[tuple[float, str]]] = defaultdict(list)
-    for name, files in defs.items():
+    for name, files in _definitions(identifiers, text).items():
         shaped = "_" in name.strip("_") or any(c.isupper() for c in name[1:])
-        if len(files) > (8 if shaped else 2):
+        if len(files) <= (8 if shaped else 2):
+            for i in files:
+                found[i].append(((1.0 if shaped else 0.4) / len(files) ** 0.5, name))
+    for i, names in found.items():
+        names.sort(key=lambda x: (-x[0], x[1]))
+        total = sum(w * 0.5**k for k, (w, _) in enumerate(names[:3]))
+        named["defines"][i] = (total, ", ".join(n for _, n in names[:4]) + " (named in the task)")
+    names = _Text.join([p.encode() for p in paths])
+    # Length in words, estimated from bytes (counting them costs more than the whole ranking).
+    lengths = (np.diff(text.starts) + np.diff(names.starts)) / 6.0 + 1.0
+    lexical = {
+        "words": _bm25_files(words, paths, text, names, lengths, code=False),
+        "code": _bm25_files(query, paths, text, names, lengths, code=True),
+        "windows": _lexical(query, paths, text),
+    }
+    return Features(paths, lexical, named, datas)
+
+
+def kinds(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(is a test, is code) for each path."""
+    tests = np.fromiter((bool(_TEST_NAME.search(p)) for p in paths), dtype=bool, count=len(paths))
+    code = np.fromiter((p.rfind(".") > p.rfind("/") and p[p.rfind("."):].lower() in _CODE_SUFFIXES for p in paths),
+                       dtype=bool, count=len(paths))
+    return tests, code
+
+
+def points(
+    features: Features, weights: Weights = WEIGHTS, *, top_k: int = 3, kind: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Points of each signal for each file, and for the neighbour signals the leader that gave
+    them: BM25 as the base (code first, tests and docs after), what the task names as boosts,
+    then the imports and tests of the `top_k` files."""
+    n = len(features.paths)
+    tests, code = kind if kind is not None else kinds(features.paths)
+    lexical = sum((getattr(weights, name) * values for name, values in features.lexical.items()), np.zeros(n))
+    share = np.where(tests, weights.test, 1.0) * np.where(code, 1.0, weights.not_code)
+    out = {"bm25": lexical * share}
+    for signal, files in features.named.items():
+        if not files:
             continue
-        w = _W["defines"] * (1.0 if shaped else 0.4) / len(files) ** 0.5
-        for i in files:
-            found[i].append((w, name))
-    for i, named in found.items():
-        named.sort(key=lambda x: (-x[0], x[1]))
-        # Each further name the file defines adds less; three names are worth at most 2x one.
-        total = sum(w * 0.5**k for k, (w, _) in enumerate(named[:3]))
-        ranked[i].add("defines", total, ", ".join(n for _, n in named[:4]) + " (named in the task)")
+        ix = np.fromiter(files, dtype=np.int64, count=len(files))
+        strength = np.fromiter((v[0] for v in files.values()), dtype=np.float64, count=len(files))
+        if signal == "stack trace":
+            pts = weights.frame + weights.inner_frame * strength
+        else:
+            pts = getattr(weights, _NAMED[signal]) * strength
+        arr = np.zeros(n)
+        arr[ix] = np.where(tests[ix], weights.test_named, 1.0) * pts  # named tests point at the code
+        out[signal] = arr
+    total = sum(out.values())
+    leaders: dict[str, np.ndarray] = {}
+    if weights.imported_by or weights.test_beside:
+        top = np.lexsort((np.arange(n), -total))[:top_k]
+        for name, w, pick in (("imported by", weights.imported_by, 0), ("test beside", weights.test_beside, 1)):
+            if not w:
+                continue
+            arr, lead = np.zeros(n), np.full(n, -1)
+            for i in (int(i) for i in top if total[i] > 0):
+                for j in features.neighbours(i)[pick]:
+                    if w * total[i] > arr[j]:
+                        arr[j], lead[j] = w * total[i], i
+            out[name], leaders[name] = arr, lead
+    return out, leaders
 
-    # 5. BM25 over windows of path and content, tilted towards code.
-    bm = _lexical(query, paths, text)
-    for i in np.flatnonzero(bm):
-        ranked[i].add("bm25", _W["bm25"] * _kind_factor(paths[i]) * float(bm[i]), f"{bm[i]:.2f} of the best")
-    for r in ranked:
-        if r.signals and _TEST_NAME.search(r.path):
-            # Named tests and frames in test files point at the code they test.
-            for signal in ("stack trace", "path named", "file named", "module named", "defines"):
-                if signal in r.signals:
-                    r.signals[signal] *= 1.0 - _TEST_STRONG
-        r.score = sum(r.signals.values())
 
-    # 6. Import-graph neighbours of the top files, and the tests beside them.
-    order = sorted(ranked, key=lambda r: (-r.score, r.path))
-    leaders = [r for r in order[:top_k] if r.score > 0]
-    all_paths = set(paths)
-    for lead in leaders:
-        i = index[lead.path]
-        text = datas[i].decode("utf-8", "replace")
-        for nb in sorted(_resolve_imports(lead.path, text, modules)):
-            ranked[index[nb]].add("imported by", _W["imported by"] * lead.score, lead.path)
-        for t in _test_partners(lead.path, all_paths):
-            ranked[index[t]].add("test beside", _W["test beside"] * lead.score, lead.path)
+def order(features: Features, weights: Weights = WEIGHTS, *, kind: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """File indices best first, ties in path order (what `score` sorts by, without records)."""
+    total = np.round(sum(points(features, weights, kind=kind)[0].values()), 3)
+    return np.lexsort((_path_order(features.paths), -total))
+
+
+def _path_order(paths: Sequence[str]) -> np.ndarray:
+    ranks = np.empty(len(paths), dtype=np.int64)
+    ranks[sorted(range(len(paths)), key=paths.__getitem__)] = np.arange(len(paths))
+    return ranks
+
+
+def score(features: Features, weights: Weights = WEIGHTS, *, top_k: int = 3) -> list[Ranked]:
+    """Every file with its weighted score and reasons, best first (ties in path order)."""
+    paths = features.paths
+    pts, leaders = points(features, weights, top_k=top_k)
+    ranked = [Ranked(p) for p in paths]
+    bm = pts["bm25"]
+    best = float(bm.max()) if len(bm) else 0.0
+    # Reasons in a fixed order: what the task names, then the words, then the neighbours.
+    for signal in [*features.named, "bm25", *leaders]:
+        arr = pts.get(signal)
+        if arr is None:
+            continue
+        for i in np.flatnonzero(arr > 0):
+            if signal == "bm25":
+                reason = f"{bm[i] / best:.2f} of the best"
+            else:
+                reason = paths[leaders[signal][i]] if signal in leaders else features.named[signal][i][1]
+            ranked[i].add(signal, float(arr[i]), reason)
     for r in ranked:
         r.score = round(sum(r.signals.values()), 3)
     return sorted(ranked, key=lambda r: (-r.score, r.path))
+
+
+def rank_files(task: str, paths: Sequence[str], datas: Sequence[bytes], *, top_k: int = 3) -> list[Ranked]:
+    """Every path with its score for `task`, best first (ties in path order)."""
+    return score(rank_features(task, paths, datas), WEIGHTS, top_k=top_k)
