@@ -398,23 +398,25 @@ def ablations(weights) -> dict[str, object]:
     """Each kept signal switched off (and the plain-BM25 base alone), by name."""
     from dataclasses import replace
 
-    base = replace(weights, code=0.0, windows=0.0, words=weights.words or 1.0)
     out = {
         "stack trace": weights.without("frame", "inner_frame"), "path named": weights.without("path"),
-        "file named": weights.without("file"), "module named": weights.without("module"),
-        "defines": weights.without("defines"), "imported by": weights.without("imported_by"),
-        "test beside": weights.without("test_beside"), "code terms": weights.without("code"),
-        "windows": weights.without("windows"),
-        "base only": base.without("frame", "inner_frame", "path", "file", "module", "defines", "imported_by",
-                                  "test_beside"),
+        "file named": weights.without("file"), "defines": weights.without("defines"),
+        "code terms": weights.without("code"),
+        "base only": replace(weights, words=weights.words or 1.0).without("code", "frame", "inner_frame", "path",
+                                                                           "file", "defines"),
     }
     return {k: v for k, v in out.items() if v != weights}
 
 
-def _miss_reason(i: int, order: list[int], sizes: list[int], tokens: list[int], room: Room) -> str:
-    """Why file `i` is not in full at this room: which packing rule, lifted, would let it in."""
+def _miss_reason(i: int, order: list[int], sizes: list[int], tokens: list[int], room: Room, tests=None) -> str:
+    """Why file `i` is not in full at this room: which packing rule, lifted, would let it in
+    (or, given which files are `tests`, whether the tests ranked above it took its place)."""
     from dataclasses import replace
 
+    if tests is not None:
+        above = order[: order.index(i)]
+        if i in fill([j for j in above if not tests[j]] + [i], sizes, tokens, room):
+            return f"tests ranked above it ({sum(tokens[j] for j in above if tests[j]):,} tokens)"
     for change, lifted in (("outline reserve", replace(room, outline_share=False)),
                            ("tree share", replace(room, tree=0)),
                            ("miss cut", replace(room, miss_cut=10**9)),
@@ -568,8 +570,6 @@ def run(args: argparse.Namespace) -> None:
                                "reason": _miss_reason(index[g], order, sizes, tokens, room[-1])})
         t4 = time.perf_counter()
         if lean:
-            features.prepare(order[:40] + [i for s in features.named.values() for i in s]
-                             + [int(i) for v in features.lexical.values() for i in np.argsort(-v)[:40]])
             features.datas = None
             case = Case(r["instance_id"], r["repo"], gold_ix if len(gold_ix) == len(gold) else [-1],
                         features, sizes, tokens, room, {b: bool(v) for b, v in base.items()})
@@ -680,23 +680,43 @@ def report(path: Path, packs: Path | None = None) -> None:
           + ", ".join(f"{k // 1000}k {v}%" for k, v in PAPER_ALL.items()))
 
 
+class _StoredFeatures:
+    """Features as pickled, whatever fields they had then (made into today's on loading)."""
+
+    def __setstate__(self, state) -> None:
+        self.state = state[1] if isinstance(state, tuple) else state
+
+
 class _Cases(pickle.Unpickler):
-    """Cases pickled by a run of this file as a script (`__main__.Case`) load here too."""
+    """Cases pickled by a run of this file as a script (`__main__.Case`) load here too, and
+    features stored with fields since removed."""
 
     def find_class(self, module: str, name: str):
         if module == "__main__" and name in ("Case", "Room"):
             return {"Case": Case, "Room": Room}[name]
+        if (module, name) == ("agent.pack.rank", "Features"):
+            return _StoredFeatures
         return super().find_class(module, name)
 
+    def load(self) -> Case:
+        """The case, its features as today's `Features`."""
+        from agent.pack.rank import Features
 
-def load_cases(folder: Path, ids: set[str]) -> list[Case]:
-    """The stored cases of these instance ids (those whose gold files were all scanned)."""
+        case = super().load()
+        state = case.features.state
+        case.features = Features(state["paths"], state["lexical"], state["named"])
+        return case
+
+
+def load_cases(folder: Path, ids: set[str], *, unscanned: bool = False) -> list[Case]:
+    """The stored cases of these instance ids (with `unscanned`, also those with a gold file
+    the scan left out, marked by a gold index of -1: no ranking can reach it)."""
     out = []
     for f in sorted(folder.glob("*.pkl")):
         if f.stem in ids:
             with f.open("rb") as fh:
                 case = _Cases(fh).load()
-            if -1 not in case.gold:
+            if unscanned or -1 not in case.gold:
                 out.append(case)
     return out
 
@@ -723,12 +743,10 @@ def _objective(hits: np.ndarray, base: np.ndarray) -> float:
 # Values tried for each weight, one weight at a time, for a few rounds (coordinate ascent).
 GRID = {
     "words": [0.0, 50.0, 100.0, 200.0, 400.0], "code": [0.0, 25.0, 50.0, 100.0, 200.0, 400.0, 800.0],
-    "windows": [0.0, 25.0, 50.0, 100.0, 200.0],
     "test": [0.0, 0.1, 0.3, 0.6], "not_code": [0.0, 0.1, 0.4], "frame": [0.0, 25.0, 50.0, 100.0, 200.0, 400.0],
     "inner_frame": [0.0, 70.0, 140.0, 280.0], "path": [0.0, 25.0, 50.0, 100.0, 200.0, 400.0],
-    "file": [0.0, 25.0, 50.0, 100.0, 210.0, 400.0], "module": [0.0, 25.0, 50.0, 75.0, 150.0, 300.0],
-    "defines": [0.0, 10.0, 25.0, 50.0, 75.0, 150.0, 300.0], "imported_by": [0.0, 0.05, 0.12, 0.3],
-    "test_beside": [0.0, 0.1, 0.2],
+    "file": [0.0, 25.0, 50.0, 100.0, 210.0, 400.0], "defines": [0.0, 10.0, 25.0, 50.0, 75.0, 150.0, 300.0],
+    "test_named": [0.25, 0.5, 1.0],
 }
 
 
@@ -780,7 +798,7 @@ def evaluate(args: argparse.Namespace) -> None:
     out = Path(args.out)
     variants = ablations(WEIGHTS)
     with out.open("w") as fh:
-        for case in load_cases(Path(args.cases), ids):
+        for case in load_cases(Path(args.cases), ids, unscanned=True):
             kind = kinds(case.features.paths)
             ranked = order(case.features, WEIGHTS, kind=kind).tolist()
             fulls = [fill(ranked, case.sizes, case.tokens, room) for room in case.rooms]
@@ -791,13 +809,14 @@ def evaluate(args: argparse.Namespace) -> None:
                 ablation[name] = {room.budget: all(g in fill(o, case.sizes, case.tokens, room) for g in case.gold)
                                   for room in case.rooms}
             misses = [{"path": case.features.paths[g], "rank": ranked.index(g) + 1, "tokens": case.tokens[g],
-                       "reason": _miss_reason(g, ranked, case.sizes, case.tokens, case.rooms[-1])}
+                       "reason": _miss_reason(g, ranked, case.sizes, case.tokens, case.rooms[-1], kind[0])}
+                      if g >= 0 else {"path": "(a gold file)", "reason": "not in the scan (the scanner left it out)"}
                       for g in case.gold if g not in fulls[-1]]
             iid = case.instance_id
             rec = {"instance_id": iid, "repo": case.repo, "source": rows[iid]["source"], "part": part[iid],
-                   "period": period[iid], "gold": [case.features.paths[g] for g in case.gold], "ours": replay,
+                   "period": period[iid], "gold": [case.features.paths[g] for g in case.gold if g >= 0], "ours": replay,
                    "replay": replay, "bm25": case.bm25, "ablation": ablation, "misses_1m": misses,
-                   "gold_ranks": [ranked.index(g) + 1 for g in case.gold], "from": "replay"}
+                   "gold_ranks": [ranked.index(g) + 1 if g >= 0 else None for g in case.gold], "from": "replay"}
             fh.write(json.dumps(rec) + "\n")
 
 

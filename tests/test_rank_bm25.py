@@ -53,9 +53,7 @@ def test_the_base_order_is_bm25s_whole_file_bm25() -> None:
     theirs = retriever.get_scores(query)
     features = rank_features(" ".join(query), paths, [t.encode() for t in texts])
     assert features.lexical["words"] == pytest.approx(theirs / theirs.max(), rel=1e-6)
-    base = replace(WEIGHTS, code=0.0, windows=0.0, words=1.0)
-    ranked = score(features, base.without("frame", "inner_frame", "path", "file", "module", "defines",
-                                          "imported_by", "test_beside"))
+    ranked = score(features, replace(WEIGHTS, words=1.0).without("code", "frame", "inner_frame", "path", "file", "defines"))
     expected = sorted(range(30), key=lambda i: (-round(float(theirs[i] / theirs.max()), 3), paths[i]))
     assert [r.path for r in ranked] == [paths[i] for i in expected]
 

@@ -1,14 +1,15 @@
 """Rank a repository's files for a task, from the statement and the repository alone.
 
 BM25 is the base order: whole-file BM25 over path and content with bm25s's parameters (the
-same-run baseline of benchmarks/retrieval.py), mixed with the same over code-shaped query terms
-matched at identifier boundaries and with the best few-KB window of each file; code first,
-tests and docs after. The signals the task names are boosts on top: files in stack-trace frames,
-paths and file names it names, dotted module paths, identifiers it names that the repository
-defines; then the import neighbours and the tests of the top files. `rank_features` finds all of
-it once, unweighted; `score` weighs it with `Weights` (data, fitted on the tuning part of
-benchmarks/retrieval.py only; each signal's gain is measured on the report part). Every score
-comes with the reasons that made it, for the manifest and the relevant-files block.
+same-run baseline of benchmarks/retrieval.py), plus the same over code-shaped query terms
+(snake_case and CamelCase split into parts) matched at identifier boundaries; code first, tests
+and docs after. What the task names is a boost on top: files in stack-trace frames, paths and
+file names it names, identifiers it names that the repository defines. `rank_features` finds
+all of it once, unweighted; `score` weighs it with `Weights` (data, fitted on the tuning part of
+benchmarks/retrieval.py only). Each signal's gain is measured on the report part; those that did
+not earn their place there (dotted module names, the best few-KB window, the imports and tests
+of the top files) were removed. Every score comes with the reasons that made it, for the
+manifest and the relevant-files block.
 
 Query terms are found with one Aho-Corasick pass over the lowercased bytes of the whole tree,
 kept where they start and end on a word boundary (plain BM25) or on an identifier boundary
@@ -40,9 +41,7 @@ _FRAME = re.compile(
     r"|((?:[\w.-]+/)+[\w.-]+\.[A-Za-z]{1,5}):(\d+)"  # path:line
 )
 _PATH = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-][\w.-]*\.[A-Za-z][A-Za-z0-9]{0,4})(?![\w/-])")
-_DOTTED = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)")
 _CODE_SPAN = re.compile(r"`([^`\n]+)`|```.*?```", re.DOTALL)
-_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]+\(?([\w, \t*]+)|import[ \t]+([\w., \t]+))", re.MULTILINE)
 _TEST_NAME = re.compile(r"(?:^|/)(?:tests?/|test_[^/]*$|[^/]*_tests?\.[a-z]+$|[^/]*\.test\.[a-z]+$|conftest\.py$)")
 _BUILTINS = frozenset(dir(builtins))
 _CODE_SUFFIXES = frozenset(
@@ -108,23 +107,6 @@ def task_terms(text: str) -> list[str]:
     return list(seen)
 
 
-def _module_names(paths: Sequence[str]) -> dict[str, list[str]]:
-    """Dotted module name (full, and with leading src-like folders dropped) -> paths."""
-    out: dict[str, list[str]] = defaultdict(list)
-    for p in paths:
-        if not p.endswith(".py"):
-            continue
-        parts = p[:-3].split("/")
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        for i in range(len(parts) - 1):
-            if i == 0 or parts[i - 1] in ("src", "lib", "python", "source"):
-                out[".".join(parts[i:])].append(p)
-        if len(parts) == 1:
-            out[parts[0]].append(p)
-    return out
-
-
 def _match_path(fragment: str, by_name: dict[str, list[str]]) -> tuple[list[str], bool]:
     """Repo paths that `fragment` (a path as written in a task or a traceback) refers to."""
     frag = fragment.replace("\\", "/").lstrip("./")
@@ -156,11 +138,6 @@ def _match_path(fragment: str, by_name: dict[str, list[str]]) -> tuple[list[str]
 _CAMEL_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _WORD_BYTE = np.zeros(256, dtype=bool)
 _WORD_BYTE[np.frombuffer(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", dtype=np.uint8)] = True
-# (window bytes or None for the whole file, share of the lexical score): fitted with the weights.
-_LEXICAL = ((3000, 40 / 57), (1500, 10 / 57), (None, 7 / 57))
-_PATH_TF = 5.0  # a term in the path counts like this many in the text
-
-
 def query_weights(text: str) -> dict[str, float]:
     """Lowercased query terms with weights: 2 when written like code, 1 for words, 0.5 for parts."""
     code = " ".join(m.group(0) for m in _CODE_SPAN.finditer(text))
@@ -263,57 +240,6 @@ def _term_hits(terms: list[str], text: _Text) -> tuple[np.ndarray, np.ndarray]:
     return k[keep], start[keep]
 
 
-def _bm25_matrix(tf: np.ndarray, lengths: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    k1, b = 1.2, 0.75
-    n = tf.shape[0]
-    df = (tf > 0).sum(axis=0)
-    idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5))
-    norm = k1 * (1 - b + b * lengths / lengths.mean())
-    return np.asarray((tf * (k1 + 1) / (tf + norm[:, None])) @ (idf * weights), dtype=np.float64)
-
-
-def _lexical(query: dict[str, float], paths: Sequence[str], text: _Text) -> np.ndarray:
-    """Lexical relevance of each file, 0-1: its best window at two widths (weighted query)
-    plus whole-file BM25 (plain query); path terms count in every window of their file."""
-    n = len(paths)
-    terms = list(query)
-    if not terms or n == 0:
-        return np.zeros(n)
-    width = len(terms)
-    weights = np.array([query[t] for t in terms])
-    starts = text.starts
-    sizes = np.diff(starts) - 1
-    k, pos = _term_hits(terms, text)
-    doc = text.owner(pos)
-    offset = pos - starts[doc]
-    names = _Text.join([p.encode() for p in paths])
-    pk, ppos = _term_hits(terms, names)
-    in_path = np.bincount(names.owner(ppos) * width + pk, minlength=n * width).reshape(n, width).astype(np.float32)
-    in_path *= _PATH_TF
-
-    def windowed(size: int | None, w: np.ndarray) -> np.ndarray:
-        if size is None:  # the whole file
-            tf = np.bincount(doc * width + k, minlength=n * width).reshape(n, width).astype(np.float32)
-            scores = _bm25_matrix(tf + in_path, sizes / 6.0 + 10.0, w)
-        else:
-            windows = np.maximum(1, -(-sizes // size))
-            first = np.zeros(n + 1, dtype=np.int64)
-            np.cumsum(windows, out=first[1:])
-            total = int(first[-1])
-            tf = np.bincount((first[doc] + offset // size) * width + k, minlength=total * width)
-            tf = tf.reshape(total, width).astype(np.float32)
-            owner = np.repeat(np.arange(n), windows)
-            lengths = np.full(total, size / 6.0 + 10.0)
-            lengths[first[1:] - 1] = (sizes - (windows - 1) * size) / 6.0 + 10.0
-            scores = np.zeros(n)
-            np.maximum.at(scores, owner, _bm25_matrix(tf + in_path[owner], lengths, w))
-        top = scores.max()
-        return scores / top if top > 0 else scores
-
-    plain = np.ones(width)
-    return sum(share * windowed(size, weights if size else plain) for size, share in _LEXICAL)
-
-
 def _document_frequency(words: list[str], text: _Text) -> dict[str, int]:
     """In how many files each (lowercase) word occurs, as a substring, in any case."""
     hits = text.hits([w.encode() for w in words])
@@ -369,57 +295,6 @@ def _task_identifiers(text: str) -> list[str]:
     # Builtins, and names the task's own example code defines, say nothing about the repo.
     own = set(re.findall(r"\b(?:def|class)\s+([A-Za-z_]\w*)", text))
     return [n for n in names if n.lower() not in STOPWORDS and n not in _BUILTINS and n not in own]
-
-
-def _resolve_imports(path: str, text: str, modules: dict[str, list[str]]) -> set[str]:
-    out: set[str] = set()
-    package = path.rsplit("/", 1)[0].replace("/", ".") if "/" in path else ""
-    for m in _IMPORT.finditer(text):
-        if m.group(3):
-            for mod in m.group(3).split(","):
-                mod = mod.strip().split(" ")[0]
-                while mod:
-                    if mod in modules and len(modules[mod]) <= 2:
-                        out.update(modules[mod])
-                        break
-                    mod = mod.rpartition(".")[0]
-            continue
-        base = m.group(1) or ""
-        if base.startswith("."):
-            dots = len(base) - len(base.lstrip("."))
-            pkg = package.split(".") if package else []
-            pkg = pkg[: len(pkg) - (dots - 1)] if dots > 1 else pkg
-            base = ".".join([*pkg, base.lstrip(".")]).strip(".")
-        for name in [n.strip() for n in (m.group(2) or "").split(",")]:
-            for mod in (f"{base}.{name}" if name and name != "*" else base, base):
-                if mod in modules and len(modules[mod]) <= 2:
-                    out.update(modules[mod])
-                    break
-    out.discard(path)
-    return out
-
-
-def _test_partners(path: str, all_paths: set[str]) -> list[str]:
-    if not path.endswith(".py") or _TEST_NAME.search(path):
-        return []
-    d, _, name = path.rpartition("/")
-    stem = name[:-3]
-    found = []
-    dirs = d.split("/") if d else []
-    for i in range(len(dirs), -1, -1):
-        base = "/".join(dirs[:i])
-        prefix = base + "/" if base else ""
-        rest = "/".join(dirs[i:])
-        for cand in (
-            f"{prefix}test_{stem}.py",
-            f"{prefix}tests/test_{stem}.py",
-            f"{prefix}tests/{rest}/test_{stem}.py" if rest else "",
-            f"{prefix}testing/test_{stem}.py",
-            f"{prefix}{stem}_test.py",
-        ):
-            if cand and cand in all_paths:
-                found.append(cand)
-    return found
 
 
 _WORDISH = _WORD_BYTE.copy()
@@ -482,19 +357,15 @@ class Weights:
     fitted on the tuning part of benchmarks/retrieval.py only (a hash split of the visible
     SWE-bench instances, older half by date); the report part is never fitted on."""
 
-    words: float = 200.0  # plain whole-word BM25 (the baseline's order), for the best file
+    words: float = 50.0  # plain whole-word BM25 (the baseline's order), for the best file
     code: float = 400.0  # BM25 with code-shaped terms and identifier-boundary matches
-    windows: float = 50.0  # BM25 of the best few-KB window (a long module is not drowned)
-    test: float = 0.3  # share of its lexical score a test file keeps
+    test: float = 0.01  # share of its lexical score a test file keeps (tests after the code)
     not_code: float = 0.0  # share of its lexical score a non-code file keeps
     frame: float = 50.0  # a stack-trace frame ...
-    inner_frame: float = 140.0  # ... plus this much for the innermost one
+    inner_frame: float = 280.0  # ... plus this much for the innermost one
     path: float = 200.0
     file: float = 210.0
-    module: float = 25.0
     defines: float = 75.0
-    imported_by: float = 0.12  # share of a leader's score its imports get
-    test_beside: float = 0.2  # share of a leader's score its test file gets
     test_named: float = 0.5  # share of a named/traced signal a test file keeps
 
     def without(self, *signals: str) -> Weights:
@@ -506,38 +377,19 @@ class Weights:
 
 WEIGHTS = Weights()
 # Signals named by the task (field of Weights that scales each, as `Ranked.signals` names them).
-_NAMED = {"stack trace": "frame", "path named": "path", "file named": "file", "module named": "module",
-          "defines": "defines"}
+_NAMED = {"stack trace": "frame", "path named": "path", "file named": "file", "defines": "defines"}
+_LEXICAL = ("words", "code")  # fields of Weights that scale each lexical score
 
 
 @dataclass(slots=True)
 class Features:
-    """What a task says about each file, before weighting: lexical scores (0-1 each), the
-    signals the task names (file index -> strength, reason) and, filled in as asked for,
-    each file's imports and tests (from `datas`, which a stored copy may drop)."""
+    """What a task says about each file, before weighting: lexical scores (0-1 each) and the
+    signals the task names (file index -> strength, reason); `datas` may be dropped."""
 
     paths: list[str]
     lexical: dict[str, np.ndarray]
     named: dict[str, dict[int, tuple[float, str]]]
     datas: Sequence[bytes] | None = None
-    links: dict[int, tuple[list[int], list[int]]] = field(default_factory=dict)
-
-    def neighbours(self, i: int) -> tuple[list[int], list[int]]:
-        """(files file `i` imports, test files beside it), by index."""
-        self.prepare([i])
-        return self.links.get(i, ([], []))
-
-    def prepare(self, files: Iterable[int]) -> None:
-        """Find the neighbours of these files now (while `datas` is here)."""
-        todo = sorted({int(i) for i in files} - self.links.keys())
-        if not todo or self.datas is None:
-            return
-        index = {p: j for j, p in enumerate(self.paths)}
-        modules, all_paths = _module_names(self.paths), set(self.paths)
-        for i in todo:
-            text = self.datas[i].decode("utf-8", "replace")
-            imports = sorted(index[p] for p in _resolve_imports(self.paths[i], text, modules))
-            self.links[i] = (imports, [index[p] for p in _test_partners(self.paths[i], all_paths)])
 
 
 def _frames(task: str, by_name: dict[str, list[str]]) -> tuple[set[str], list[tuple[str, str, list[str]]]]:
@@ -603,20 +455,6 @@ def rank_features(task: str, paths: Sequence[str], datas: Sequence[bytes]) -> Fe
             if strength and len(hits) <= 3:
                 for h in hits:
                     put("file named", h, strength / len(hits), stem)
-    # Dotted module paths (`django.db.models.query.QuerySet` -> that module); an import line
-    # in example code names a module, but weakly.
-    modules = _module_names(paths)
-    imported = {m.group(1) or m.group(3) for m in _IMPORT.finditer(task)}
-    for m in _DOTTED.finditer(task):
-        dotted = m.group(1)
-        parts = dotted.split(".")
-        for cut in range(len(parts), 1, -1):
-            hit = modules.get(".".join(parts[:cut]))
-            if hit and len(hit) <= 2:
-                strength = 0.25 if dotted in imported else 1.0 if cut == len(parts) else 0.75
-                for h in hit:
-                    put("module named", h, strength, dotted)
-                break
     # Identifiers named in the task that the repository defines; each further name a file
     # defines adds less (three names are worth at most 2x one).
     found: dict[int, list[tuple[float, str]]] = defaultdict(list)
@@ -629,13 +467,12 @@ def rank_features(task: str, paths: Sequence[str], datas: Sequence[bytes]) -> Fe
         names.sort(key=lambda x: (-x[0], x[1]))
         total = sum(w * 0.5**k for k, (w, _) in enumerate(names[:3]))
         named["defines"][i] = (total, ", ".join(n for _, n in names[:4]) + " (named in the task)")
-    names = _Text.join([p.encode() for p in paths])
+    path_text = _Text.join([p.encode() for p in paths])
     # Length in words, estimated from bytes (counting them costs more than the whole ranking).
-    lengths = (np.diff(text.starts) + np.diff(names.starts)) / 6.0 + 1.0
+    lengths = (np.diff(text.starts) + np.diff(path_text.starts)) / 6.0 + 1.0
     lexical = {
-        "words": _bm25_files(words, paths, text, names, lengths, code=False),
-        "code": _bm25_files(query, paths, text, names, lengths, code=True),
-        "windows": _lexical(query, paths, text),
+        "words": _bm25_files(words, paths, text, path_text, lengths, code=False),
+        "code": _bm25_files(query, paths, text, path_text, lengths, code=True),
     }
     return Features(paths, lexical, named, datas)
 
@@ -649,17 +486,17 @@ def kinds(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def points(
-    features: Features, weights: Weights = WEIGHTS, *, top_k: int = 3, kind: tuple[np.ndarray, np.ndarray] | None = None
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Points of each signal for each file, and for the neighbour signals the leader that gave
-    them: BM25 as the base (code first, tests and docs after), what the task names as boosts,
-    then the imports and tests of the `top_k` files."""
+    features: Features, weights: Weights = WEIGHTS, *, kind: tuple[np.ndarray, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """Points of each signal for each file: BM25 as the base (code first, tests and docs
+    after), what the task names as boosts on top."""
     n = len(features.paths)
     tests, code = kind if kind is not None else kinds(features.paths)
-    lexical = sum((getattr(weights, name) * values for name, values in features.lexical.items()), np.zeros(n))
+    lexical = sum((getattr(weights, name) * features.lexical[name] for name in _LEXICAL), np.zeros(n))
     share = np.where(tests, weights.test, 1.0) * np.where(code, 1.0, weights.not_code)
     out = {"bm25": lexical * share}
-    for signal, files in features.named.items():
+    for signal, field_ in _NAMED.items():
+        files = features.named.get(signal)
         if not files:
             continue
         ix = np.fromiter(files, dtype=np.int64, count=len(files))
@@ -667,29 +504,16 @@ def points(
         if signal == "stack trace":
             pts = weights.frame + weights.inner_frame * strength
         else:
-            pts = getattr(weights, _NAMED[signal]) * strength
+            pts = getattr(weights, field_) * strength
         arr = np.zeros(n)
         arr[ix] = np.where(tests[ix], weights.test_named, 1.0) * pts  # named tests point at the code
         out[signal] = arr
-    total = sum(out.values())
-    leaders: dict[str, np.ndarray] = {}
-    if weights.imported_by or weights.test_beside:
-        top = np.lexsort((np.arange(n), -total))[:top_k]
-        for name, w, pick in (("imported by", weights.imported_by, 0), ("test beside", weights.test_beside, 1)):
-            if not w:
-                continue
-            arr, lead = np.zeros(n), np.full(n, -1)
-            for i in (int(i) for i in top if total[i] > 0):
-                for j in features.neighbours(i)[pick]:
-                    if w * total[i] > arr[j]:
-                        arr[j], lead[j] = w * total[i], i
-            out[name], leaders[name] = arr, lead
-    return out, leaders
+    return out
 
 
 def order(features: Features, weights: Weights = WEIGHTS, *, kind: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """File indices best first, ties in path order (what `score` sorts by, without records)."""
-    total = np.round(sum(points(features, weights, kind=kind)[0].values()), 3)
+    total = np.round(sum(points(features, weights, kind=kind).values()), 3)
     return np.lexsort((_path_order(features.paths), -total))
 
 
@@ -699,29 +523,26 @@ def _path_order(paths: Sequence[str]) -> np.ndarray:
     return ranks
 
 
-def score(features: Features, weights: Weights = WEIGHTS, *, top_k: int = 3) -> list[Ranked]:
+def score(features: Features, weights: Weights = WEIGHTS) -> list[Ranked]:
     """Every file with its weighted score and reasons, best first (ties in path order)."""
     paths = features.paths
-    pts, leaders = points(features, weights, top_k=top_k)
+    pts = points(features, weights)
     ranked = [Ranked(p) for p in paths]
     bm = pts["bm25"]
     best = float(bm.max()) if len(bm) else 0.0
-    # Reasons in a fixed order: what the task names, then the words, then the neighbours.
-    for signal in [*features.named, "bm25", *leaders]:
+    # Reasons in a fixed order: what the task names, then the words.
+    for signal in [*_NAMED, "bm25"]:
         arr = pts.get(signal)
         if arr is None:
             continue
         for i in np.flatnonzero(arr > 0):
-            if signal == "bm25":
-                reason = f"{bm[i] / best:.2f} of the best"
-            else:
-                reason = paths[leaders[signal][i]] if signal in leaders else features.named[signal][i][1]
+            reason = f"{bm[i] / best:.2f} of the best" if signal == "bm25" else features.named[signal][i][1]
             ranked[i].add(signal, float(arr[i]), reason)
     for r in ranked:
         r.score = round(sum(r.signals.values()), 3)
     return sorted(ranked, key=lambda r: (-r.score, r.path))
 
 
-def rank_files(task: str, paths: Sequence[str], datas: Sequence[bytes], *, top_k: int = 3) -> list[Ranked]:
+def rank_files(task: str, paths: Sequence[str], datas: Sequence[bytes]) -> list[Ranked]:
     """Every path with its score for `task`, best first (ties in path order)."""
-    return score(rank_features(task, paths, datas), WEIGHTS, top_k=top_k)
+    return score(rank_features(task, paths, datas), WEIGHTS)
