@@ -146,6 +146,11 @@ _SIGNALS = {
         "The parser fails on a quoted header value; the code is in pkg/io/wire.py.",
         "pkg/io/wire.py", ("path",),
     ),
+    "file named": (
+        {"pkg/sqlmigrate.py": _filler(30, "cmd"), "pkg/migrate.py": _filler(30, "mig")},
+        "The parser fails on a quoted header value when sqlmigrate prints the statements.",
+        "pkg/sqlmigrate.py", ("file",),
+    ),
     "defines": (
         {"pkg/text.py": _filler(30, "text") + "def unquote_header(value):\n    return value\n"},
         "`unquote_header` keeps the quotes: the parser fails on a quoted header value.",
