@@ -1,4 +1,4 @@
-"""Lexical ranking: identifier-boundary matches, windowed BM25, code-shaped query terms.
+"""Lexical ranking: identifier-boundary matches, code-shaped query terms, version dumps left out.
 
 Each test builds a small real git repository, packs it for a task with `build_pack` and checks
 which file the ranking puts first (the pack's relevant-files order), plus direct checks of the
@@ -50,23 +50,6 @@ def test_a_term_counts_at_identifier_boundaries_not_inside_words(tmp_path: Path)
         "app/other.py": _filler(5, "helper"),
     })
     assert _first(root, "Calling create fails", tmp_path) == "app/store.py"
-
-
-def test_a_long_module_scores_by_its_best_window(tmp_path: Path) -> None:
-    # Whole-file BM25 divides by length and prefers the short file that mentions the words once;
-    # the long module holds the code the task is about in one place.
-    relevant = (
-        "def parse_header(value):\n    # quoted boundary in a multipart header\n"
-        "    boundary = value.split('boundary=')[1]\n    if boundary.startswith('\"'):\n"
-        "        boundary = boundary.strip('\"')  # quoted boundary\n    return boundary\n\n\n"
-    )
-    root = _repo(tmp_path / "repo", {
-        "lib/mime.py": _filler(400, "convert") + relevant + _filler(400, "encode"),
-        "lib/notes.py": "# the header may hold a quoted boundary\nNOTE = 1\n",
-        "lib/misc.py": _filler(3, "misc"),
-    })
-    task = "A quoted boundary in the multipart header is not parsed: the quotes stay in the boundary."
-    assert _first(root, task, tmp_path) == "lib/mime.py"
 
 
 def test_the_source_outranks_the_test_that_repeats_its_names(tmp_path: Path) -> None:

@@ -1,18 +1,20 @@
 """Rank a repository's files for a task, from the statement and the repository alone.
 
-Signals, strongest first: files in stack-trace frames, paths the task names, dotted module paths,
-identifiers the task names that the repository defines, then lexical relevance (BM25 over path
-and content), then the import-graph neighbours of the top files and the tests beside them.
-Every score comes with the reasons that made it, for the manifest and the relevant-files block.
+BM25 is the base order: whole-file BM25 over path and content with bm25s's parameters (the
+same-run baseline of benchmarks/retrieval.py), plus the same over code-shaped query terms
+(snake_case and CamelCase split into parts) matched at identifier boundaries; code first, tests
+and docs after. What the task names is a boost on top: files in stack-trace frames, paths and
+file names it names, identifiers it names that the repository defines. `rank_features` finds
+all of it once, unweighted; `score` weighs it with `Weights` (data, fitted on the tuning part of
+benchmarks/retrieval.py only). Each signal's gain is measured on the report part; those that did
+not earn their place there (dotted module names, the best few-KB window, the imports and tests
+of the top files) were removed. Every score comes with the reasons that made it, for the
+manifest and the relevant-files block.
 
-Lexical relevance is BM25 over windows of a few KB rather than whole files (a file scores as its
-best window, so a long module is not drowned by its length, nor a short one favoured for it).
-Query terms are the statement's words, weighted up when they look like code (in backticks,
-snake_case, CamelCase) and split into their snake/Camel parts; they are found with one
-Aho-Corasick pass over the lowercased bytes of the whole tree and kept where they start and end
-on an identifier boundary (`create` finds `bulk_create` and `createTable`, not `created`). A
-token-level index over 36 MB costs seconds; this costs a fraction of one.
-Weights were fitted on SWE-bench Lite and checked on Verified (benchmarks/retrieval.py).
+Query terms are found with one Aho-Corasick pass over the lowercased bytes of the whole tree,
+kept where they start and end on a word boundary (plain BM25) or on an identifier boundary
+(`create` finds `bulk_create` and `createTable`, not `created`). A token-level index over 36 MB
+costs seconds; this costs a fraction of one.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from itertools import chain
 import ahocorasick_rs
 import numpy as np
 
-__all__ = ["STOPWORDS", "Ranked", "query_weights", "rank_files", "task_terms"]
+__all__ = ["STOPWORDS", "WEIGHTS", "Features", "Ranked", "Weights", "query_weights", "kinds", "order", "points", "rank_features", "rank_files", "score", "task_terms", "word_query"]
 
 STOPWORDS = frozenset(
     ["a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are", "aren", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "cannot", "could", "did", "do", "does", "doing", "don", "down", "during", "each", "few", "for", "from", "further", "get", "got", "had", "has", "have", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "isn", "it", "its", "itself", "just", "let", "me", "more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "ought", "our", "ours", "ourselves", "out", "over", "own", "same", "shall", "she", "should", "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "use", "used", "using", "very", "want", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "yourself", "yourselves", "self", "none", "true", "false", "def", "class", "return", "import", "from", "pass", "raise", "elif", "else", "try", "except", "finally", "lambda", "yield", "assert", "del", "global", "nonlocal", "print", "one", "two", "new", "like", "way", "make", "see", "seems", "seem", "work", "works", "thing", "things", "still", "even", "however", "though", "example", "following", "currently", "issue", "problem", "bug", "expected", "actual", "behavior", "behaviour", "case", "cases", "instead", "since", "already", "might", "must", "need", "needs", "think", "thanks", "hi", "hello"]
@@ -39,9 +41,7 @@ _FRAME = re.compile(
     r"|((?:[\w.-]+/)+[\w.-]+\.[A-Za-z]{1,5}):(\d+)"  # path:line
 )
 _PATH = re.compile(r"(?<![\w/.-])((?:[\w.-]+/)*[\w-][\w.-]*\.[A-Za-z][A-Za-z0-9]{0,4})(?![\w/-])")
-_DOTTED = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+)")
 _CODE_SPAN = re.compile(r"`([^`\n]+)`|```.*?```", re.DOTALL)
-_IMPORT = re.compile(r"^[ \t]*(?:from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]+\(?([\w, \t*]+)|import[ \t]+([\w., \t]+))", re.MULTILINE)
 _TEST_NAME = re.compile(r"(?:^|/)(?:tests?/|test_[^/]*$|[^/]*_tests?\.[a-z]+$|[^/]*\.test\.[a-z]+$|conftest\.py$)")
 _BUILTINS = frozenset(dir(builtins))
 _CODE_SUFFIXES = frozenset(
@@ -107,41 +107,6 @@ def task_terms(text: str) -> list[str]:
     return list(seen)
 
 
-# Points per signal at full strength, fitted on SWE-bench Lite (see the module docstring) and
-# scaled so that one sure signal (a frame, a named path) is worth 100 points or more.
-_W = {
-    "frame": 50.0, "inner frame": 140.0, "path": 100.0, "file": 210.0, "module": 75.0, "defines": 75.0,
-    "bm25": 285.0, "imported by": 0.12, "test beside": 0.2,
-}
-_TEST_STRONG = 0.5  # share of a named/traced signal a test file loses
-_TEST_LEXICAL = 0.7  # share of its lexical score a test file loses
-_NOT_CODE = 0.6  # share of its lexical score a non-code file loses
-
-
-def _kind_factor(path: str) -> float:
-    """Code first; tests come in beside their sources; docs and data last."""
-    factor = 1.0 - _TEST_LEXICAL if _TEST_NAME.search(path) else 1.0
-    dot = path.rfind(".")
-    return factor if dot > path.rfind("/") and path[dot:].lower() in _CODE_SUFFIXES else factor * (1.0 - _NOT_CODE)
-
-
-def _module_names(paths: Sequence[str]) -> dict[str, list[str]]:
-    """Dotted module name (full, and with leading src-like folders dropped) -> paths."""
-    out: dict[str, list[str]] = defaultdict(list)
-    for p in paths:
-        if not p.endswith(".py"):
-            continue
-        parts = p[:-3].split("/")
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        for i in range(len(parts) - 1):
-            if i == 0 or parts[i - 1] in ("src", "lib", "python", "source"):
-                out[".".join(parts[i:])].append(p)
-        if len(parts) == 1:
-            out[parts[0]].append(p)
-    return out
-
-
 def _match_path(fragment: str, by_name: dict[str, list[str]]) -> tuple[list[str], bool]:
     """Repo paths that `fragment` (a path as written in a task or a traceback) refers to."""
     frag = fragment.replace("\\", "/").lstrip("./")
@@ -173,11 +138,6 @@ def _match_path(fragment: str, by_name: dict[str, list[str]]) -> tuple[list[str]
 _CAMEL_PART = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|\d+")
 _WORD_BYTE = np.zeros(256, dtype=bool)
 _WORD_BYTE[np.frombuffer(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", dtype=np.uint8)] = True
-# (window bytes or None for the whole file, share of the lexical score): fitted with the weights.
-_LEXICAL = ((3000, 40 / 57), (1500, 10 / 57), (None, 7 / 57))
-_PATH_TF = 5.0  # a term in the path counts like this many in the text
-
-
 def query_weights(text: str) -> dict[str, float]:
     """Lowercased query terms with weights: 2 when written like code, 1 for words, 0.5 for parts."""
     code = " ".join(m.group(0) for m in _CODE_SPAN.finditer(text))
@@ -280,57 +240,6 @@ def _term_hits(terms: list[str], text: _Text) -> tuple[np.ndarray, np.ndarray]:
     return k[keep], start[keep]
 
 
-def _bm25_matrix(tf: np.ndarray, lengths: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    k1, b = 1.2, 0.75
-    n = tf.shape[0]
-    df = (tf > 0).sum(axis=0)
-    idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5))
-    norm = k1 * (1 - b + b * lengths / lengths.mean())
-    return np.asarray((tf * (k1 + 1) / (tf + norm[:, None])) @ (idf * weights), dtype=np.float64)
-
-
-def _lexical(query: dict[str, float], paths: Sequence[str], text: _Text) -> np.ndarray:
-    """Lexical relevance of each file, 0-1: its best window at two widths (weighted query)
-    plus whole-file BM25 (plain query); path terms count in every window of their file."""
-    n = len(paths)
-    terms = list(query)
-    if not terms or n == 0:
-        return np.zeros(n)
-    width = len(terms)
-    weights = np.array([query[t] for t in terms])
-    starts = text.starts
-    sizes = np.diff(starts) - 1
-    k, pos = _term_hits(terms, text)
-    doc = text.owner(pos)
-    offset = pos - starts[doc]
-    names = _Text.join([p.encode() for p in paths])
-    pk, ppos = _term_hits(terms, names)
-    in_path = np.bincount(names.owner(ppos) * width + pk, minlength=n * width).reshape(n, width).astype(np.float32)
-    in_path *= _PATH_TF
-
-    def windowed(size: int | None, w: np.ndarray) -> np.ndarray:
-        if size is None:  # the whole file
-            tf = np.bincount(doc * width + k, minlength=n * width).reshape(n, width).astype(np.float32)
-            scores = _bm25_matrix(tf + in_path, sizes / 6.0 + 10.0, w)
-        else:
-            windows = np.maximum(1, -(-sizes // size))
-            first = np.zeros(n + 1, dtype=np.int64)
-            np.cumsum(windows, out=first[1:])
-            total = int(first[-1])
-            tf = np.bincount((first[doc] + offset // size) * width + k, minlength=total * width)
-            tf = tf.reshape(total, width).astype(np.float32)
-            owner = np.repeat(np.arange(n), windows)
-            lengths = np.full(total, size / 6.0 + 10.0)
-            lengths[first[1:] - 1] = (sizes - (windows - 1) * size) / 6.0 + 10.0
-            scores = np.zeros(n)
-            np.maximum.at(scores, owner, _bm25_matrix(tf + in_path[owner], lengths, w))
-        top = scores.max()
-        return scores / top if top > 0 else scores
-
-    plain = np.ones(width)
-    return sum(share * windowed(size, weights if size else plain) for size, share in _LEXICAL)
-
-
 def _document_frequency(words: list[str], text: _Text) -> dict[str, int]:
     """In how many files each (lowercase) word occurs, as a substring, in any case."""
     hits = text.hits([w.encode() for w in words])
@@ -388,172 +297,252 @@ def _task_identifiers(text: str) -> list[str]:
     return [n for n in names if n.lower() not in STOPWORDS and n not in _BUILTINS and n not in own]
 
 
-def _resolve_imports(path: str, text: str, modules: dict[str, list[str]]) -> set[str]:
-    out: set[str] = set()
-    package = path.rsplit("/", 1)[0].replace("/", ".") if "/" in path else ""
-    for m in _IMPORT.finditer(text):
-        if m.group(3):
-            for mod in m.group(3).split(","):
-                mod = mod.strip().split(" ")[0]
-                while mod:
-                    if mod in modules and len(modules[mod]) <= 2:
-                        out.update(modules[mod])
-                        break
-                    mod = mod.rpartition(".")[0]
-            continue
-        base = m.group(1) or ""
-        if base.startswith("."):
-            dots = len(base) - len(base.lstrip("."))
-            pkg = package.split(".") if package else []
-            pkg = pkg[: len(pkg) - (dots - 1)] if dots > 1 else pkg
-            base = ".".join([*pkg, base.lstrip(".")]).strip(".")
-        for name in [n.strip() for n in (m.group(2) or "").split(",")]:
-            for mod in (f"{base}.{name}" if name and name != "*" else base, base):
-                if mod in modules and len(modules[mod]) <= 2:
-                    out.update(modules[mod])
-                    break
-    out.discard(path)
-    return out
+_WORDISH = _WORD_BYTE.copy()
+_WORDISH[ord("_")] = True
+_WORDISH[128:] = True  # UTF-8 bytes of non-ASCII letters: `\w` in bm25s's token pattern
 
 
-def _test_partners(path: str, all_paths: set[str]) -> list[str]:
-    if not path.endswith(".py") or _TEST_NAME.search(path):
-        return []
-    d, _, name = path.rpartition("/")
-    stem = name[:-3]
-    found = []
-    dirs = d.split("/") if d else []
-    for i in range(len(dirs), -1, -1):
-        base = "/".join(dirs[:i])
-        prefix = base + "/" if base else ""
-        rest = "/".join(dirs[i:])
-        for cand in (
-            f"{prefix}test_{stem}.py",
-            f"{prefix}tests/test_{stem}.py",
-            f"{prefix}tests/{rest}/test_{stem}.py" if rest else "",
-            f"{prefix}testing/test_{stem}.py",
-            f"{prefix}{stem}_test.py",
-        ):
-            if cand and cand in all_paths:
-                found.append(cand)
-    return found
+def word_query(text: str) -> dict[str, float]:
+    """Plain BM25 query: lowercased words and their count, as a bag of words (bm25s's way)."""
+    out: dict[str, float] = defaultdict(float)
+    for w in _WORD.findall(text):
+        low = w.lower()
+        if low not in STOPWORDS:
+            out[low] += 1.0
+    return dict(out)
 
 
-def rank_files(
-    task: str, paths: Sequence[str], datas: Sequence[bytes], *, top_k: int = 3
-) -> list[Ranked]:
-    """Every path with its score for `task`, best first (ties in path order)."""
-    task = _without_version_dumps(task)
-    ranked = [Ranked(p) for p in paths]
-    index = {p: i for i, p in enumerate(paths)}
-    text = _Text.join(datas)
-    query = query_weights(task)
-    identifiers = _task_identifiers(task)
-    words = {w.lower() for w in _WORD.findall(task) if len(w) >= 5}
-    by_stem: dict[str, list[str]] = defaultdict(list)
-    for p in paths:
-        name = p.rsplit("/", 1)[-1]
-        stem = name.rsplit(".", 1)[0].lower()
-        if stem in words and stem not in STOPWORDS and stem not in ("__init__", "models", "utils", "views", "tests"):
-            by_stem[stem].append(p)
-    text.search([t.encode() for t in query] + [s.encode() for s in by_stem]
-                + [n.lower() for n in _definition_needles(identifiers)])
-    by_name: dict[str, list[str]] = defaultdict(list)
-    for p in paths:
-        by_name[p.rsplit("/", 1)[-1]].append(p)
+def _word_hits(terms: list[str], text: _Text) -> tuple[np.ndarray, np.ndarray]:
+    """(term index, start) of each occurrence that is a whole word (`\\w+` on neither side)."""
+    hits = text.hits([t.encode() for t in terms])
+    if not len(hits):
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty
+    k, start, end = hits[:, 0], hits[:, 1], hits[:, 2]
+    arr = np.frombuffer(text.raw, dtype=np.uint8)
+    left = (start == 0) | ~_WORDISH[arr[np.maximum(start - 1, 0)]]
+    right = (end >= len(arr)) | ~_WORDISH[arr[np.minimum(end, len(arr) - 1)]]
+    keep = left & right
+    return k[keep], start[keep]
 
-    # 1. Stack-trace frames (later frames are nearer the error).
-    frame_spans = set()
-    matched: list[tuple[str, str, list[str]]] = []
+
+def _bm25_files(
+    query: dict[str, float], paths: Sequence[str], text: _Text, names: _Text, lengths: np.ndarray, *, code: bool
+) -> np.ndarray:
+    """Whole-file BM25 (k1 1.5, b 0.75, Lucene idf: bm25s's defaults) over path + content,
+    0-1. `code` matches terms at identifier boundaries (`create` in `bulk_create`), else as
+    whole words only; `names` are the paths joined, `lengths` each file's length in words."""
+    n = len(paths)
+    terms = list(query)
+    if not terms or n == 0:
+        return np.zeros(n)
+    hits = _term_hits if code else _word_hits
+    k, pos = hits(terms, text)
+    pk, ppos = hits(terms, names)
+    width = len(terms)
+    cells = np.concatenate([text.owner(pos) * width + k, names.owner(ppos) * width + pk])
+    tf = np.bincount(cells, minlength=n * width).reshape(n, width).astype(np.float64)
+    k1, b = 1.5, 0.75
+    df = (tf > 0).sum(axis=0)
+    idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5))
+    norm = k1 * (1 - b + b * lengths / lengths.mean())
+    scores = (tf * (k1 + 1) / (tf + norm[:, None])) @ (idf * np.array([query[t] for t in terms]))
+    top = scores.max()
+    return scores / top if top > 0 else scores
+
+
+@dataclass(frozen=True, slots=True)
+class Weights:
+    """Points per signal at full strength, and how the lexical base is made: facts as data,
+    fitted on the tuning part of benchmarks/retrieval.py only (a hash split of the visible
+    SWE-bench instances, older half by date); the report part is never fitted on."""
+
+    words: float = 50.0  # plain whole-word BM25 (the baseline's order), for the best file
+    code: float = 400.0  # BM25 with code-shaped terms and identifier-boundary matches
+    test: float = 0.01  # share of its lexical score a test file keeps (tests after the code)
+    not_code: float = 0.0  # share of its lexical score a non-code file keeps
+    frame: float = 50.0  # a stack-trace frame ...
+    inner_frame: float = 280.0  # ... plus this much for the innermost one
+    path: float = 200.0
+    file: float = 210.0
+    defines: float = 75.0
+    test_named: float = 0.5  # share of a named/traced signal a test file keeps
+
+    def without(self, *signals: str) -> Weights:
+        """These weights with the given fields set to 0 (an ablation)."""
+        from dataclasses import replace
+
+        return replace(self, **{s: 0.0 for s in signals})
+
+
+WEIGHTS = Weights()
+# Signals named by the task (field of Weights that scales each, as `Ranked.signals` names them).
+_NAMED = {"stack trace": "frame", "path named": "path", "file named": "file", "defines": "defines"}
+_LEXICAL = ("words", "code")  # fields of Weights that scale each lexical score
+
+
+@dataclass(slots=True)
+class Features:
+    """What a task says about each file, before weighting: lexical scores (0-1 each) and the
+    signals the task names (file index -> strength, reason); `datas` may be dropped."""
+
+    paths: list[str]
+    lexical: dict[str, np.ndarray]
+    named: dict[str, dict[int, tuple[float, str]]]
+    datas: Sequence[bytes] | None = None
+
+
+def _frames(task: str, by_name: dict[str, list[str]]) -> tuple[set[str], list[tuple[str, str, list[str]]]]:
+    """Fragments written as stack-trace frames, and the sure matches (path, line, files)."""
+    spans: set[str] = set()
+    matched = []
     for m in _FRAME.finditer(task):
         frag = m.group(1) or m.group(3) or m.group(5)
         line = m.group(2) or m.group(4) or m.group(6)
-        frame_spans.add(frag)
+        spans.add(frag)
         hits, sure = _match_path(frag, by_name)
         if sure and len(hits) <= 3:
             matched.append((frag, line, hits))
-    for k, (frag, line, hits) in enumerate(matched):
-        # Python prints the innermost frame last: the nearer the error, the more it weighs.
-        weight = _W["frame"] + _W["inner frame"] * (k + 1) / len(matched)
-        for h in hits:
-            ranked[index[h]].add("stack trace", weight, f"frame {frag}:{line}")
+    return spans, matched
 
-    # 2. Paths and file names the task names.
+
+def rank_features(task: str, paths: Sequence[str], datas: Sequence[bytes]) -> Features:
+    """Everything the task says about each file, unweighted (see `score`)."""
+    task = _without_version_dumps(task)
+    paths = list(paths)
+    index = {p: i for i, p in enumerate(paths)}
+    text = _Text.join(datas)
+    query, words = query_weights(task), word_query(task)
+    identifiers = _task_identifiers(task)
+    long_words = {w.lower() for w in _WORD.findall(task) if len(w) >= 5}
+    by_stem: dict[str, list[str]] = defaultdict(list)
+    by_name: dict[str, list[str]] = defaultdict(list)
+    for p in paths:
+        name = p.rsplit("/", 1)[-1]
+        by_name[name].append(p)
+        stem = name.rsplit(".", 1)[0].lower()
+        if stem in long_words and stem not in STOPWORDS and stem not in ("__init__", "models", "utils", "views", "tests"):
+            by_stem[stem].append(p)
+    text.search([t.encode() for t in chain(query, words)] + [s.encode() for s in by_stem]
+                + [n.lower() for n in _definition_needles(identifiers)])
+    named: dict[str, dict[int, tuple[float, str]]] = {s: {} for s in _NAMED}
+
+    def put(signal: str, path: str, strength: float, reason: str) -> None:
+        i = index[path]
+        if strength > named[signal].get(i, (0.0, ""))[0]:
+            named[signal][i] = (strength, reason)
+
+    # Stack-trace frames: Python prints the innermost frame last, nearest the error.
+    spans, matched = _frames(task, by_name)
+    for k, (frag, line, hits) in enumerate(matched):
+        for h in hits:
+            put("stack trace", h, (k + 1) / len(matched), f"frame {frag}:{line}")
+    # Paths and file names the task names.
     for m in _PATH.finditer(task):
         frag = m.group(1)
-        if frag in frame_spans or frag.count(".") > 3 and "/" not in frag:
+        if frag in spans or frag.count(".") > 3 and "/" not in frag:
             continue
         hits, sure = _match_path(frag, by_name)
         if hits and (sure or len(hits) <= 4):
-            w = _W["path"] * (1.0 if sure and "/" in frag else 0.375 / len(hits))
             for h in hits:
-                ranked[index[h]].add("path named", w, frag)
-
-    # 2b. Distinctive file stems the task uses as words (`sqlmigrate` -> sqlmigrate.py).
+                put("path named", h, 1.0 if sure and "/" in frag else 0.375 / len(hits), frag)
+    # Distinctive file stems the task uses as words (`sqlmigrate` -> sqlmigrate.py).
     if by_stem:
         df = _document_frequency(list(by_stem), text)
         for stem, hits in by_stem.items():
             share = df.get(stem, 0) / max(len(paths), 1)
-            weight = _W["file"] * (1.0 if df.get(stem, 0) <= 5 or share <= 0.02 else 0.375 if share <= 0.1 else 0.0)
-            if weight and len(hits) <= 3:
+            strength = 1.0 if df.get(stem, 0) <= 5 or share <= 0.02 else 0.375 if share <= 0.1 else 0.0
+            if strength and len(hits) <= 3:
                 for h in hits:
-                    ranked[index[h]].add("file named", weight / len(hits), stem)
-
-    # 3. Dotted module paths (`django.db.models.query.QuerySet` -> that module).
-    modules = _module_names(paths)
-    imported = {m.group(1) or m.group(3) for m in _IMPORT.finditer(task)}
-    for m in _DOTTED.finditer(task):
-        dotted = m.group(1)
-        parts = dotted.split(".")
-        for cut in range(len(parts), 1, -1):
-            mod = ".".join(parts[:cut])
-            hit = modules.get(mod)
-            if hit and len(hit) <= 2:
-                # An import line in example code names a module, but weakly.
-                w = _W["module"] * (0.25 if dotted in imported else 1.0 if cut == len(parts) else 0.75)
-                for h in hit:
-                    ranked[index[h]].add("module named", w, dotted)
-                break
-
-    # 4. Identifiers named in the task that the repository defines.
-    defs = _definitions(identifiers, text)
+                    put("file named", h, strength / len(hits), stem)
+    # Identifiers named in the task that the repository defines; each further name a file
+    # defines adds less (three names are worth at most 2x one).
     found: dict[int, list[tuple[float, str]]] = defaultdict(list)
-    for name, files in defs.items():
+    for name, files in _definitions(identifiers, text).items():
         shaped = "_" in name.strip("_") or any(c.isupper() for c in name[1:])
-        if len(files) > (8 if shaped else 2):
+        if len(files) <= (8 if shaped else 2):
+            for i in files:
+                found[i].append(((1.0 if shaped else 0.4) / len(files) ** 0.5, name))
+    for i, names in found.items():
+        names.sort(key=lambda x: (-x[0], x[1]))
+        total = sum(w * 0.5**k for k, (w, _) in enumerate(names[:3]))
+        named["defines"][i] = (total, ", ".join(n for _, n in names[:4]) + " (named in the task)")
+    path_text = _Text.join([p.encode() for p in paths])
+    # Length in words, estimated from bytes (counting them costs more than the whole ranking).
+    lengths = (np.diff(text.starts) + np.diff(path_text.starts)) / 6.0 + 1.0
+    lexical = {
+        "words": _bm25_files(words, paths, text, path_text, lengths, code=False),
+        "code": _bm25_files(query, paths, text, path_text, lengths, code=True),
+    }
+    return Features(paths, lexical, named, datas)
+
+
+def kinds(paths: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(is a test, is code) for each path."""
+    tests = np.fromiter((bool(_TEST_NAME.search(p)) for p in paths), dtype=bool, count=len(paths))
+    code = np.fromiter((p.rfind(".") > p.rfind("/") and p[p.rfind("."):].lower() in _CODE_SUFFIXES for p in paths),
+                       dtype=bool, count=len(paths))
+    return tests, code
+
+
+def points(
+    features: Features, weights: Weights = WEIGHTS, *, kind: tuple[np.ndarray, np.ndarray] | None = None
+) -> dict[str, np.ndarray]:
+    """Points of each signal for each file: BM25 as the base (code first, tests and docs
+    after), what the task names as boosts on top."""
+    n = len(features.paths)
+    tests, code = kind if kind is not None else kinds(features.paths)
+    lexical = sum((getattr(weights, name) * features.lexical[name] for name in _LEXICAL), np.zeros(n))
+    share = np.where(tests, weights.test, 1.0) * np.where(code, 1.0, weights.not_code)
+    out = {"bm25": lexical * share}
+    for signal, field_ in _NAMED.items():
+        files = features.named.get(signal)
+        if not files:
             continue
-        w = _W["defines"] * (1.0 if shaped else 0.4) / len(files) ** 0.5
-        for i in files:
-            found[i].append((w, name))
-    for i, named in found.items():
-        named.sort(key=lambda x: (-x[0], x[1]))
-        # Each further name the file defines adds less; three names are worth at most 2x one.
-        total = sum(w * 0.5**k for k, (w, _) in enumerate(named[:3]))
-        ranked[i].add("defines", total, ", ".join(n for _, n in named[:4]) + " (named in the task)")
+        ix = np.fromiter(files, dtype=np.int64, count=len(files))
+        strength = np.fromiter((v[0] for v in files.values()), dtype=np.float64, count=len(files))
+        if signal == "stack trace":
+            pts = weights.frame + weights.inner_frame * strength
+        else:
+            pts = getattr(weights, field_) * strength
+        arr = np.zeros(n)
+        arr[ix] = np.where(tests[ix], weights.test_named, 1.0) * pts  # named tests point at the code
+        out[signal] = arr
+    return out
 
-    # 5. BM25 over windows of path and content, tilted towards code.
-    bm = _lexical(query, paths, text)
-    for i in np.flatnonzero(bm):
-        ranked[i].add("bm25", _W["bm25"] * _kind_factor(paths[i]) * float(bm[i]), f"{bm[i]:.2f} of the best")
-    for r in ranked:
-        if r.signals and _TEST_NAME.search(r.path):
-            # Named tests and frames in test files point at the code they test.
-            for signal in ("stack trace", "path named", "file named", "module named", "defines"):
-                if signal in r.signals:
-                    r.signals[signal] *= 1.0 - _TEST_STRONG
-        r.score = sum(r.signals.values())
 
-    # 6. Import-graph neighbours of the top files, and the tests beside them.
-    order = sorted(ranked, key=lambda r: (-r.score, r.path))
-    leaders = [r for r in order[:top_k] if r.score > 0]
-    all_paths = set(paths)
-    for lead in leaders:
-        i = index[lead.path]
-        text = datas[i].decode("utf-8", "replace")
-        for nb in sorted(_resolve_imports(lead.path, text, modules)):
-            ranked[index[nb]].add("imported by", _W["imported by"] * lead.score, lead.path)
-        for t in _test_partners(lead.path, all_paths):
-            ranked[index[t]].add("test beside", _W["test beside"] * lead.score, lead.path)
+def order(features: Features, weights: Weights = WEIGHTS, *, kind: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """File indices best first, ties in path order (what `score` sorts by, without records)."""
+    total = np.round(sum(points(features, weights, kind=kind).values()), 3)
+    return np.lexsort((_path_order(features.paths), -total))
+
+
+def _path_order(paths: Sequence[str]) -> np.ndarray:
+    ranks = np.empty(len(paths), dtype=np.int64)
+    ranks[sorted(range(len(paths)), key=paths.__getitem__)] = np.arange(len(paths))
+    return ranks
+
+
+def score(features: Features, weights: Weights = WEIGHTS) -> list[Ranked]:
+    """Every file with its weighted score and reasons, best first (ties in path order)."""
+    paths = features.paths
+    pts = points(features, weights)
+    ranked = [Ranked(p) for p in paths]
+    bm = pts["bm25"]
+    best = float(bm.max()) if len(bm) else 0.0
+    # Reasons in a fixed order: what the task names, then the words.
+    for signal in [*_NAMED, "bm25"]:
+        arr = pts.get(signal)
+        if arr is None:
+            continue
+        for i in np.flatnonzero(arr > 0):
+            reason = f"{bm[i] / best:.2f} of the best" if signal == "bm25" else features.named[signal][i][1]
+            ranked[i].add(signal, float(arr[i]), reason)
     for r in ranked:
         r.score = round(sum(r.signals.values()), 3)
     return sorted(ranked, key=lambda r: (-r.score, r.path))
+
+
+def rank_files(task: str, paths: Sequence[str], datas: Sequence[bytes]) -> list[Ranked]:
+    """Every path with its score for `task`, best first (ties in path order)."""
+    return score(rank_features(task, paths, datas), WEIGHTS)
