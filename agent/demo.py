@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 from rich.console import Console
 
 from agent.errors import ConfigError
+from tools.gitcmd import git as run_git
 
 __all__ = ["configure", "run", "demo_dir", "prepare_repo"]
 
@@ -37,7 +37,7 @@ def prepare_repo(dest: Path) -> Path:
     shutil.copytree(demo_dir() / "repo", dest)
     env_args = ["-c", "user.name=tome demo", "-c", "user.email=demo@tome.invalid"]
     for args in (["init", "-q", "-b", "main"], ["add", "-A"], [*env_args, "commit", "-q", "-m", "demo repository"]):
-        subprocess.run(["git", *args], cwd=dest, check=True, capture_output=True)
+        run_git(*args, cwd=dest)
     return dest
 
 

@@ -12,7 +12,6 @@ a `RunSpec` and hands it to `start_run` (or to `solve`, which also runs it to it
 from __future__ import annotations
 
 import secrets as _secrets
-import subprocess
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -46,6 +45,7 @@ from agent.settings import Settings, load_settings, user_config_path
 from agent.tokens import get_tokenizer
 from agent.trajectory import Trajectory, assistant_turns
 from agent.treelock import TreeLock, tree_lock
+from tools.gitcmd import git as run_git
 from tools.workspace import TEMP_PATHSPEC, remove_stale_temp_files
 
 __all__ = [
@@ -66,7 +66,7 @@ def as_task(task: Task | str) -> Task:
 
 
 def _git(repo: Path, *args: str) -> str:
-    proc = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True)
+    proc = run_git(*args, cwd=repo, check=False)
     if proc.returncode != 0:
         raise ConfigError(f"git {' '.join(args)} failed in {repo}: {proc.stderr.strip()}")
     return proc.stdout
@@ -75,7 +75,7 @@ def _git(repo: Path, *args: str) -> str:
 def _base_commit(repo: Path) -> str | None:
     if not (repo / ".git").exists():
         return None
-    proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True)
+    proc = run_git("rev-parse", "HEAD", cwd=repo, check=False)
     return proc.stdout.strip() if proc.returncode == 0 else None
 
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import fcntl
 import os
-import subprocess
 from pathlib import Path
 
 from agent.errors import ConfigError, TreeBusy
+from tools.gitcmd import git as run_git
 
 __all__ = ["TreeLock", "tree_lock"]
 
@@ -65,7 +65,6 @@ def tree_lock(repo: Path) -> TreeLock:
     """The (not yet taken) lock of the working tree `repo` is in: its git top level, else `repo`."""
     if not Path(repo).is_dir():
         raise ConfigError(f"the working tree {repo} does not exist (any more)")
-    proc = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=repo, capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, check=False)
+    proc = run_git("rev-parse", "--show-toplevel", cwd=repo, check=False)
     top = proc.stdout.strip() if proc.returncode == 0 else ""
     return TreeLock(Path(top).resolve() if top else Path(repo).resolve())

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tools.base import ToolContext, ToolError, tool
+from tools.gitcmd import git as run_git
 from tools.workspace import Workspace
 
 __all__ = [
@@ -85,16 +86,7 @@ def _git(
     data: bytes | None = None,
     check: bool = True,
 ) -> subprocess.CompletedProcess[bytes]:
-    proc = subprocess.run(
-        ["git", *args],
-        check=False,
-        cwd=ws.root,
-        env=_env(index),
-        input=data,
-        capture_output=True,
-        timeout=300,
-        stdin=None if data is not None else subprocess.DEVNULL,
-    )
+    proc = run_git(*args, cwd=ws.root, env=_env(index), input=data, text=False, check=False, timeout=300)
     if check and proc.returncode != 0:
         raise RuntimeError(
             f"git {' '.join(args[:3])} failed: {proc.stderr.decode(errors='replace').strip()}"

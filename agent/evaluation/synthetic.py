@@ -5,12 +5,12 @@ Used by the tests and handy for trying `tome eval` without fetching real reposit
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from agent.evaluation.envspecs import EnvSpec, register_spec
 from agent.evaluation.score import ScoreConfig
 from agent.records import EvalInstance
+from tools.gitcmd import git as run_git
 
 __all__ = ["SYNTHETIC_REPO", "make_synthetic", "synthetic_setup", "synthetic_spec_table"]
 
@@ -28,8 +28,7 @@ def synthetic_spec_table() -> dict[str, dict[str, EnvSpec]]:
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-                          cwd=repo, check=True, capture_output=True, text=True).stdout
+    return run_git("-c", "user.name=t", "-c", "user.email=t@example.com", *args, cwd=repo).stdout
 
 
 def _diff_after(repo: Path, path: str, text: str) -> str:

@@ -10,7 +10,6 @@ reported, so the environment spec can restore them.
 from __future__ import annotations
 
 import fcntl
-import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 
 from agent.errors import ConfigError
+from tools.gitcmd import git as run_git
 
 __all__ = ["Checkout", "checkout", "file_lock", "find_repo", "git", "remove_checkout"]
 
@@ -37,13 +37,8 @@ class Checkout(BaseModel):
 
 def git(*args: str, cwd: Path | None = None, git_dir: Path | None = None,
         input: str | None = None, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run git quietly; raise CalledProcessError with its stderr when `check` and it fails."""
-    cmd = ["git", "-c", "advice.detachedHead=false", "-c", "core.hooksPath=/dev/null"]
-    if git_dir is not None:
-        cmd += ["--git-dir", str(git_dir)]
-    # a lazy fetch from a promisor remote must fail, never wait for a password
-    return subprocess.run([*cmd, *args], cwd=cwd, input=input, capture_output=True, text=True,
-                          check=check, timeout=timeout, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+    """git in a clone tome did not make: quiet, no prompts, and none of the clone's hooks."""
+    return run_git(*args, cwd=cwd, git_dir=git_dir, input=input, check=check, timeout=timeout, hooks=False)
 
 
 @contextmanager
