@@ -43,27 +43,27 @@ def instance_from_row(row: dict[str, Any]) -> EvalInstance:
         raise ConfigError(f"task row lacks the field {e.args[0]!r}") from None
 
 
+def _decoded(text: str, where: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{where}: not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
+
+
 def _rows(path: Path, text: str) -> list[dict]:
     """The rows of a .json list or a .jsonl file; a broken line is named as FILE:LINE."""
     if path.suffix == ".json":
-        try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}:{e.lineno}: not valid JSON: {e.msg}") from None
+        rows = _decoded(text, str(path))
         if not isinstance(rows, list):
             raise ConfigError(f"{path}: expected a JSON list of task rows")
         return rows
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}:{number}: not a JSON object: {e.msg} (column {e.colno})") from None
-        if not isinstance(row, dict):
-            raise ConfigError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-        rows.append(row)
+        if line.strip():
+            row = _decoded(line, f"{path}:{number}")
+            if not isinstance(row, dict):
+                raise ConfigError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
     return rows
 
 
