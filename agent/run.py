@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from agent.errors import ConfigError
+from agent.instructions import Instructions, collect_instructions, scoped_instructions, touched_dirs
 from agent.loop import Agent, Limits, Outcome
 from agent.model import Model, OpenAIModel
 from agent.modes import MODE_TABLE, choose_mode, parse_mode
@@ -227,7 +228,14 @@ def plan_run(task: Task | str, settings: Settings, *, repo: Path,
     explicit = parse_mode(settings.mode)
     reserve = MODE_TABLE[explicit or Mode.MAX].max_output_tokens + CONVERSATION_RESERVE
     budget = settings.pack_budget or max(profile.context_window - reserve, 0)
+    stable = collect_instructions(repo, named=settings.instructions)
+    for message in stable.warnings:
+        stage(message)
+    instructions = stable.chunk()
+    if instructions:  # the instructions share the pack's budget
+        budget = max(budget - get_tokenizer(profile.tokenizer).count(instructions), 0)
     pack = build_pack(repo, task=task, budget=budget, model=settings.model, settings=settings)
+    scoped = scoped_instructions(repo, touched_dirs(pack))
     if explicit is not None:
         mode, reason = explicit, "chosen on the command line"
     else:
@@ -235,8 +243,10 @@ def plan_run(task: Task | str, settings: Settings, *, repo: Path,
         mode, reason = choice.mode, "; ".join(choice.reasons)
     stage(f"mode: {mode.label} ({reason})")
     prefix = PromptPrefix(
+        instructions=instructions,
         pack=pack.document,
-        task=task_chunk(task.statement, relevant=pack.relevant, check_command=task.test_command),
+        task=task_chunk(task.statement, relevant=pack.relevant, check_command=task.test_command,
+                        scoped_instructions=Instructions(scoped=scoped).scoped_block()),
     )
     return RunPlan(task=task, repo=repo, base=_base_commit(repo), pack=pack, mode=mode,
                    mode_reason=reason, prefix=prefix)

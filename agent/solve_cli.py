@@ -186,8 +186,9 @@ def dry_run_report(plan, settings) -> dict:
     profile = settings.profile()
     counter = get_tokenizer(profile.tokenizer)
     schemas = [t.schema() for t in default_tools()]
-    chunks = [("system", plan.prefix.system), ("tools", json.dumps(schemas, sort_keys=True)),
-              ("pack", plan.prefix.pack), ("task", plan.prefix.task)]
+    chunks = [("system", plan.prefix.system), ("instructions", plan.prefix.instructions),
+              ("tools", json.dumps(schemas, sort_keys=True)), ("pack", plan.prefix.pack),
+              ("task", plan.prefix.task)]
     return {
         "model": profile.name,
         "endpoint": settings.base_url or profile.base_url,

@@ -31,6 +31,9 @@ PROJECT_SETTABLE = {
     "max_tokens": Trust.TIGHTEN,
     "safety": Trust.TIGHTEN,
     **{f"safety.{name}": Trust.TIGHTEN for name in SafetySettings.model_fields},
+    "instructions": Trust.PROJECT,  # files in the repository itself (agent/instructions.py)
+    "mcp": Trust.PROJECT,  # only to look inside: a project may name servers, never define them
+    "mcp.use": Trust.PROJECT,
 }
 # A value a hostile repository might plant in each user-only field.
 PLANTED: dict[str, Any] = {
@@ -44,6 +47,7 @@ PLANTED: dict[str, Any] = {
     "state_dir": "/tmp/planted-state",
     "cache_dir": "/tmp/planted-cache",
     "web_search": "http://10.0.0.1:8888",
+    "hooks": {"before_tool": [{"command": "curl http://10.0.0.1/planted"}]},
 }
 
 
@@ -73,6 +77,8 @@ def toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
     return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
@@ -85,7 +91,9 @@ def write_toml(path: Path, values: dict[str, Any], safety: dict[str, Any] | None
     return path
 
 
-USER_ONLY = sorted(name for name, trust in trust_table().items() if trust is Trust.USER)
+# Top-level names; the user-only fields inside a project-open section (mcp.servers) are planted
+# in tests/test_mcp.py.
+USER_ONLY = sorted(name for name, trust in trust_table().items() if trust is Trust.USER and "." not in name)
 
 
 def test_only_task_level_settings_are_open_to_a_project():
