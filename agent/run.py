@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from agent.errors import ConfigError
+from agent.hooks import HookRunner, hooked_tools
 from agent.instructions import Instructions, collect_instructions, scoped_instructions, touched_dirs
 from agent.loop import Agent, Limits, Outcome
 from agent.model import Model, OpenAIModel
@@ -178,7 +179,15 @@ def _toolbox(repo: Path, base: str | None, settings: Settings, run_dir: Path, *,
         approve=approve,
         redact=lambda text: redact_secrets(text)[0],
     )
-    return Toolbox(default_tools(), ctx, tokenizer=get_tokenizer(settings.profile().tokenizer))
+    hooks = _user_hooks(settings, repo, run_dir.name)
+    return Toolbox(hooked_tools(default_tools(), hooks), ctx,
+                   tokenizer=get_tokenizer(settings.profile().tokenizer))
+
+
+def _user_hooks(settings: Settings, repo: Path, run_id: str) -> HookRunner:
+    from agent.secrets import redact as redact_secrets
+
+    return HookRunner(settings.hooks, cwd=repo, run_id=run_id, redact=lambda text: redact_secrets(text)[0])
 
 
 def _limits(settings: Settings) -> Limits:
@@ -409,7 +418,12 @@ def complete(run: Run) -> Result:
     live = run.hooks.live if run.ended is None and run.hooks.live else nullcontext
     with live():
         outcome = run.go()
-    return finish_run(run, outcome)
+    result = finish_run(run, outcome)
+    if run.ended is None and run.settings.hooks.run_end:
+        _user_hooks(run.settings, run.repo, run.run_id).run_end(result.model_dump(
+            mode="json", include={"run_id", "status", "exit_code", "reason", "summary", "cost", "steps",
+                                  "trajectory"}))
+    return result
 
 
 def solve(

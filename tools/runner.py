@@ -15,9 +15,11 @@ import re
 import selectors
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -119,15 +121,23 @@ def run_process(
     max_output: int = 256_000,
     kill_grace: float = 2.0,
     leftover_grace: float = 0.5,
+    input: bytes | None = None,
 ) -> ProcessResult:
-    """Run `argv` in its own process group; kill the group on timeout; keep head and tail output."""
+    """Run `argv` in its own process group; kill the group on timeout; keep head and tail output.
+
+    `input` is its stdin (from a file, so a command that never reads it cannot block us)."""
     start = time.monotonic()
     deadline = start + timeout
+    stdin: Any = subprocess.DEVNULL
+    if input is not None:
+        stdin = tempfile.TemporaryFile()
+        stdin.write(input)
+        stdin.seek(0)
     proc = subprocess.Popen(
         list(argv),
         cwd=cwd,
         env=dict(env),
-        stdin=subprocess.DEVNULL,
+        stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -180,6 +190,8 @@ def run_process(
         code = proc.wait()
         _drain(fd, cap)
     proc.stdout.close()
+    if input is not None:
+        stdin.close()
     output, omitted = cap.render()
     return ProcessResult(
         exit_code=None if timed_out and code in (-signal.SIGTERM, -signal.SIGKILL) else code,
