@@ -15,16 +15,18 @@ import json
 import secrets as _secrets
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from agent.errors import ConfigError
 from agent.hooks import HookRunner, hooked_tools
 from agent.instructions import Instructions, collect_instructions, scoped_instructions, touched_dirs
 from agent.loop import Agent, Limits, Outcome
+from agent.mcp_client import McpHub, connect_servers
 from agent.model import Model, OpenAIModel
 from agent.modes import MODE_TABLE, choose_mode, parse_mode
 from agent.prompt import PromptPrefix, task_chunk
@@ -136,10 +138,16 @@ class Run:
     settings: Settings
     hooks: RunHooks = field(default_factory=RunHooks)
     ended: Outcome | None = None  # set when the run had already finished
+    mcp: McpHub | None = None  # the MCP sessions the run's tools call
 
     def go(self) -> Outcome:
         """Run the loop, or report the end of a run that had already finished."""
         return self.ended or self.agent.run()
+
+    def close(self) -> None:
+        """Release what the run holds open (its MCP servers)."""
+        if self.mcp is not None:
+            self.mcp.close()
 
 
 def _new_run_id() -> str:
@@ -164,7 +172,7 @@ def _make_checker(ctx) -> Callable[[str], CheckRecord]:
 
 
 def _toolbox(repo: Path, base: str | None, settings: Settings, run_dir: Path, *,
-             interactive: bool, approve: Callable[[str], bool] | None):
+             interactive: bool, approve: Callable[[str], bool] | None, extra: Sequence[Any] = ()):
     from tools import default_tools
     from tools.base import ToolContext, Toolbox
     from tools.workspace import Workspace
@@ -180,7 +188,7 @@ def _toolbox(repo: Path, base: str | None, settings: Settings, run_dir: Path, *,
         redact=lambda text: redact_secrets(text)[0],
     )
     hooks = _user_hooks(settings, repo, run_dir.name)
-    return Toolbox(hooked_tools(default_tools(), hooks), ctx,
+    return Toolbox(hooked_tools([*default_tools(), *extra], hooks), ctx,
                    tokenizer=get_tokenizer(settings.profile().tokenizer))
 
 
@@ -223,7 +231,7 @@ def require_key(settings: Settings) -> None:
 
 
 def plan_run(task: Task | str, settings: Settings, *, repo: Path,
-             on_stage: Callable[[str], None] | None = None) -> RunPlan:
+             on_stage: Callable[[str], None] | None = None, mcp_tools: Sequence[dict] = ()) -> RunPlan:
     """Pack the repository and choose the mode: everything up to the first request, writing nothing."""
     from agent.pack import build_pack
 
@@ -253,6 +261,7 @@ def plan_run(task: Task | str, settings: Settings, *, repo: Path,
     stage(f"mode: {mode.label} ({reason})")
     prefix = PromptPrefix(
         instructions=instructions,
+        mcp_tools=list(mcp_tools),
         pack=pack.document,
         task=task_chunk(task.statement, relevant=pack.relevant, check_command=task.test_command,
                         scoped_instructions=Instructions(scoped=scoped).scoped_block()),
@@ -273,9 +282,11 @@ def start_run(spec: RunSpec) -> Run:
     run_dir = settings.state_dir / "runs" / run_id
     if spec.worktree:
         repo = make_worktree(repo, run_id, settings.state_dir)
-    plan = plan_run(spec.task, settings, repo=repo, on_stage=hooks.on_stage)
-    profile = settings.profile()
     run_dir.mkdir(parents=True, exist_ok=True)
+    mcp = connect_servers(settings, cwd=repo, log_dir=run_dir, warn=hooks.on_stage)
+    plan = plan_run(spec.task, settings, repo=repo, on_stage=hooks.on_stage,
+                    mcp_tools=[t.schema() for t in mcp.tools] if mcp else ())
+    profile = settings.profile()
     plan.prefix.save(run_dir / "prefix.json")
     traj = Trajectory.create(run_dir / "trajectory.jsonl")
     if hooks.on_event:
@@ -291,17 +302,19 @@ def start_run(spec: RunSpec) -> Run:
     ))
     agent = _agent(traj, plan.prefix, settings, plan.repo, plan.base, run_dir, model=spec.model,
                    chat=spec.chat, interactive=spec.interactive, approve=spec.approve,
-                   on_delta=hooks.on_delta, pack_tokens=plan.pack.totals.tokens)
+                   on_delta=hooks.on_delta, pack_tokens=plan.pack.totals.tokens, mcp=mcp)
     return Run(run_id=run_id, run_dir=run_dir, repo=plan.repo, agent=agent, trajectory=traj,
-               settings=settings, hooks=hooks)
+               settings=settings, hooks=hooks, mcp=mcp)
 
 
 def _agent(traj: Trajectory, prefix: PromptPrefix, settings: Settings, repo: Path, base: str | None,
            run_dir: Path, *, model: Model | None, chat: bool, interactive: bool,
            approve: Callable[[str], bool] | None, on_delta: Callable[[Delta], None] | None,
-           pack_tokens: int) -> Agent:
+           pack_tokens: int, mcp: McpHub | None) -> Agent:
     profile = settings.profile()
-    toolbox = _toolbox(repo, base, settings, run_dir, interactive=interactive, approve=approve)
+    offered = {s["function"]["name"] for s in prefix.mcp_tools}  # fixed when the run started
+    extra = [t for t in (mcp.tools if mcp else []) if t.name in offered]
+    toolbox = _toolbox(repo, base, settings, run_dir, interactive=interactive, approve=approve, extra=extra)
     return Agent(
         model=model or OpenAIModel.from_settings(settings),
         toolbox=toolbox,
@@ -356,11 +369,13 @@ def resume_run(
     repo = Path(started.repo)
     if ended is None and model is None:
         require_key(settings)
+    mcp = connect_servers(settings, cwd=repo, log_dir=run_dir, warn=hooks.on_stage) \
+        if ended is None and prefix.mcp_tools else None
     agent = _agent(traj, prefix, settings, repo, started.base_commit, run_dir, model=model, chat=False,
                    interactive=interactive, approve=approve, on_delta=hooks.on_delta,
-                   pack_tokens=started.pack_tokens)
+                   pack_tokens=started.pack_tokens, mcp=mcp)
     return Run(run_id=started.run_id, run_dir=run_dir, repo=repo, agent=agent, trajectory=traj,
-               settings=settings, hooks=hooks, ended=ended)
+               settings=settings, hooks=hooks, ended=ended, mcp=mcp)
 
 
 def final_outcome(traj: Trajectory) -> Outcome | None:
@@ -384,7 +399,8 @@ def _summary(arguments: str) -> str | None:
 
 
 def finish_run(run: Run, outcome: Outcome) -> Result:
-    """The typed result of a run: status, patch, last check, plan, cost."""
+    """The typed result of a run: status, patch, last check, plan, cost (its MCP servers are stopped)."""
+    run.close()
     events = run.trajectory.events
     started = run.trajectory.started
     plans = [t.content for t in assistant_turns(events) if t.content and "Goal" in t.content]

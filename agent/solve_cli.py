@@ -166,7 +166,14 @@ def _dry_run(task: Task, settings, args: argparse.Namespace) -> int:
     from agent.run import plan_run
     from agent.view import dry_run_table
 
-    plan = plan_run(task, settings, repo=args.repo)
+    from agent.mcp_client import connect_servers
+
+    hub = connect_servers(settings, cwd=Path(args.repo).resolve(), warn=_stage)
+    try:
+        plan = plan_run(task, settings, repo=args.repo, mcp_tools=[t.schema() for t in hub.tools] if hub else ())
+    finally:
+        if hub is not None:
+            hub.close()
     report = dry_run_report(plan, settings)
     if args.json:
         print(json.dumps({"result": {"status": "dry-run", "exit_code": 0, **report}}))
@@ -185,7 +192,7 @@ def dry_run_report(plan, settings) -> dict:
 
     profile = settings.profile()
     counter = get_tokenizer(profile.tokenizer)
-    schemas = [t.schema() for t in default_tools()]
+    schemas = [*(t.schema() for t in default_tools()), *plan.prefix.mcp_tools]
     chunks = [("system", plan.prefix.system), ("instructions", plan.prefix.instructions),
               ("tools", json.dumps(schemas, sort_keys=True)), ("pack", plan.prefix.pack),
               ("task", plan.prefix.task)]
