@@ -17,7 +17,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,7 @@ from agent.trajectory import INTERRUPTED_TOOL, Trajectory, assistant_turns
 
 __all__ = [
     "solve", "resume", "RunSpec", "RunHooks", "Run", "RunPlan", "plan_run", "start_run", "resume_run",
-    "complete", "finish_run", "as_task", "git_patch", "require_key", "final_outcome", "FINAL_STATUSES",
+    "complete", "finish_run", "with_mcp_tools", "as_task", "git_patch", "require_key", "final_outcome", "FINAL_STATUSES",
 ]
 
 # A run that ended so is over: resuming it reports how it ended and calls no model.
@@ -231,7 +231,7 @@ def require_key(settings: Settings) -> None:
 
 
 def plan_run(task: Task | str, settings: Settings, *, repo: Path,
-             on_stage: Callable[[str], None] | None = None, mcp_tools: Sequence[dict] = ()) -> RunPlan:
+             on_stage: Callable[[str], None] | None = None) -> RunPlan:
     """Pack the repository and choose the mode: everything up to the first request, writing nothing."""
     from agent.pack import build_pack
 
@@ -261,13 +261,19 @@ def plan_run(task: Task | str, settings: Settings, *, repo: Path,
     stage(f"mode: {mode.label} ({reason})")
     prefix = PromptPrefix(
         instructions=instructions,
-        mcp_tools=list(mcp_tools),
         pack=pack.document,
         task=task_chunk(task.statement, relevant=pack.relevant, check_command=task.test_command,
                         scoped_instructions=Instructions(scoped=scoped).scoped_block()),
     )
     return RunPlan(task=task, repo=repo, base=_base_commit(repo), pack=pack, mode=mode,
                    mode_reason=reason, prefix=prefix)
+
+
+def with_mcp_tools(plan: RunPlan, mcp: McpHub | None) -> RunPlan:
+    """The plan with the MCP tools' schemas (sorted, fixed for the run) in its prefix."""
+    if mcp is None or not mcp.tools:
+        return plan
+    return replace(plan, prefix=plan.prefix.model_copy(update={"mcp_tools": [t.schema() for t in mcp.tools]}))
 
 
 def start_run(spec: RunSpec) -> Run:
@@ -283,9 +289,10 @@ def start_run(spec: RunSpec) -> Run:
     if spec.worktree:
         repo = make_worktree(repo, run_id, settings.state_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    plan = plan_run(spec.task, settings, repo=repo, on_stage=hooks.on_stage)
+    # After the pack: the sessions' thread would keep the packer from forking (agent/pack/build.py).
     mcp = connect_servers(settings, cwd=repo, log_dir=run_dir, warn=hooks.on_stage)
-    plan = plan_run(spec.task, settings, repo=repo, on_stage=hooks.on_stage,
-                    mcp_tools=[t.schema() for t in mcp.tools] if mcp else ())
+    plan = with_mcp_tools(plan, mcp)
     profile = settings.profile()
     plan.prefix.save(run_dir / "prefix.json")
     traj = Trajectory.create(run_dir / "trajectory.jsonl")

@@ -167,13 +167,13 @@ def _dry_run(task: Task, settings, args: argparse.Namespace) -> int:
     from agent.view import dry_run_table
 
     from agent.mcp_client import connect_servers
+    from agent.run import with_mcp_tools
 
+    plan = plan_run(task, settings, repo=args.repo)
     hub = connect_servers(settings, cwd=Path(args.repo).resolve(), warn=_stage)
-    try:
-        plan = plan_run(task, settings, repo=args.repo, mcp_tools=[t.schema() for t in hub.tools] if hub else ())
-    finally:
-        if hub is not None:
-            hub.close()
+    if hub is not None:
+        plan = with_mcp_tools(plan, hub)
+        hub.close()
     report = dry_run_report(plan, settings)
     if args.json:
         print(json.dumps({"result": {"status": "dry-run", "exit_code": 0, **report}}))
