@@ -117,9 +117,12 @@ class McpHub:
                 client = await stack.enter_async_context(
                     Client(target, read_timeout_seconds=server.timeout, message_handler=self._watch(name)))
                 listed = await _list_tools(client)
+                watcher = await self._watch_changes(stack, name, client)
                 self._clients[name] = client
                 ready.set_result(listed)
                 await self._stop.wait()
+                if watcher is not None:
+                    watcher.cancel()
         except BaseException as e:  # noqa: BLE001 - reported through `ready` or as a note
             if not ready.done():
                 ready.set_exception(e if isinstance(e, Exception) else RuntimeError(repr(e)))
@@ -127,12 +130,29 @@ class McpHub:
                 self.notes.append(f"MCP server {name} stopped: {_describe(e)}")
             self._clients.pop(name, None)
 
+    async def _watch_changes(self, stack: AsyncExitStack, name: str, client: Any) -> asyncio.Task[None] | None:
+        """Subscribe to tool-list changes (protocol 2026-07-28 delivers them on a `subscriptions/listen`
+        stream, mcp/client/client.py Client.listen; older servers send a notification, see `_watch`)."""
+        try:
+            sub = await stack.enter_async_context(client.listen(tools_list_changed=True))
+        except Exception:  # noqa: BLE001 - ListenNotSupportedError or a refusal: the tools stay fixed anyway
+            return None
+
+        async def drain() -> None:
+            async for _event in sub:
+                self._changed(name)
+
+        return asyncio.create_task(drain())
+
+    def _changed(self, name: str) -> None:
+        self.notes.append(f"MCP server {name} changed its tool list during the run; the run keeps "
+                          "the tools it started with")
+
     def _watch(self, name: str) -> Any:
         async def handler(message: Any) -> None:
             method = getattr(message, "method", None)
             if method == "notifications/tools/list_changed":
-                self.notes.append(f"MCP server {name} changed its tool list during the run; the run keeps "
-                                  "the tools it started with")
+                self._changed(name)
 
         return handler
 
@@ -152,6 +172,11 @@ class McpHub:
         except TimeoutError:
             future.cancel()
             raise
+
+    def pending_notes(self) -> str:
+        """What the servers did since the last call (a changed tool list), as lines to report."""
+        notes, self.notes[:] = list(self.notes), []
+        return "".join(f"\n[{n}]" for n in notes)
 
     def close(self) -> None:
         """End every session (stopping stdio servers) and the event loop."""
@@ -249,7 +274,7 @@ class McpTool:
         except Exception as e:  # the server's failure, not ours: the model sees it and goes on
             raise ToolError(f"the MCP server {self.server} failed on {self.remote}: {_describe(e)}",
                             kind="mcp_error") from None
-        text = render_result(result)
+        text = render_result(result) + self.hub.pending_notes()
         if getattr(result, "is_error", False):
             raise ToolError(f"{self.name} reported an error: {text}", kind="mcp_tool_error")
         return text

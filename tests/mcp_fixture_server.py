@@ -1,7 +1,7 @@
 """A real MCP server made with the SDK, for the tests: `python mcp_fixture_server.py stdio|http PORT`.
 
 Tools: add(a, b), shout(text), slow() (never answers), crash() (the process dies), fail() (an
-error result). TOME_FIXTURE_CRASH_AT_START=1 makes it exit before it speaks.
+error result), grow() (adds a tool mid-session). TOME_FIXTURE_CRASH_AT_START=1 makes it exit before it speaks.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import os
 import sys
 import time
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 if os.environ.get("TOME_FIXTURE_CRASH_AT_START"):
     sys.exit(3)
@@ -47,6 +47,19 @@ def crash() -> str:
 def fail() -> str:
     """An error result."""
     raise ValueError("the fixture refuses")
+
+
+def late() -> str:
+    """Added while the client is connected."""
+    return "late"
+
+
+@server.tool()
+async def grow(ctx: Context) -> str:
+    """Adds a tool and tells the client its tool list changed."""
+    server.add_tool(late)
+    await ctx.notify_tools_changed()
+    return "grown"
 
 
 if __name__ == "__main__":

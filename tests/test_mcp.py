@@ -88,7 +88,8 @@ def test_a_solve_calls_an_mcp_tool(transport, scripted, repo, tmp_path, model_fo
     assert added.name == "mcp__fx__add" and added.ok and added.content == "42"
     sent = server.chat_requests[0].body["tools"]
     names = [t["function"]["name"] for t in sent]
-    assert names[-5:] == ["mcp__fx__add", "mcp__fx__crash", "mcp__fx__fail", "mcp__fx__shout", "mcp__fx__slow"]
+    assert names[-6:] == ["mcp__fx__add", "mcp__fx__crash", "mcp__fx__fail", "mcp__fx__grow", "mcp__fx__shout",
+                          "mcp__fx__slow"]
     add = sent[names.index("mcp__fx__add")]["function"]
     assert add["parameters"]["required"] == ["a", "b"] and add["parameters"]["properties"]["a"]["type"] == "integer"
     answered = [m for m in server.chat_requests[1].body["messages"] if m.get("role") == "tool"]
@@ -114,6 +115,16 @@ def test_a_hanging_tool_times_out_and_a_crashing_server_is_an_observation(script
     assert crash.error_kind == "mcp_error" and "failed on crash" in crash.content
     assert after.error_kind == "mcp_error"  # the server is gone; the run goes on without it
     assert result.status == "solved"
+
+
+def test_a_tool_added_mid_run_is_reported_not_offered(scripted, repo, tmp_path, model_for):
+    server = scripted(turns_calling(call("mcp__fx__grow"), call("mcp__fx__add", a=1, b=1), call("mcp__fx__late")))
+    run, _ = run_to_end(server, repo, tmp_path, model_for, {"fx": stdio_server()})
+    grow, add, late = observations(run)[:3]
+    assert "MCP server fx changed its tool list during the run" in grow.content + add.content
+    assert late.error_kind == "unknown_tool"
+    tools = [r.body["tools"] for r in server.chat_requests]
+    assert all(t == tools[0] for t in tools) and "mcp__fx__late" not in json.dumps(tools[0])
 
 
 def test_a_server_that_fails_to_start_is_a_warning_and_the_run_goes_on(scripted, repo, tmp_path, model_for):
@@ -168,7 +179,7 @@ def test_the_tools_chunk_is_identical_across_two_runs(scripted, repo, tmp_path, 
     (sha_a, tools_a), (sha_b, tools_b) = prefixes
     assert sha_a == sha_b and tools_a == tools_b
     names = [t["function"]["name"] for t in tools_a if t["function"]["name"].startswith("mcp__")]
-    assert names == sorted(names) and len(names) == 10
+    assert names == sorted(names) and len(names) == 12
 
 
 def test_a_before_tool_hook_sees_and_can_block_an_mcp_call(scripted, repo, tmp_path, model_for):
