@@ -19,6 +19,7 @@ the sessions live on one event loop in a daemon thread and calls wait on it with
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import os
 import re
@@ -250,6 +251,13 @@ class McpTool:
         params = {"type": "object", "properties": {}, **self.input_schema}
         return {"type": "function",
                 "function": {"name": self.name, "description": self.description, "parameters": params}}
+
+    def pinned(self, schema: dict[str, Any]) -> McpTool:
+        """This tool as the run first offered it (a resumed run keeps the schema it started with)."""
+        fixed = copy.copy(self)
+        fixed.description = schema["function"]["description"]
+        fixed.input_schema = schema["function"]["parameters"]
+        return fixed
 
     def validate(self, arguments: dict[str, Any]) -> dict[str, Any]:
         """Arguments pass as they are; `fn` checks them against the server's JSON schema."""

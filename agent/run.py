@@ -319,8 +319,8 @@ def _agent(traj: Trajectory, prefix: PromptPrefix, settings: Settings, repo: Pat
            approve: Callable[[str], bool] | None, on_delta: Callable[[Delta], None] | None,
            pack_tokens: int, mcp: McpHub | None) -> Agent:
     profile = settings.profile()
-    offered = {s["function"]["name"] for s in prefix.mcp_tools}  # fixed when the run started
-    extra = [t for t in (mcp.tools if mcp else []) if t.name in offered]
+    saved = {s["function"]["name"]: s for s in prefix.mcp_tools}  # fixed when the run started
+    extra = [t.pinned(saved[t.name]) for t in (mcp.tools if mcp else []) if t.name in saved]
     toolbox = _toolbox(repo, base, settings, run_dir, interactive=interactive, approve=approve, extra=extra)
     return Agent(
         model=model or OpenAIModel.from_settings(settings),

@@ -234,3 +234,21 @@ def test_doctor_and_dry_run_list_the_servers_and_their_tools(scripted, repo, tmp
                env=env, cwd=repo)
     report = lines_of(dry.stdout)[-1]["result"]
     assert report["tools"][-2:] == ["mcp__fx__add", "mcp__fx__shout"] and not server.requests
+
+
+def test_a_resumed_run_offers_the_tools_it_started_with(scripted, repo, tmp_path, model_for):
+    from agent.run import resume_run
+
+    first = scripted([Turn(content=PLAN, tool_calls=[call("mcp__fx__shout", text="a")])])
+    run, stopped = run_to_end(first, repo, tmp_path, model_for, {"fx": stdio_server(tools=["add", "shout"])},
+                              max_steps=1)
+    assert stopped.status == "limit"
+    second = scripted([Turn(tool_calls=[call("mcp__fx__add", a=1, b=2)]), *fixing_turns()[1:]])
+    # The user widened the allow-list since: the resumed run still offers what it started with.
+    settings = settings_for(second, tmp_path, mcp=McpSettings(servers={"fx": stdio_server()}),
+                            safety=SafetySettings(sandbox="off", approval="ask"))
+    resumed = resume_run(run.run_dir, settings, model=model_for(second, idle_timeout=10.0, timeout=60.0))
+    result = finish_run(resumed, resumed.go())
+    assert second.chat_requests[0].body["tools"] == first.chat_requests[0].body["tools"]
+    added = [e for e in observations(resumed) if e.name == "mcp__fx__add"][0]
+    assert added.ok and added.content == "3" and result.status == "solved"
