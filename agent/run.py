@@ -288,11 +288,21 @@ def start_run(spec: RunSpec) -> Run:
     run_dir = settings.state_dir / "runs" / run_id
     if spec.worktree:
         repo = make_worktree(repo, run_id, settings.state_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     plan = plan_run(spec.task, settings, repo=repo, on_stage=hooks.on_stage)
+    run_dir.mkdir(parents=True, exist_ok=True)
     # After the pack: the sessions' thread would keep the packer from forking (agent/pack/build.py).
     mcp = connect_servers(settings, cwd=repo, log_dir=run_dir, warn=hooks.on_stage)
-    plan = with_mcp_tools(plan, mcp)
+    try:
+        return _started(spec, plan=with_mcp_tools(plan, mcp), run_id=run_id, run_dir=run_dir, mcp=mcp)
+    except BaseException:
+        if mcp is not None:
+            mcp.close()  # no run holds the servers: stop them before the error goes on
+        raise
+
+
+def _started(spec: RunSpec, *, plan: RunPlan, run_id: str, run_dir: Path, mcp: McpHub | None) -> Run:
+    """Write the prefix and the first event, and build the loop."""
+    settings, hooks = spec.settings, spec.hooks
     profile = settings.profile()
     plan.prefix.save(run_dir / "prefix.json")
     traj = Trajectory.create(run_dir / "trajectory.jsonl")
