@@ -1,6 +1,6 @@
 """A real MCP server made with the SDK, for the tests: `python mcp_fixture_server.py stdio|http PORT`.
 
-Tools: add(a, b), shout(text), slow() (never answers), crash() (the process dies), fail() (an
+Tools: add(a, b), shout(text), echo(text, times), slow() (never answers), crash() (the process dies), fail() (an
 error result), grow() (adds a tool mid-session). TOME_FIXTURE_CRASH_AT_START=1 makes it exit before it speaks.
 """
 
@@ -28,6 +28,12 @@ def add(a: int, b: int) -> str:
 def shout(text: str) -> str:
     """The text in capitals."""
     return text.upper()
+
+
+@server.tool()
+def echo(text: str, times: int = 1) -> str:
+    """The text, `times` times."""
+    return text * times
 
 
 @server.tool()

@@ -88,8 +88,8 @@ def test_a_solve_calls_an_mcp_tool(transport, scripted, repo, tmp_path, model_fo
     assert added.name == "mcp__fx__add" and added.ok and added.content == "42"
     sent = server.chat_requests[0].body["tools"]
     names = [t["function"]["name"] for t in sent]
-    assert names[-6:] == ["mcp__fx__add", "mcp__fx__crash", "mcp__fx__fail", "mcp__fx__grow", "mcp__fx__shout",
-                          "mcp__fx__slow"]
+    assert names[-7:] == ["mcp__fx__add", "mcp__fx__crash", "mcp__fx__echo", "mcp__fx__fail", "mcp__fx__grow",
+                          "mcp__fx__shout", "mcp__fx__slow"]
     add = sent[names.index("mcp__fx__add")]["function"]
     assert add["parameters"]["required"] == ["a", "b"] and add["parameters"]["properties"]["a"]["type"] == "integer"
     answered = [m for m in server.chat_requests[1].body["messages"] if m.get("role") == "tool"]
@@ -105,6 +105,16 @@ def test_arguments_are_checked_against_the_servers_schema(scripted, repo, tmp_pa
     assert "'b' is a required property" in bad.content and "a: 'two' is not of type 'integer'" in bad.content
     assert not failed.ok and failed.error_kind == "mcp_tool_error"
     assert result.status == "solved"
+
+
+def test_results_are_redacted_and_bounded_like_any_tools(scripted, repo, tmp_path, model_for):
+    key = "sk-" + "0123456789abcdef" * 2  # the deepseek-api-key rule's shape (agent/secrets.py)
+    server = scripted(turns_calling(call("mcp__fx__echo", text=f"token {key}\n"),
+                                    call("mcp__fx__echo", text="a line of output\n", times=20_000)))
+    run, _ = run_to_end(server, repo, tmp_path, model_for, {"fx": stdio_server()})
+    secret, long = observations(run)[:2]
+    assert key not in secret.content and "[REDACTED:" in secret.content
+    assert "cut" in long.content and len(long.content) < 20_000 * len("a line of output\n") / 2
 
 
 def test_a_hanging_tool_times_out_and_a_crashing_server_is_an_observation(scripted, repo, tmp_path, model_for):
@@ -179,7 +189,7 @@ def test_the_tools_chunk_is_identical_across_two_runs(scripted, repo, tmp_path, 
     (sha_a, tools_a), (sha_b, tools_b) = prefixes
     assert sha_a == sha_b and tools_a == tools_b
     names = [t["function"]["name"] for t in tools_a if t["function"]["name"].startswith("mcp__")]
-    assert names == sorted(names) and len(names) == 12
+    assert names == sorted(names) and len(names) == 14
 
 
 def test_a_before_tool_hook_sees_and_can_block_an_mcp_call(scripted, repo, tmp_path, model_for):
