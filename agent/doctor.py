@@ -108,6 +108,7 @@ def run_checks(project_dir: Path | None = None, *, endpoint_timeout: float = 5.0
     else:
         checks.append(Check(name="endpoint", ok=False, detail=f"{base}: not tried without a key",
                             fix=f"set {profile.api_key_env} first"))
+    checks += _mcp_checks(settings, project_dir or Path.cwd())
     return checks
 
 
@@ -140,6 +141,27 @@ def prices_detail(profile: object) -> str:
         q = profile.peak_prices
         text += f"; peak ({hours} UTC) ${q.cache_miss:g} / ${q.cache_hit:g} / ${q.output:g}: {PEAK_HOURS_NOTE}"
     return text
+
+
+def _mcp_checks(settings, cwd: Path) -> list[Check]:
+    """One row per MCP server this directory would use: its tools, or why it is not used."""
+    from agent.mcp_client import connect_servers
+
+    notes: list[str] = []
+    hub = connect_servers(settings, cwd=cwd.resolve(), warn=notes.append)
+    if hub is None:
+        return [Check(name="mcp", ok=True, detail="; ".join(notes) or "no MCP servers configured")]
+    hub.close()
+    rows = []
+    for s in hub.statuses:
+        if s.ok:
+            hidden = f" (left out by its tools list: {', '.join(s.hidden)})" if s.hidden else ""
+            rows.append(Check(name=f"mcp {s.name}", ok=True,
+                              detail=f"{s.transport}: {', '.join(s.tools) or 'no tools'}{hidden}"))
+        else:
+            rows.append(Check(name=f"mcp {s.name}", ok=False, detail=f"{s.transport}: {s.error}",
+                              fix=f"check [mcp.servers.{s.name}] in your user config"))
+    return rows
 
 
 def _guard(name: str, probe: Callable[[], str], fix: str) -> Check:

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import secrets as _secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from agent.errors import ConfigError
+from agent.hooks import HookRunner, hooked_tools
+from agent.instructions import Instructions, collect_instructions, scoped_instructions, touched_dirs
 from agent.loop import Agent, Limits, Outcome, open_call_answers
+from agent.mcp_client import McpHub, connect_servers
 from agent.model import Model, OpenAIModel
 from agent.modes import choose_mode, output_cap, parse_mode
 from agent.prompt import PromptPrefix, task_chunk
@@ -50,7 +54,7 @@ from tools.workspace import TEMP_PATHSPEC, remove_stale_temp_files
 
 __all__ = [
     "solve", "resume", "RunSpec", "RunHooks", "Run", "RunPlan", "plan_run", "start_run", "resume_run",
-    "complete", "finish_run", "as_task", "git_patch", "require_key", "final_outcome", "FINAL_STATUSES",
+    "complete", "finish_run", "with_mcp_tools", "as_task", "git_patch", "require_key", "final_outcome", "FINAL_STATUSES",
 ]
 
 # A run that ended so is over: resuming it reports how it ended and calls no model.
@@ -135,10 +139,16 @@ class Run:
     settings: Settings
     hooks: RunHooks = field(default_factory=RunHooks)
     ended: Outcome | None = None  # set when the run had already finished
+    mcp: McpHub | None = None  # the MCP sessions the run's tools call
 
     def go(self) -> Outcome:
         """Run the loop, or report the end of a run that had already finished."""
         return self.ended or self.agent.run()
+
+    def close(self) -> None:
+        """Release what the run holds open (its MCP servers)."""
+        if self.mcp is not None:
+            self.mcp.close()
 
 
 def _new_run_id() -> str:
@@ -163,7 +173,7 @@ def _make_checker(ctx) -> Callable[[str], CheckRecord]:
 
 
 def _toolbox(repo: Path, base: str | None, settings: Settings, run_dir: Path, *,
-             interactive: bool, approve: Callable[[str], bool] | None):
+             interactive: bool, approve: Callable[[str], bool] | None, extra: Sequence[Any] = ()):
     from tools import default_tools
     from tools.base import ToolContext, Toolbox
     from tools.workspace import Workspace
@@ -175,7 +185,15 @@ def _toolbox(repo: Path, base: str | None, settings: Settings, run_dir: Path, *,
         interactive=interactive,
         approve=approve,
     )
-    return Toolbox(default_tools(), ctx, tokenizer=get_tokenizer(settings.profile().tokenizer))
+    hooks = _user_hooks(settings, repo, run_dir.name)
+    return Toolbox(hooked_tools([*default_tools(), *extra], hooks), ctx,
+                   tokenizer=get_tokenizer(settings.profile().tokenizer))
+
+
+def _user_hooks(settings: Settings, repo: Path, run_id: str) -> HookRunner:
+    from agent.secrets import redact as redact_secrets
+
+    return HookRunner(settings.hooks, cwd=repo, run_id=run_id, redact=lambda text: redact_secrets(text)[0])
 
 
 def _settle_sandbox(settings: Settings, *, interactive: bool,
@@ -233,7 +251,14 @@ def plan_run(task: Task | str, settings: Settings, *, repo: Path,
     explicit = parse_mode(settings.mode)
     reserve = output_cap(explicit or Mode.MAX, profile) + CONVERSATION_RESERVE
     budget = settings.pack_budget or max(profile.context_window - reserve, 0)
+    stable = collect_instructions(repo, named=settings.instructions)
+    for message in stable.warnings:
+        stage(message)
+    instructions = stable.chunk()
+    if instructions:  # the instructions share the pack's budget
+        budget = max(budget - get_tokenizer(profile.tokenizer).count(instructions), 0)
     pack = build_pack(repo, task=task, budget=budget, model=settings.model, settings=settings)
+    scoped = scoped_instructions(repo, touched_dirs(pack))
     if explicit is not None:
         mode, reason = explicit, "chosen on the command line"
     else:
@@ -241,11 +266,20 @@ def plan_run(task: Task | str, settings: Settings, *, repo: Path,
         mode, reason = choice.mode, "; ".join(choice.reasons)
     stage(f"mode: {mode.label} ({reason})")
     prefix = PromptPrefix(  # saved in the run directory as it is sent: redacted
+        instructions=instructions,
         pack=pack.document,
-        task=redact_outgoing(task_chunk(task.statement, relevant=pack.relevant, check_command=task.test_command)),
+        task=redact_outgoing(task_chunk(task.statement, relevant=pack.relevant, check_command=task.test_command,
+                                        scoped_instructions=Instructions(scoped=scoped).scoped_block())),
     )
     return RunPlan(task=task, repo=repo, base=_base_commit(repo), pack=pack, mode=mode,
                    mode_reason=reason, prefix=prefix)
+
+
+def with_mcp_tools(plan: RunPlan, mcp: McpHub | None) -> RunPlan:
+    """The plan with the MCP tools' schemas (sorted, fixed for the run) in its prefix."""
+    if mcp is None or not mcp.tools:
+        return plan
+    return replace(plan, prefix=plan.prefix.model_copy(update={"mcp_tools": [t.schema() for t in mcp.tools]}))
 
 
 def start_run(spec: RunSpec) -> Run:
@@ -265,8 +299,24 @@ def start_run(spec: RunSpec) -> Run:
     lock.acquire()  # before anything is written: a refused run leaves no trace
     remove_stale_temp_files(repo)  # what killed writes left, before the pack can show it
     plan = plan_run(spec.task, settings, repo=repo, on_stage=hooks.on_stage)
-    profile = settings.profile()
     run_dir.mkdir(parents=True, exist_ok=True)
+    # After the pack: the sessions' thread would keep the packer from forking (agent/pack/build.py).
+    mcp = connect_servers(settings, cwd=repo, log_dir=run_dir, warn=hooks.on_stage)
+    try:
+        return _started(spec, settings=settings, plan=with_mcp_tools(plan, mcp), run_id=run_id,
+                        run_dir=run_dir, mcp=mcp, lock=lock)
+    except BaseException:
+        if mcp is not None:
+            mcp.close()  # no run holds the servers: stop them before the error goes on
+        raise
+
+
+def _started(spec: RunSpec, *, settings: Settings, plan: RunPlan, run_id: str, run_dir: Path,
+             mcp: McpHub | None, lock: TreeLock) -> Run:
+    """Write the prefix and the first event, and build the loop (`settings`: the spec's, with the
+    sandbox settled)."""
+    hooks = spec.hooks
+    profile = settings.profile()
     plan.prefix.save(run_dir / "prefix.json")
     traj = Trajectory.create(run_dir / "trajectory.jsonl")
     if hooks.on_event:
@@ -281,17 +331,20 @@ def start_run(spec: RunSpec) -> Run:
     ))
     agent = _agent(traj, plan.prefix, settings, plan.repo, plan.base, run_dir, model=spec.model,
                    chat=spec.chat, interactive=spec.interactive, approve=spec.approve,
-                   on_delta=hooks.on_delta, pack_tokens=plan.pack.totals.tokens, lock=lock, limits=limits)
+                   on_delta=hooks.on_delta, pack_tokens=plan.pack.totals.tokens, lock=lock, limits=limits,
+                   mcp=mcp)
     return Run(run_id=run_id, run_dir=run_dir, repo=plan.repo, agent=agent, trajectory=traj,
-               settings=settings, hooks=hooks)
+               settings=settings, hooks=hooks, mcp=mcp)
 
 
 def _agent(traj: Trajectory, prefix: PromptPrefix, settings: Settings, repo: Path, base: str | None,
            run_dir: Path, *, model: Model | None, chat: bool, interactive: bool,
            approve: Callable[[str], bool] | None, on_delta: Callable[[Delta], None] | None,
-           pack_tokens: int, lock: TreeLock | None, limits: Limits) -> Agent:
+           pack_tokens: int, lock: TreeLock | None, limits: Limits, mcp: McpHub | None) -> Agent:
     profile = settings.profile()
-    toolbox = _toolbox(repo, base, settings, run_dir, interactive=interactive, approve=approve)
+    saved = {s["function"]["name"]: s for s in prefix.mcp_tools}  # fixed when the run started
+    extra = [t.pinned(saved[t.name]) for t in (mcp.tools if mcp else []) if t.name in saved]
+    toolbox = _toolbox(repo, base, settings, run_dir, interactive=interactive, approve=approve, extra=extra)
     return Agent(
         model=model or OpenAIModel.from_settings(settings),
         toolbox=toolbox,
@@ -350,11 +403,13 @@ def resume_run(
         if model is None:
             require_key(settings)
         remove_stale_temp_files(repo)
+    mcp = connect_servers(settings, cwd=repo, log_dir=run_dir, warn=hooks.on_stage) \
+        if ended is None and prefix.mcp_tools else None
     agent = _agent(traj, prefix, settings, repo, started.base_commit, run_dir, model=model, chat=False,
                    interactive=interactive, approve=approve, on_delta=hooks.on_delta,
-                   pack_tokens=started.pack_tokens, lock=lock, limits=_limits(settings))
+                   pack_tokens=started.pack_tokens, lock=lock, limits=_limits(settings), mcp=mcp)
     return Run(run_id=started.run_id, run_dir=run_dir, repo=repo, agent=agent, trajectory=traj,
-               settings=settings, hooks=hooks, ended=ended)
+               settings=settings, hooks=hooks, ended=ended, mcp=mcp)
 
 
 def final_outcome(traj: Trajectory) -> Outcome | None:
@@ -369,7 +424,8 @@ def final_outcome(traj: Trajectory) -> Outcome | None:
 
 
 def finish_run(run: Run, outcome: Outcome) -> Result:
-    """The typed result of a run: status, patch, last check, plan, cost."""
+    """The typed result of a run: status, patch, last check, plan, cost (its MCP servers are stopped)."""
+    run.close()
     events = run.trajectory.events
     started = run.trajectory.started
     plans = [t.content for t in assistant_turns(events) if t.content and "Goal" in t.content]
@@ -403,7 +459,12 @@ def complete(run: Run) -> Result:
     live = run.hooks.live if run.ended is None and run.hooks.live else nullcontext
     with live():
         outcome = run.go()
-    return finish_run(run, outcome)
+    result = finish_run(run, outcome)
+    if run.ended is None and run.settings.hooks.run_end:
+        _user_hooks(run.settings, run.repo, run.run_id).run_end(result.model_dump(
+            mode="json", include={"run_id", "status", "exit_code", "reason", "summary", "cost", "steps",
+                                  "trajectory"}))
+    return result
 
 
 def solve(

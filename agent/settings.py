@@ -29,7 +29,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = [
+    "HookCommand",
+    "HookSettings",
     "LoadedSettings",
+    "McpServer",
+    "McpSettings",
     "SafetySettings",
     "Settings",
     "Trust",
@@ -121,6 +125,79 @@ class SafetySettings(BaseModel):
     )
 
 
+class McpServer(BaseModel):
+    """One MCP server the user runs tools from: a stdio command, or a streamable-HTTP URL."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str | None = Field(default=None, description="Program to start (stdio transport).")
+    args: list[str] = Field(default_factory=list, description="Its arguments.")
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment for it (tome's own secrets are withheld)."
+    )
+    url: str | None = Field(default=None, description="Streamable-HTTP endpoint, instead of a command.")
+    headers: dict[str, str] = Field(default_factory=dict, description="HTTP headers sent to `url`.")
+    tools: list[str] | None = Field(
+        default=None, description="Only these of its tools are offered to the model (all when unset)."
+    )
+    timeout: float = Field(default=30.0, gt=0, description="Seconds to connect, list or call a tool.")
+    approval: Literal["deny", "ask", "allow"] = Field(
+        default="ask",
+        description="Calls to its tools: refuse, ask the user (interactive only; headless refuses), "
+        "or allow (headless too).",
+    )
+
+    def transport(self) -> Literal["stdio", "http"]:
+        """Which transport the entry describes (exactly one of command and url is set)."""
+        if (self.command is None) == (self.url is None):
+            raise ConfigError("an MCP server needs exactly one of `command` (stdio) or `url` (HTTP)")
+        return "stdio" if self.command is not None else "http"
+
+
+class McpSettings(BaseModel):
+    """MCP servers: the user defines them; a project may only name those it wants."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    servers: dict[str, McpServer] = Field(
+        default_factory=dict, description="Servers by name ([mcp.servers.NAME] in the user config)."
+    )
+    use: list[str] | None = Field(
+        default=None,
+        description="Only these of the user's servers are started for this repository (all when unset).",
+        json_schema_extra=_trust(Trust.PROJECT),
+    )
+
+
+class HookCommand(BaseModel):
+    """A user command run on an event, given the event as JSON on stdin; non-zero exit blocks."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: list[str] | str = Field(description="argv, or one string run by /bin/sh -c.")
+    timeout: float = Field(default=30.0, gt=0, description="Seconds it may take; a timeout blocks.")
+    tools: list[str] | None = Field(
+        default=None, description="Tool events: only for these tool names (all when unset)."
+    )
+
+
+class HookSettings(BaseModel):
+    """Commands run around tool calls, submissions and the end of a run (user config only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    before_tool: list[HookCommand] = Field(
+        default_factory=list, description="Before a tool runs; non-zero exit blocks it (stdout is the reason)."
+    )
+    after_tool: list[HookCommand] = Field(
+        default_factory=list, description="After a tool ran, with its result; non-zero exit is reported."
+    )
+    before_submit: list[HookCommand] = Field(
+        default_factory=list, description="Before a submission is checked; non-zero exit rejects it."
+    )
+    run_end: list[HookCommand] = Field(default_factory=list, description="When the run has ended.")
+
+
 def _widens(info: FieldInfo, old: Any, new: Any) -> bool:
     """Whether `new` is less strict than `old` for a TIGHTEN field."""
     extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
@@ -192,6 +269,19 @@ class Settings(BaseModel):
         default_factory=SafetySettings,
         description="Sandbox, network and approval limits.",
         json_schema_extra=_trust(Trust.TIGHTEN),
+    )
+    instructions: list[str] = Field(
+        default_factory=list,
+        description="More instruction files (paths in the repository) sent with AGENTS.md.",
+        json_schema_extra=_trust(Trust.PROJECT),
+    )
+    mcp: McpSettings = Field(
+        default_factory=McpSettings,
+        description="MCP servers whose tools the model may call (a project may only name them).",
+        json_schema_extra=_trust(Trust.PROJECT),
+    )
+    hooks: HookSettings = Field(
+        default_factory=HookSettings, description="User commands run on tool and run events."
     )
     web_search: str | None = Field(
         default=None,
@@ -296,7 +386,7 @@ def _screen(
         name, trust, sub = prefix + key, field_trust(info), _submodel(info)
         if trust is Trust.USER:
             user_only.append(name)
-        elif trust is Trust.TIGHTEN and sub is not None and isinstance(value, Mapping):
+        elif sub is not None and isinstance(value, Mapping):  # each inner field declares its own trust
             inner, more_user, more_widening = _screen(value, sub, getattr(current, key), name + ".")
             user_only += more_user
             widening += more_widening

@@ -165,7 +165,14 @@ def _dry_run(task: Task, settings, args: argparse.Namespace) -> int:
     from agent.run import plan_run
     from agent.view import dry_run_table
 
+    from agent.mcp_client import connect_servers
+    from agent.run import with_mcp_tools
+
     plan = plan_run(task, settings, repo=args.repo)
+    hub = connect_servers(settings, cwd=Path(args.repo).resolve(), warn=_stage)
+    if hub is not None:
+        plan = with_mcp_tools(plan, hub)
+        hub.close()
     report = dry_run_report(plan, settings)
     if args.json:
         print(json.dumps({"result": {"status": "dry-run", "exit_code": 0, **report}}))
@@ -184,9 +191,10 @@ def dry_run_report(plan, settings) -> dict:
 
     profile = settings.profile()
     counter = get_tokenizer(profile.tokenizer)
-    schemas = [t.schema() for t in default_tools()]
-    chunks = [("system", plan.prefix.system), ("tools", json.dumps(schemas, sort_keys=True)),
-              ("pack", plan.prefix.pack), ("task", plan.prefix.task)]
+    schemas = [*(t.schema() for t in default_tools()), *plan.prefix.mcp_tools]
+    chunks = [("system", plan.prefix.system), ("instructions", plan.prefix.instructions),
+              ("tools", json.dumps(schemas, sort_keys=True)), ("pack", plan.prefix.pack),
+              ("task", plan.prefix.task)]
     return {
         "model": profile.name,
         "endpoint": settings.base_url or profile.base_url,

@@ -32,6 +32,9 @@ PROJECT_SETTABLE = {
     "safety": Trust.TIGHTEN,
     # every safety field but the bwrap program (which program runs is the user's to say)
     **{f"safety.{name}": Trust.TIGHTEN for name in SafetySettings.model_fields if name != "bwrap"},
+    "instructions": Trust.PROJECT,  # files in the repository itself (agent/instructions.py)
+    "mcp": Trust.PROJECT,  # only to look inside: a project may name servers, never define them
+    "mcp.use": Trust.PROJECT,
 }
 # A value a hostile repository might plant in each user-only field.
 PLANTED: dict[str, Any] = {
@@ -46,6 +49,7 @@ PLANTED: dict[str, Any] = {
     "state_dir": "/tmp/planted-state",
     "cache_dir": "/tmp/planted-cache",
     "web_search": "http://10.0.0.1:8888",
+    "hooks": {"before_tool": [{"command": "curl http://10.0.0.1/planted"}]},
 }
 
 
@@ -75,6 +79,8 @@ def toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, list):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + "}"
     return json.dumps(value) if isinstance(value, str) else repr(value)
 
 
@@ -87,7 +93,8 @@ def write_toml(path: Path, values: dict[str, Any], safety: dict[str, Any] | None
     return path
 
 
-# top-level fields (safety.bwrap, the one nested user-only field, has its test in test_sandbox.py)
+# Top-level names; the user-only fields inside a project-open section (mcp.servers) are planted
+# in tests/test_mcp.py, safety.bwrap in tests/test_sandbox.py.
 USER_ONLY = sorted(name for name, trust in trust_table().items() if trust is Trust.USER and "." not in name)
 
 

@@ -17,9 +17,11 @@ import selectors
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -132,18 +134,25 @@ def run_process(
     max_output: int = 256_000,
     kill_grace: float = 2.0,
     leftover_grace: float = 0.5,
+    input: bytes | None = None,
 ) -> ProcessResult:
     """Run `argv` with no terminal under a subreaper; end every process it started, on exit or on
-    timeout; keep the head and tail of its output."""
+    timeout; keep the head and tail of its output. `input` is its stdin (from a file, so a command
+    that never reads it cannot block us)."""
     start = time.monotonic()
     deadline = start + timeout
+    stdin: Any = subprocess.DEVNULL
+    if input is not None:
+        stdin = tempfile.TemporaryFile()
+        stdin.write(input)
+        stdin.seek(0)
     status_r, status_w = os.pipe()
     try:
         proc = subprocess.Popen(
             _launcher(argv, status_w, kill_grace, leftover_grace),
             cwd=cwd,
             env=dict(env),
-            stdin=subprocess.DEVNULL,
+            stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # setsid(2): no controlling terminal, its own process group
@@ -151,6 +160,8 @@ def run_process(
         )
     except BaseException:
         os.close(status_r)
+        if input is not None:
+            stdin.close()
         raise
     finally:
         os.close(status_w)
@@ -204,6 +215,8 @@ def run_process(
     proc.stdout.close()
     with os.fdopen(status_r, "rb") as status:
         leftovers |= b"leftovers" in status.read()
+    if input is not None:
+        stdin.close()
     output, omitted = cap.render()
     return ProcessResult(
         exit_code=None if timed_out and code in (-signal.SIGTERM, -signal.SIGKILL) else code,
