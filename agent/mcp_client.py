@@ -302,7 +302,8 @@ class McpTool:
         if not ctx.interactive or ctx.approve is None:
             raise ToolError(f"{self.name} needs the user's approval and this run is headless, so it was "
                             f"refused (the user can set {where}); do without this tool", kind="refused")
-        if not ctx.approve(f"MCP tool {self.name} {json.dumps(arguments, sort_keys=True)[:400]}"):
+        if not ctx.approve(f"The agent wants to call the MCP tool {self.name} with "
+                           f"{json.dumps(arguments, sort_keys=True)[:400]}\nAllow it?"):
             raise ToolError(f"the user declined this call to {self.name}; do without it or ask",
                             kind="refused")
 

@@ -175,7 +175,7 @@ def test_interactive_asks_the_user(answer, ok, scripted, repo, tmp_path, model_f
     run, _ = run_to_end(server, repo, tmp_path, model_for, {"fx": stdio_server(approval="ask")},
                         interactive=True, approve=lambda q: asked.append(q) or answer)
     shout = observations(run)[0]
-    assert asked == ['MCP tool mcp__fx__shout {"text": "hi"}']
+    assert asked == ['The agent wants to call the MCP tool mcp__fx__shout with {"text": "hi"}\nAllow it?']
     assert shout.ok is ok and (shout.content == "HI" if ok else "declined" in shout.content)
 
 
