@@ -106,3 +106,34 @@ def test_repos_dir_takes_a_clone_or_a_bare_mirror(tmp_path, layout):
     head = subprocess.run(["git", "--git-dir", str(git_dir), "rev-parse", "HEAD"], capture_output=True,
                           text=True, check=True).stdout.strip()
     assert len(head) == 40
+
+
+def _readme_commands() -> list[list[str]]:
+    """Every `tome ...` command in the README's bash blocks, as the argv a user types."""
+    import shlex
+
+    found = []
+    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
+        for line in block.splitlines():
+            line = line.split("  #", 1)[0]  # the trailing comments
+            for part in re.split(r"\s{2,}|\|\s*|&&\s*", line):
+                if part.strip().startswith("tome "):
+                    found.append(shlex.split(part.strip())[1:])
+    for span in re.findall(r"`(tome [^`]+)`", README):  # and the ones in the text
+        found.append(shlex.split(span)[1:])
+    return found
+
+
+@pytest.mark.parametrize("argv", _readme_commands(), ids=" ".join)
+def test_every_readme_command_is_accepted_as_typed(argv):
+    """The README's commands parse as written (their options exist, their values are accepted)."""
+    from agent.cli import _parser
+
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    if selected is None:  # `tome --help`
+        with pytest.raises(SystemExit) as done:
+            _parser(None).parse_args(argv)
+        assert done.value.code == 0
+        return
+    args = _parser(selected).parse_args(argv)
+    assert args.command == selected
