@@ -185,7 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(argv, as_json=as_json)
     except BrokenPipeError:
-        # The reader went away (`tome runs | head`): no traceback; stdout is closed for good.
+        # The reader went away (`tome runs | head`): no traceback; stdout is closed for good (the
+        # Python docs' recipe, "Note on SIGPIPE" in the signal module). 141 = 128 + SIGPIPE, what
+        # a shell reports for a command SIGPIPE ended, as git's own `git log | head` does.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT["pipe"]
 

@@ -4,6 +4,8 @@ git never prompts (GIT_TERMINAL_PROMPT=0: a lazy fetch from a promisor remote fa
 waiting for a password), and a caller working in a clone it did not make (the harness) turns the
 clone's own hooks off (`hooks=False`, core.hooksPath=/dev/null); in the user's own repository the
 user's hooks run as git would run them (git-lfs, for one, checks files out through a hook).
+Both switches are git's own: GIT_TERMINAL_PROMPT in git(1) ENVIRONMENT, core.hooksPath in
+git-config(1) and githooks(5).
 """
 
 from __future__ import annotations
