@@ -112,8 +112,9 @@ class RunHooks:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """Everything one run needs. The CLI, chat, eval, the demo and the Python API all build one
-    and hand it to `start_run` or `solve`: there is no other way into a run."""
+    """Everything one new run needs. The CLI, chat, eval, the demo and the Python API all build
+    one and hand it to `start_run` or `solve`: no other way starts a run (`resume_run` only
+    rebuilds one from its directory)."""
 
     task: Task
     settings: Settings
