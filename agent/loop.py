@@ -18,7 +18,15 @@ from typing import Any
 from agent.errors import ContextOverflow, Interrupt, ModelError
 from agent.model import Model
 from agent.modes import MODE_TABLE, escalate, mode_for_rating, output_cap, triage_mode, within_rules
-from agent.triage import TRIAGE_ATTEMPTS, TRIAGE_MAX_TOKENS, TRIAGE_PROMPT, handover_note, parse_verdict, retry_request
+from agent.triage import (
+    TRIAGE_ATTEMPTS,
+    TRIAGE_EXPECTED_OUTPUT,
+    TRIAGE_MAX_TOKENS,
+    TRIAGE_PROMPT,
+    handover_note,
+    parse_verdict,
+    retry_request,
+)
 from agent.profiles import ModelProfile
 from agent.prompt import PromptPrefix, render
 from agent.records import (
@@ -307,7 +315,7 @@ class Agent:
         messages = render(self.prefix, [*history(self.traj.events), UserMessage(content=request)])
         mode = triage_mode(self.profile)
         max_tokens, prompt_tokens = self._fit(messages, want=TRIAGE_MAX_TOKENS)
-        self._check_limits(prompt_tokens, max_tokens, mode=mode)
+        self._check_limits(prompt_tokens, max_tokens, mode=mode, expected_out=TRIAGE_EXPECTED_OUTPUT)
         response = self.model.query(messages, mode=mode, tools=self.toolbox.schemas(), max_tokens=max_tokens,
                                     on_delta=self.on_delta)
         verdict, problem = parse_verdict(response.message.content)
@@ -411,7 +419,10 @@ class Agent:
 
     # ---- limits and context -----------------------------------------------------------------
 
-    def _check_limits(self, prompt_tokens: int, max_tokens: int, *, mode: Mode | None = None) -> None:
+    def _check_limits(self, prompt_tokens: int, max_tokens: int, *, mode: Mode | None = None,
+                      expected_out: int | None = None) -> None:
+        """Raise LimitReached when the next call (in `mode`, writing about `expected_out`) would
+        pass a cap."""
         lim = self.limits
         step_cap = lim.max_steps if lim.max_steps is not None else MODE_TABLE[self.mode].max_steps
         if self.steps >= step_cap:
@@ -419,7 +430,8 @@ class Agent:
         if lim.max_time is not None and self.elapsed >= lim.max_time:
             raise LimitReached("time", f"time limit reached ({self.elapsed:.0f}s of {lim.max_time:g}s)")
         usage = self.usage
-        expected_out = usage.completion_tokens // self.steps if self.steps else 2_000
+        if expected_out is None:
+            expected_out = usage.completion_tokens // self.steps if self.steps else 2_000
         expected_out = min(expected_out, max_tokens)
         if lim.max_tokens is not None:
             used = usage.prompt_tokens + usage.completion_tokens

@@ -25,6 +25,7 @@ from agent.records import TRIAGE_RATINGS, Mode, TriageVerdict
 
 __all__ = [
     "TRIAGE_ATTEMPTS",
+    "TRIAGE_EXPECTED_OUTPUT",
     "TRIAGE_MAX_TOKENS",
     "TRIAGE_PROMPT",
     "RETRY_PROMPT",
@@ -35,7 +36,8 @@ __all__ = [
 ]
 
 TRIAGE_ATTEMPTS = 2  # the first answer and one retry
-TRIAGE_MAX_TOKENS = 1_024  # the object is about 100 tokens; room for a model that explains first
+TRIAGE_MAX_TOKENS = 1_024  # room for a model that explains before the object
+TRIAGE_EXPECTED_OUTPUT = 200  # what the cost cap expects it to write: the object is 50-150 tokens
 
 TRIAGE_PROMPT = f"""\
 Before you start: triage this task. Do not call any tool yet and do not write the plan.
