@@ -307,6 +307,14 @@ class Agent:
             self.toolbox.ctx.submitted = None
             self._on_submit(submitted)
 
+    def triage(self) -> Triaged | None:
+        """Make the owed triage attempts up to the deciding one and return it (None when the
+        run owes none); limits and model errors raise as in `step`."""
+        while self.triage_pending:
+            self._triage()
+        decided = [e for e in self.traj.of_type(Triaged) if e.chosen is not None]
+        return decided[-1] if decided else None
+
     def _triage(self) -> None:
         """One triage attempt over the prefix; the deciding one (a verdict, or the last try)
         sets the starting mode. Its cost counts in the caps like any call's."""

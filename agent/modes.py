@@ -15,16 +15,17 @@ rating to a mode), else from `FALLBACK_RULE`: statement length alone. Then the r
 never Non-think with a large pack, Think Max only with its context.
 
 What held and what did not (benchmarks/difficulty.py, 468 labelled instances; Spearman on the
-part not fitted on, by repository 140/328 and by created_at older 70%/newer 141): statement
-length 0.164 / 0.149; the fallback's two modes 0.150 / 0.124. A linear model over hand-built
-statement features (shipped before) was designed on all 468 labels, so no split of them is
-unseen by its design; on 170 Verified labels that were (held out of ../shared/swe) it scored
-0.036 against 0.121 for length alone, and it is gone. Refitted on each fitting part it reaches
-0.206 / 0.160 on these splits, but the inputs it keeps change with the split. Stack traces and
-named files change sign between the parts (-0.05 / +0.03 fitted, +0.10 / +0.12 reported) and
-get no weight; a Think Max start from length alone put 28 of 141 newer tasks in Max, 12 of them
-under 15 minutes, so the fallback starts no run in Max. Escalation on a failed check matters more
-than any first guess.
+part not fitted on, split by repository (fit 140, report 328) and by created_at (fit the older
+70%, report the newer 141)): statement length 0.164 / 0.149; the fallback's two modes 0.087 /
+0.124 with the shipped cut, 0.150 / 0.124 with the cut refitted on each fitting part. A linear
+model over hand-built statement features (shipped before) was designed on all 468 labels, so no
+split of them is unseen by its design; on the 170 Verified labels that were (held out of
+../shared/swe) it scored 0.036 against 0.121 for length alone, and it is gone. Refitted on each
+fitting part the same kind of model reaches 0.206 / 0.160, but the inputs it keeps change with the
+split. Stack traces and named files change sign between the parts (frames -0.05 fitting, +0.10
+reporting, by repository) and get no weight. The fallback starts no run in Think Max: a Max start
+by length put 28 of the 141 newer tasks in Max, 12 of them under 15 minutes. Escalation on a
+failed check matters more than any first guess.
 """
 
 from __future__ import annotations
