@@ -187,7 +187,8 @@ def dry_run_table(report: dict) -> Group:
     files = report["pack_files"]
     lines = [
         f"[bold]model[/] {report['model']} at {escape(report['endpoint'])}",
-        f"[bold]mode[/] {report['mode_label']}: {escape(report['mode_reason'])}",
+        f"[bold]mode[/] a triage turn decides (fallback {report['mode_label']}: {escape(report['mode_reason'])})"
+        if report.get("triage") else f"[bold]mode[/] {report['mode_label']}: {escape(report['mode_reason'])}",
         f"[bold]pack[/] {files['full']:,} files in full, {files['outline']:,} as outlines, {files['path']:,} as paths",
         f"[bold]tools[/] {', '.join(report['tools'])}",
     ]
