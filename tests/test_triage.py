@@ -186,3 +186,28 @@ def test_a_run_killed_during_triage_resumes_and_triages_once(scripted, repo, tmp
     assert out[-1]["result"]["triage"]["rating"] == "15 min - 1 hour"
     assert [r.body["messages"][-1]["content"] for r in server.chat_requests[:2]] == [TRIAGE_PROMPT] * 2
     server.assert_done()
+
+
+def test_the_live_view_and_the_result_table_show_the_rating_files_and_cost(scripted, model_for, repo, tmp_path):
+    from io import StringIO
+
+    from rich.console import Console
+
+    from agent.run import RunHooks
+    from agent.view import LiveView, result_table
+
+    server = scripted([verdict("15 min - 1 hour", ("stats.py", "tests/test_stats.py")), *fixing_turns()])
+    out = StringIO()
+    view = LiveView(Console(file=out, width=200))
+    run = start_run(RunSpec(task=Task(statement=SHORT_TASK, test_command=TEST_CMD), settings=auto(server, tmp_path),
+                            repo=repo, model=model_for(server, idle_timeout=10.0, timeout=60.0),
+                            hooks=RunHooks(on_event=view.on_event, on_delta=view.on_delta)))
+    result = finish_run(run, run.agent.run())
+    text = out.getvalue()
+    assert "a triage turn decides (fallback Non-think" in text
+    assert "triage 15 min - 1 hour; files: stats.py, tests/test_stats.py" in text
+    assert "mode Think High: triage rated it 15 min - 1 hour" in text
+    assert view.cost == pytest.approx(result.cost) and view.mode == "Think High"
+    table = StringIO()
+    Console(file=table, width=200).print(result_table(result))
+    assert "15 min - 1 hour; stats.py, tests/test_stats.py" in table.getvalue()
