@@ -17,7 +17,7 @@ from typing import Any
 
 from agent.errors import ContextOverflow, Interrupt, ModelError
 from agent.model import Model
-from agent.modes import MODE_TABLE, escalate, mode_for_rating, output_cap, triage_mode, within_rules
+from agent.modes import MODE_TABLE, escalate, output_cap, rated_mode, triage_mode
 from agent.triage import (
     TRIAGE_ATTEMPTS,
     TRIAGE_EXPECTED_OUTPUT,
@@ -340,8 +340,7 @@ class Agent:
         if verdict is None:
             chosen, reason = started.mode, f"triage gave no usable answer; fallback: {started.mode_reason}"
         else:
-            choice = within_rules(mode_for_rating(verdict.rating), [f"triage rated it {verdict.rating}"],
-                                  pack_tokens=self.pack_tokens, profile=self.profile)
+            choice = rated_mode(verdict.rating, pack_tokens=self.pack_tokens, profile=self.profile)
             chosen, reason = choice.mode, "; ".join(choice.reasons)
         return {"chosen": chosen, "reason": reason, "note": handover_note(chosen)}
 

@@ -58,6 +58,7 @@ __all__ = [
     "mode_for_rating",
     "output_cap",
     "parse_mode",
+    "rated_mode",
     "triage_mode",
     "within_rules",
 ]
@@ -547,11 +548,17 @@ def choose_mode(
     """The starting mode: from the triage `rating` when there is one, else from the fallback
     rule; then never Non-think with a large pack, and only what the profile can run."""
     features = difficulty_features(task, pack)
+    pack_tokens = features.pack_tokens or 0
     if rating is not None:
-        mode, reason = mode_for_rating(rating), f"triage rated it {rating}"
-    else:
-        mode, reason = rule.mode(features)
-    return within_rules(mode, [reason], pack_tokens=features.pack_tokens or 0, profile=profile)
+        return rated_mode(rating, pack_tokens=pack_tokens, profile=profile)
+    mode, reason = rule.mode(features)
+    return within_rules(mode, [reason], pack_tokens=pack_tokens, profile=profile)
+
+
+def rated_mode(rating: TriageRating, *, pack_tokens: int, profile: ModelProfile | None) -> ModeChoice:
+    """The starting mode for a triage `rating`: its row in MODE_TABLE, within the rules."""
+    return within_rules(mode_for_rating(rating), [f"triage rated it {rating}"], pack_tokens=pack_tokens,
+                        profile=profile)
 
 
 def within_rules(

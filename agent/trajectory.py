@@ -140,7 +140,7 @@ def history(events: Iterable[Event]) -> list[Message]:
             out.append(UserMessage(content=e.content))
         elif isinstance(e, Triaged):  # the question and the answer as sent, without tool calls
             out.append(UserMessage(content=e.request))
-            out.append(AssistantMessage(content=e.response.message.content))
+            out.append(AssistantMessage(content=e.response.message.content or "(no answer)"))
             if e.note:
                 out.append(UserMessage(content=e.note))
     return out
