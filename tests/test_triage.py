@@ -211,3 +211,18 @@ def test_the_live_view_and_the_result_table_show_the_rating_files_and_cost(scrip
     table = StringIO()
     Console(file=table, width=200).print(result_table(result))
     assert "15 min - 1 hour; stats.py, tests/test_stats.py" in table.getvalue()
+
+
+def test_a_tool_call_instead_of_an_answer_is_malformed_and_the_retry_is_a_valid_request(
+        scripted, model_for, repo, tmp_path):
+    from loop_helpers import call
+
+    server = scripted([Turn(content="Let me look first.", tool_calls=[call("view", path="stats.py")]),
+                       verdict("<15 min fix"), *fixing_turns()])
+    run, result = run_once(server, repo, tmp_path, model_for, mode="auto")
+    server.assert_done()
+    assert triaged(run)[0].problem == "it called a tool instead of answering"
+    # The call is not run and not sent back: the server 400s an unanswered tool call.
+    assert all(r.status == 200 for r in server.chat_requests)
+    assert "tool_calls" not in server.chat_requests[1].body["messages"][-2]
+    assert result.status == "solved" and result.modes == [Mode.NON_THINK]
