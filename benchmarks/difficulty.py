@@ -324,8 +324,8 @@ def judge(args, data: list[Labelled]) -> None:
                   f"{rho([int(m is Mode.HIGH) for m in fallbacks], labels):+.3f}")
         mode_table("the triage turn, after the rules", chosen, labels)
         if shares:
-            print(f"\ncache share of the first work request after triage: min {min(shares):.1%}, "
-                  f"mean {sum(shares) / len(shares):.1%} over {len(shares)} real packs")
+            print(f"\ncache share of the first work request after triage: min {min(shares):.3%}, "
+                  f"mean {sum(shares) / len(shares):.3%} over {len(shares)} real packs")
     finally:
         if server is not None:
             server.stop()
