@@ -13,10 +13,20 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from agent.errors import ContextOverflow, Interrupt, ModelError
 from agent.model import Model
-from agent.modes import MODE_TABLE, escalate, output_cap
+from agent.modes import MODE_TABLE, escalate, output_cap, rated_mode, triage_mode
+from agent.triage import (
+    TRIAGE_ATTEMPTS,
+    TRIAGE_EXPECTED_OUTPUT,
+    TRIAGE_MAX_TOKENS,
+    TRIAGE_PROMPT,
+    handover_note,
+    parse_verdict,
+    retry_request,
+)
 from agent.profiles import ModelProfile
 from agent.prompt import PromptPrefix, render
 from agent.records import (
@@ -34,10 +44,13 @@ from agent.records import (
     ToolCall,
     ToolFinished,
     ToolStarted,
+    Triaged,
+    TriageVerdict,
     Usage,
+    UserMessage,
     UserNote,
 )
-from agent.trajectory import INTERRUPTED_TOOL, Trajectory, history
+from agent.trajectory import INTERRUPTED_TOOL, Trajectory, history, model_calls, spent
 from agent.treelock import TreeLock
 from tools.base import Toolbox
 
@@ -183,11 +196,21 @@ class Agent:
 
     @property
     def mode(self) -> Mode:
-        """The current mode: the last mode change, or the mode the run started in."""
+        """The current mode: the last mode change, else the triage's choice, else the mode the
+        run started in."""
         mode = self.traj.started.mode
-        for e in self.traj.of_type(ModeChanged):
-            mode = e.new
+        for e in self.traj.events:
+            if isinstance(e, Triaged) and e.chosen is not None:
+                mode = e.chosen
+            elif isinstance(e, ModeChanged):
+                mode = e.new
         return mode
+
+    @property
+    def triage_pending(self) -> bool:
+        """Whether the run still owes its triage turn (none decided yet)."""
+        return self.traj.started.triage and not any(
+            e.chosen is not None for e in self.traj.of_type(Triaged))
 
     @property
     def steps(self) -> int:
@@ -196,16 +219,13 @@ class Agent:
 
     @property
     def usage(self) -> Usage:
-        """Token usage so far."""
-        total = Usage()
-        for e in self.traj.of_type(ModelCalled):
-            total = total + e.response.usage
-        return total
+        """Token usage so far, triage included."""
+        return spent(self.traj.events)[0]
 
     @property
     def cost(self) -> float:
-        """USD spent so far."""
-        return sum(e.response.cost for e in self.traj.of_type(ModelCalled))
+        """USD spent so far, triage included."""
+        return spent(self.traj.events)[1]
 
     @property
     def elapsed(self) -> float:
@@ -248,7 +268,9 @@ class Agent:
                 raise
 
     def step(self) -> None:
-        """One model call and the tool calls it asked for."""
+        """One model call and the tool calls it asked for (the triage turn first, if owed)."""
+        if self.triage_pending:
+            return self._triage()
         messages = render(self.prefix, history(self.traj.events))
         max_tokens, prompt_tokens = self._fit(messages)
         self._check_limits(prompt_tokens, max_tokens)
@@ -284,6 +306,43 @@ class Agent:
         if submitted is not None:
             self.toolbox.ctx.submitted = None
             self._on_submit(submitted)
+
+    def triage(self) -> Triaged | None:
+        """Make the owed triage attempts up to the deciding one and return it (None when the
+        run owes none); limits and model errors raise as in `step`."""
+        while self.triage_pending:
+            self._triage()
+        decided = [e for e in self.traj.of_type(Triaged) if e.chosen is not None]
+        return decided[-1] if decided else None
+
+    def _triage(self) -> None:
+        """One triage attempt over the prefix; the deciding one (a verdict, or the last try)
+        sets the starting mode. Its cost counts in the caps like any call's."""
+        tried = list(self.traj.of_type(Triaged))
+        request = retry_request(tried[-1].problem or "") if tried else TRIAGE_PROMPT
+        messages = render(self.prefix, [*history(self.traj.events), UserMessage(content=request)])
+        mode = triage_mode(self.profile)
+        max_tokens, prompt_tokens = self._fit(messages, want=TRIAGE_MAX_TOKENS)
+        self._check_limits(prompt_tokens, max_tokens, mode=mode, expected_out=TRIAGE_EXPECTED_OUTPUT)
+        response = self.model.query(messages, mode=mode, tools=self.toolbox.schemas(), max_tokens=max_tokens,
+                                    on_delta=self.on_delta)
+        verdict, problem = parse_verdict(response.message.content)
+        if response.message.tool_calls and verdict is None:
+            problem = "it called a tool instead of answering"
+        event = Triaged(mode=mode, request=request, response=response, verdict=verdict, problem=problem)
+        if verdict is not None or len(tried) + 1 >= TRIAGE_ATTEMPTS:
+            event = event.model_copy(update=self._starting_mode(verdict))
+        self._emit(event)
+
+    def _starting_mode(self, verdict: TriageVerdict | None) -> dict[str, Any]:
+        """The deciding triage attempt's fields: the mode from the rating, else the fallback's."""
+        started = self.traj.started
+        if verdict is None:
+            chosen, reason = started.mode, f"triage gave no usable answer; fallback: {started.mode_reason}"
+        else:
+            choice = rated_mode(verdict.rating, pack_tokens=self.pack_tokens, profile=self.profile)
+            chosen, reason = choice.mode, "; ".join(choice.reasons)
+        return {"chosen": chosen, "reason": reason, "note": handover_note(chosen)}
 
     def _query(self, messages: list[Message], max_tokens: int):
         return self.model.query(
@@ -367,7 +426,10 @@ class Agent:
 
     # ---- limits and context -----------------------------------------------------------------
 
-    def _check_limits(self, prompt_tokens: int, max_tokens: int) -> None:
+    def _check_limits(self, prompt_tokens: int, max_tokens: int, *, mode: Mode | None = None,
+                      expected_out: int | None = None) -> None:
+        """Raise LimitReached when the next call (in `mode`, writing about `expected_out`) would
+        pass a cap."""
         lim = self.limits
         step_cap = lim.max_steps if lim.max_steps is not None else MODE_TABLE[self.mode].max_steps
         if self.steps >= step_cap:
@@ -375,14 +437,16 @@ class Agent:
         if lim.max_time is not None and self.elapsed >= lim.max_time:
             raise LimitReached("time", f"time limit reached ({self.elapsed:.0f}s of {lim.max_time:g}s)")
         usage = self.usage
-        expected_out = usage.completion_tokens // self.steps if self.steps else 2_000
+        if expected_out is None:
+            expected_out = usage.completion_tokens // self.steps if self.steps else 2_000
+        expected_out = min(expected_out, max_tokens)
         if lim.max_tokens is not None:
-            spent = usage.prompt_tokens + usage.completion_tokens
-            if spent + prompt_tokens + expected_out > lim.max_tokens:
-                raise LimitReached("tokens", f"token limit: {spent:,} spent, the next call needs about "
+            used = usage.prompt_tokens + usage.completion_tokens
+            if used + prompt_tokens + expected_out > lim.max_tokens:
+                raise LimitReached("tokens", f"token limit: {used:,} spent, the next call needs about "
                                    f"{prompt_tokens + expected_out:,} of {lim.max_tokens:,}")
         if lim.max_cost is not None:
-            previous = self._cacheable_prompt_tokens()
+            previous = self._cacheable_prompt_tokens(mode or self.mode)
             estimate = self.profile.cost(Usage(
                 prompt_tokens=prompt_tokens,
                 cache_hit_tokens=min(previous, prompt_tokens),
@@ -410,13 +474,14 @@ class Agent:
                        f"{spec.cost_share:.0%} x ${cap:g})",
             ))
 
-    def _cacheable_prompt_tokens(self) -> int:
-        """The last prompt's tokens, which the next call can hit in the cache; none after a
-        switch into or out of a mode whose prompts start differently (Think Max's marker)."""
-        for e in reversed(self.traj.events):
-            if isinstance(e, ModelCalled):
-                return e.response.usage.prompt_tokens if self.profile.same_prefix(e.mode, self.mode) else 0
-        return 0
+    def _cacheable_prompt_tokens(self, mode: Mode) -> int:
+        """The last prompt's tokens, which the next call (in `mode`) can hit in the cache; none
+        after a switch into or out of a mode whose prompts start differently (Think Max's marker)."""
+        calls = model_calls(self.traj.events)
+        if not calls:
+            return 0
+        last = calls[-1]
+        return last.response.usage.prompt_tokens if self.profile.same_prefix(last.mode, mode) else 0
 
     def _count(self, text: str) -> int:
         key = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
@@ -440,10 +505,11 @@ class Agent:
         head = len(self.prefix.messages())
         return self._prefix_tokens + self._count_messages(messages[head:])
 
-    def _fit(self, messages: list[Message]) -> tuple[int, int]:
-        """max_tokens for the next call, compacting once if the history no longer fits."""
+    def _fit(self, messages: list[Message], *, want: int | None = None) -> tuple[int, int]:
+        """max_tokens for the next call (up to `want`, else the mode's cap), compacting once if
+        the history no longer fits."""
         window = self.profile.context_window - self.limits.context_margin
-        want = output_cap(self.mode, self.profile)
+        want = want or output_cap(self.mode, self.profile)
         prompt = self._prompt_tokens(messages)
         if prompt + self.limits.min_output > window:
             self._compact(f"the prompt ({prompt:,} tokens) no longer leaves room for output")

@@ -30,6 +30,10 @@ __all__ = [
     "PackTotals",
     "Pack",
     "RunStarted",
+    "TRIAGE_RATINGS",
+    "TriageRating",
+    "TriageVerdict",
+    "Triaged",
     "ModelCalled",
     "ToolStarted",
     "ToolFinished",
@@ -301,6 +305,36 @@ class RunStarted(_Event):
     prefix_sha256: str = ""
     pack_tokens: int = 0
     limits: RunCaps = Field(default_factory=lambda: RunCaps())
+    triage: bool = False  # a triage turn picks the mode; `mode` is the fallback until it has
+
+
+# The SWE-bench Verified annotation rubric: the time an experienced engineer who knows the code
+# needs for the fix (OpenAI's ensembled_annotations_public.csv, `difficulty`; ../shared/swe).
+TRIAGE_RATINGS: tuple[str, ...] = ("<15 min fix", "15 min - 1 hour", "1-4 hours", ">4 hours")
+TriageRating = Literal["<15 min fix", "15 min - 1 hour", "1-4 hours", ">4 hours"]
+
+
+class TriageVerdict(Record):
+    """What the model said in its triage answer: the rating, the files, the check."""
+
+    rating: TriageRating
+    files: list[str] = Field(default_factory=list, max_length=50)
+    check: str = ""
+
+
+class Triaged(_Event):
+    """One attempt at the triage turn: the request sent after the prefix, the answer, what it
+    parsed to. The deciding attempt (a verdict, or the last try) carries the starting mode."""
+
+    type: Literal["triage"] = "triage"
+    mode: Mode  # the call was asked in
+    request: str
+    response: ModelResponse
+    verdict: TriageVerdict | None = None
+    problem: str | None = None  # why the answer could not be used
+    chosen: Mode | None = None  # the starting mode, set on the deciding attempt
+    reason: str = ""  # why that mode
+    note: str = ""  # the message that hands over to the work turns (deciding attempt only)
 
 
 class ModelCalled(_Event):
@@ -403,7 +437,7 @@ class RunEnded(_Event):
 
 Event = Annotated[
     Union[
-        RunStarted, ModelCalled, ToolStarted, ToolFinished, UserNote, ModeChanged, CheckRun,
+        RunStarted, Triaged, ModelCalled, ToolStarted, ToolFinished, UserNote, ModeChanged, CheckRun,
         Compacted, RunEnded,
     ],
     Field(discriminator="type"),
@@ -423,6 +457,7 @@ class Result(Record):
     summary: str | None = None
     mode: Mode
     modes: list[Mode] = Field(default_factory=list)
+    triage: TriageVerdict | None = None  # what the triage turn said, when it gave a verdict
     steps: int = 0
     cost: float = 0.0
     usage: Usage = Field(default_factory=Usage)

@@ -42,12 +42,12 @@ from agent.records import (
     RunStarted,
     RunStatus,
     Task,
-    Usage,
+    Triaged,
 )
 from agent.secrets import redact_outgoing
 from agent.settings import Settings, load_settings, user_config_path
 from agent.tokens import get_tokenizer
-from agent.trajectory import Trajectory, assistant_turns
+from agent.trajectory import Trajectory, assistant_turns, spent
 from agent.treelock import TreeLock, tree_lock
 from tools.gitcmd import git as run_git
 from tools.workspace import TEMP_PATHSPEC, remove_stale_temp_files
@@ -222,9 +222,10 @@ class RunPlan:
     repo: Path
     base: str | None
     pack: Pack
-    mode: Mode
+    mode: Mode  # with `triage`, the fallback's, until the triage turn decides
     mode_reason: str
     prefix: PromptPrefix
+    triage: bool = False  # the run starts with a triage turn (agent.triage)
 
 
 def require_key(settings: Settings) -> None:
@@ -260,12 +261,16 @@ def plan_run(task: Task | str, settings: Settings, *, repo: Path,
         budget = max(budget - get_tokenizer(profile.tokenizer).count(instructions), 0)
     pack = build_pack(repo, task=task, budget=budget, model=settings.model, settings=settings)
     scoped = scoped_instructions(repo, touched_dirs(pack))
+    triage = explicit is None and settings.triage
     if explicit is not None:
         mode, reason = explicit, "chosen on the command line"
     else:
         choice = choose_mode(task, pack, profile=profile)
         mode, reason = choice.mode, "; ".join(choice.reasons)
-    stage(f"mode: {mode.label} ({reason})")
+    if triage:
+        stage(f"mode: a triage turn decides (fallback {mode.label}: {reason})")
+    else:
+        stage(f"mode: {mode.label} ({reason})")
     prefix = PromptPrefix(  # saved in the run directory as it is sent: redacted
         instructions=instructions,
         pack=pack.document,
@@ -273,7 +278,7 @@ def plan_run(task: Task | str, settings: Settings, *, repo: Path,
                                         scoped_instructions=Instructions(scoped=scoped).scoped_block())),
     )
     return RunPlan(task=task, repo=repo, base=_base_commit(repo), pack=pack, mode=mode,
-                   mode_reason=reason, prefix=prefix)
+                   mode_reason=reason, prefix=prefix, triage=triage)
 
 
 def with_mcp_tools(plan: RunPlan, mcp: McpHub | None) -> RunPlan:
@@ -328,7 +333,7 @@ def _started(spec: RunSpec, *, settings: Settings, plan: RunPlan, run_id: str, r
         mode=plan.mode, mode_reason=plan.mode_reason,
         repo=str(plan.repo), base_commit=plan.base, check_command=plan.task.test_command,
         prefix_sha256=plan.prefix.sha256(), pack_tokens=plan.pack.totals.tokens,
-        limits=limits.caps,
+        limits=limits.caps, triage=plan.triage and not spec.chat,  # a chat's first message is no task
     ))
     agent = _agent(traj, plan.prefix, settings, plan.repo, plan.base, run_dir, model=spec.model,
                    chat=spec.chat, interactive=spec.interactive, approve=spec.approve,
@@ -431,11 +436,9 @@ def finish_run(run: Run, outcome: Outcome) -> Result:
     started = run.trajectory.started
     plans = [t.content for t in assistant_turns(events) if t.content and "Goal" in t.content]
     checks = [e.check for e in events if isinstance(e, CheckRun)]
-    modes = [started.mode, *(e.new for e in events if isinstance(e, ModeChanged))]
-    calls = [e for e in events if isinstance(e, ModelCalled)]
-    usage = Usage()
-    for e in calls:
-        usage = usage + e.response.usage
+    decided = [e for e in events if isinstance(e, Triaged) and e.chosen is not None]
+    modes = [decided[0].chosen if decided else started.mode, *(e.new for e in events if isinstance(e, ModeChanged))]
+    usage, cost = spent(events)
     return Result(
         run_id=run.run_id,
         status=RunStatus.UNCHECKED if outcome.status is RunStatus.TURN else outcome.status,
@@ -447,8 +450,9 @@ def finish_run(run: Run, outcome: Outcome) -> Result:
         summary=outcome.summary,
         mode=modes[-1],
         modes=modes,
-        steps=len(calls),
-        cost=sum(e.response.cost for e in calls),
+        triage=decided[0].verdict if decided else None,
+        steps=sum(1 for e in events if isinstance(e, ModelCalled)),
+        cost=cost,
         usage=usage,
         elapsed=run.agent.elapsed,
         trajectory=str(run.trajectory.path),

@@ -235,6 +235,12 @@ class Settings(BaseModel):
         "from the task.",
         json_schema_extra=_trust(Trust.PROJECT),
     )
+    triage: bool = Field(
+        default=True,
+        description="With mode auto, start with a short triage turn over the cached pack that rates the "
+        "task and picks the mode; off, or when it fails, a rule on the statement's length picks it.",
+        json_schema_extra=_trust(Trust.PROJECT),
+    )
     stream: bool = Field(default=True, description="Stream model output for live display.")
     request_timeout: float | None = Field(
         default=None,

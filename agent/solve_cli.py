@@ -182,7 +182,8 @@ def _dry_run(task: Task, settings, args: argparse.Namespace) -> int:
 
 
 def dry_run_report(plan, settings) -> dict:
-    """The first request's chunks with exact token counts, the tools, and the mode with its reason."""
+    """The first request's chunks with exact token counts, the tools, and the mode with its reason
+    (with `triage`, the first request is the triage turn and the mode is the fallback's)."""
     import json
 
     from tools import default_tools
@@ -192,15 +193,18 @@ def dry_run_report(plan, settings) -> dict:
     profile = settings.profile()
     counter = get_tokenizer(profile.tokenizer)
     schemas = [*(t.schema() for t in default_tools()), *plan.prefix.mcp_tools]
+    from agent.triage import TRIAGE_PROMPT
+
     chunks = [("system", plan.prefix.system), ("instructions", plan.prefix.instructions),
               ("tools", json.dumps(schemas, sort_keys=True)), ("pack", plan.prefix.pack),
-              ("task", plan.prefix.task)]
+              ("task", plan.prefix.task), ("triage request", TRIAGE_PROMPT if plan.triage else "")]
     return {
         "model": profile.name,
         "endpoint": settings.base_url or profile.base_url,
         "mode": plan.mode.value,
         "mode_label": plan.mode.label,
         "mode_reason": plan.mode_reason,
+        "triage": plan.triage,
         "chunks": [{"name": n, "tokens": counter.count(text), "chars": len(text)} for n, text in chunks if text],
         "tools": [s["function"]["name"] for s in schemas],
         "pack_files": {"full": plan.pack.totals.full, "outline": plan.pack.totals.outline,

@@ -24,12 +24,14 @@ from agent.records import (
     ToolFinished,
     ToolMessage,
     ToolStarted,
+    Triaged,
+    Usage,
     UserMessage,
     UserNote,
 )
 from agent.secrets import redact_outgoing
 
-__all__ = ["Trajectory", "history", "assistant_turns", "COMPACTED_STUB", "INTERRUPTED_TOOL"]
+__all__ = ["Trajectory", "history", "assistant_turns", "model_calls", "spent", "COMPACTED_STUB", "INTERRUPTED_TOOL"]
 
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 
@@ -136,7 +138,25 @@ def history(events: Iterable[Event]) -> list[Message]:
             out.append(ToolMessage(tool_call_id=e.call_id, content=COMPACTED_STUB if e.call_id in dropped else e.content))
         elif isinstance(e, UserNote):
             out.append(UserMessage(content=e.content))
+        elif isinstance(e, Triaged):  # the question and the answer as sent, without tool calls
+            out.append(UserMessage(content=e.request))
+            out.append(AssistantMessage(content=e.response.message.content or "(no answer)"))
+            if e.note:
+                out.append(UserMessage(content=e.note))
     return out
+
+
+def model_calls(events: Iterable[Event]) -> list[ModelCalled | Triaged]:
+    """Every event that records a model call: the work turns and the triage attempts."""
+    return [e for e in events if isinstance(e, (ModelCalled, Triaged))]
+
+
+def spent(events: Iterable[Event]) -> tuple[Usage, float]:
+    """Tokens and USD of every model call so far, triage included."""
+    usage, cost = Usage(), 0.0
+    for e in model_calls(events):
+        usage, cost = usage + e.response.usage, cost + e.response.cost
+    return usage, cost
 
 
 def assistant_turns(events: Iterable[Event]) -> list[AssistantMessage]:

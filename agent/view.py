@@ -30,12 +30,13 @@ from agent.records import (
     RunStarted,
     ToolFinished,
     ToolStarted,
+    Triaged,
     Usage,
     UserNote,
 )
 from agent.secrets import redact_outgoing
 
-__all__ = ["LiveView", "JsonStream", "result_table", "dry_run_table", "short"]
+__all__ = ["LiveView", "JsonStream", "result_table", "dry_run_table", "triage_line", "short"]
 
 
 VERBOSE_LINES = 12  # lines of each observation that --verbose shows
@@ -107,9 +108,21 @@ class LiveView:
         """Follow one trajectory event."""
         out = self.console
         if isinstance(event, RunStarted):
-            self.mode = event.mode.label
+            self.mode = "triage" if event.triage else event.mode.label
             out.print(f"[bold]run[/] {event.run_id}  model {event.model}  pack {event.pack_tokens:,} tokens")
-            out.print(f"[bold]mode[/] {event.mode.label}: {escape(event.mode_reason)}")
+            if event.triage:
+                out.print(f"[bold]mode[/] a triage turn decides (fallback {event.mode.label}: "
+                          f"{escape(event.mode_reason)})")
+            else:
+                out.print(f"[bold]mode[/] {event.mode.label}: {escape(event.mode_reason)}")
+        elif isinstance(event, Triaged):
+            self.streamed = 0
+            self.queued_since = None
+            self.usage = self.usage + event.response.usage
+            self.cost += event.response.cost
+            if event.chosen is not None:
+                self.mode = event.chosen.label
+            out.print(triage_line(event))
         elif isinstance(event, ModelCalled):
             self.step += 1
             self.streamed = 0
@@ -147,6 +160,21 @@ class LiveView:
         self._refresh()
 
 
+def triage_line(event: Triaged) -> str:
+    """One triage attempt for people: the rating, the files, the check, the mode it set."""
+    cost = f"${event.response.cost:.4f}, {event.response.usage.prompt_tokens:,} tokens in"
+    if event.verdict is not None:
+        v = event.verdict
+        files = ", ".join(v.files) or "none named"
+        line = (f"[bold]triage[/] {escape(v.rating)}; files: {escape(short(files, 80))}; "
+                f"check: {escape(short(v.check, 60) or 'none')} ({cost})")
+    else:
+        line = f"[bold]triage[/] [red]no usable answer[/]: {escape(event.problem or '')} ({cost})"
+    if event.chosen is not None:
+        line += f"\n[bold]mode[/] {event.chosen.label}: {escape(event.reason)}"
+    return line
+
+
 def dry_run_table(report: dict) -> Group:
     """`tome solve --dry-run`: the first request's chunks with their tokens, the tools, the mode."""
     t = Table(title="first request (not sent)")
@@ -159,7 +187,8 @@ def dry_run_table(report: dict) -> Group:
     files = report["pack_files"]
     lines = [
         f"[bold]model[/] {report['model']} at {escape(report['endpoint'])}",
-        f"[bold]mode[/] {report['mode_label']}: {escape(report['mode_reason'])}",
+        f"[bold]mode[/] a triage turn decides (fallback {report['mode_label']}: {escape(report['mode_reason'])})"
+        if report.get("triage") else f"[bold]mode[/] {report['mode_label']}: {escape(report['mode_reason'])}",
         f"[bold]pack[/] {files['full']:,} files in full, {files['outline']:,} as outlines, {files['path']:,} as paths",
         f"[bold]tools[/] {', '.join(report['tools'])}",
     ]
@@ -179,6 +208,8 @@ def result_table(result: Result) -> Group:
         ("reason", result.reason),
         ("check", check),
         ("modes", " → ".join(m.label for m in result.modes)),
+        ("triage", f"{result.triage.rating}; {', '.join(result.triage.files) or 'no files named'}"
+         if result.triage else "none"),
         ("steps", str(result.steps)),
         ("tokens", f"{result.usage.prompt_tokens:,} prompt, {result.usage.completion_tokens:,} output"),
         ("cache hit", f"{result.cache_hit_ratio:.1%}"),

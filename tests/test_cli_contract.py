@@ -123,7 +123,9 @@ def test_dry_run_shows_the_first_request_and_sends_nothing(scripted, repo, tmp_p
                  "--json"], env=env_for(tmp_path), cwd=repo)
     assert proc.returncode == 0, proc.stderr
     report = _last_result(proc.stdout)
-    assert [c["name"] for c in report["chunks"]] == ["system", "tools", "pack", "task"]
+    # mode auto: the first request is the triage turn (agent.triage), the prefix plus its question
+    assert [c["name"] for c in report["chunks"]] == ["system", "tools", "pack", "task", "triage request"]
+    assert report["triage"] is True
     assert all(c["tokens"] > 0 for c in report["chunks"])
     assert {"view", "str_replace", "run_tests", "submit"} <= set(report["tools"])
     assert report["mode"] and report["mode_reason"]

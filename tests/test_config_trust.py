@@ -24,6 +24,7 @@ from test_cli_solve import KEY, call, env_for, lines_of, tome
 # Every setting a project may touch; anything else is user-only (the audit of issue 12, item 3).
 PROJECT_SETTABLE = {
     "mode": Trust.PROJECT,
+    "triage": Trust.PROJECT,  # like the mode: whether a triage turn picks it
     "pack_budget": Trust.TIGHTEN,
     "max_steps": Trust.TIGHTEN,
     "max_cost": Trust.TIGHTEN,
