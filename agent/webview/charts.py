@@ -87,15 +87,15 @@ def _legend(items: Sequence[tuple[str, str]]) -> list[str]:
     return out
 
 
-def _x_labels(labels: Sequence[str], xs: Sequence[float]) -> list[str]:
-    every = max(1, len(labels) // 20)
+def _x_labels(labels: Sequence[str], xs: Sequence[float], most: int = 20) -> list[str]:
+    every = max(1, -(-len(labels) // most))
     y = TOP + PLOT_H + 16
     return [f'<text class="tick" x="{x:.1f}" y="{y}" text-anchor="middle">{escape(label)}</text>'
             for i, (label, x) in enumerate(zip(labels, xs)) if i % every == 0 or i == len(labels) - 1]
 
 
 def columns(chart_id: str, title: str, labels: Sequence[str], series: Sequence[Series], *,
-            fmt: str = "{:,.0f}") -> str:
+            fmt: str = "{:,.0f}", most_labels: int = 20) -> str:
     """Stacked columns, one per label (a step), layers bottom-up in the order of `series`."""
     n = len(labels)
     totals = [sum(s.values[i] for s in series) for i in range(n)]
@@ -116,7 +116,7 @@ def columns(chart_id: str, title: str, labels: Sequence[str], series: Sequence[S
                         f'style="fill:{s.colour}"><title>{escape(label)}: {escape(s.name)} '
                         f'{escape(fmt.format(s.values[i]))}</title></rect>')
         body.append("</g>")
-    return _svg(chart_id, title, TOP + PLOT_H + BOTTOM, body + _x_labels(labels, xs))
+    return _svg(chart_id, title, TOP + PLOT_H + BOTTOM, body + _x_labels(labels, xs, most_labels))
 
 
 def line(chart_id: str, title: str, labels: Sequence[str], values: Sequence[float], *,
@@ -184,8 +184,8 @@ def histogram(chart_id: str, title: str, values: Sequence[float], *, bins: int =
     counts = [0] * bins
     for v in values:
         counts[min(int(v / width), bins - 1)] += 1
-    labels = [f"{_num(width * i)}–{_num(width * (i + 1))}{unit}" for i in range(bins)]
-    return columns(chart_id, title, labels, [Series("instances", counts, colour)], fmt="{:,.0f}")
+    labels = [f"≤{_num(width * (i + 1))}{unit}" for i in range(bins)]
+    return columns(chart_id, title, labels, [Series("instances", counts, colour)], fmt="{:,.0f}", most_labels=5)
 
 
 def _clip(text: str, n: int) -> str:
