@@ -311,3 +311,51 @@ def test_an_agent_prediction_names_the_run_that_made_it(tmp_path):
     assert score.status == "resolved", score.error
     saved = Prediction.model_validate_json((tmp_path / "run" / inst.instance_id / "prediction.json").read_text())
     assert saved.trajectory is not None and saved.trajectory.endswith("runs/r1/trajectory.jsonl")
+
+
+# --------------------------------------------------------------------------------------------
+# tome solve --view
+# --------------------------------------------------------------------------------------------
+
+
+def test_solve_view_serves_the_run_live_while_it_goes(scripted, repo, tmp_path):
+    import threading
+
+    from agent.testing.server import ScriptedToolCall, Turn
+    from loop_helpers import FIX_NEW, FIX_OLD, PLAN, TEST_CMD
+
+    url: dict[str, str] = {}
+    known = threading.Event()
+    seen: list[str] = []
+
+    def second_turn(_body: dict) -> Turn:
+        """Runs in the scripted server while the run waits for it: read the live page then."""
+        assert known.wait(120)
+        with urllib.request.urlopen(url["url"]) as r:  # noqa: S310  (the run's own loopback page)
+            seen.append(r.read().decode())
+        return Turn(tool_calls=[ScriptedToolCall(name="str_replace", arguments={
+            "path": "stats.py", "old_str": FIX_OLD, "new_str": FIX_NEW})])
+
+    server = scripted([
+        Turn(content=PLAN, tool_calls=[ScriptedToolCall(name="view", arguments={"path": "stats.py"})]),
+        second_turn,
+        Turn(tool_calls=[ScriptedToolCall(name="submit", arguments={"summary": "median averages the middle two"})]),
+    ])
+    env = _env(tmp_path) | {"DEEPSEEK_API_KEY": "sk-view-test-0000", "TOME_SAFETY_SANDBOX": "off"}
+    proc = subprocess.Popen([sys.executable, "-m", "agent.cli", "solve", "median is wrong for even counts",
+                             "--repo", str(repo), "--base-url", server.base_url, "--mode", "non-think",
+                             "--test-command", TEST_CMD, "--json", "--view"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    err = []
+    for line in proc.stderr:
+        err.append(line)
+        if line.startswith("view: http://127.0.0.1:"):
+            url["url"] = line.split()[1]
+            known.set()
+            break
+    out, rest = proc.communicate(timeout=180)
+    assert proc.returncode == 0, "".join(err) + rest
+    assert [json.loads(line) for line in out.splitlines()][-1]["result"]["status"] == "solved"  # stdout: JSON only
+    [page_then] = seen
+    assert 'id="step-1"' in page_then and 'data-tool="view"' in page_then and 'id="step-2"' not in page_then
