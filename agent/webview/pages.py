@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from agent.errors import ConfigError
 from agent.secrets import redact_outgoing
 from agent.webview.page import document
+
+if TYPE_CHECKING:
+    from agent.webview.evalpage import EvalView
 
 __all__ = ["Page", "RunPage", "EvalPage", "FollowRun", "page_for", "write_pages", "RUN_VIEW", "EVAL_VIEW"]
 
@@ -80,7 +83,8 @@ class EvalPage:
     eval_dir: Path
     official: frozenset[str] | None = None
 
-    def _view(self):
+    def view(self) -> EvalView:
+        """The report and the instances' files as they are on disk now."""
         from agent.webview.evalpage import load_eval
 
         return load_eval(self.eval_dir, official=set(self.official) if self.official is not None else None)
@@ -93,14 +97,14 @@ class EvalPage:
         """The evaluation's page."""
         from agent.webview.evalpage import render_eval
 
-        return render_eval(self._view(), live=live)
+        return render_eval(self.view(), live=live)
 
     def part(self, path: str, *, live: bool = False) -> tuple[str, str] | None:
         """`<instance>/run.html` (its run's page) or one of its logs, for instances of this report only."""
         from agent.webview.evalpage import RUN_PAGE
 
         iid, _, name = path.strip("/").partition("/")
-        files = self._view().files.get(iid)
+        files = self.view().files.get(iid)
         if files is None:
             return None
         if name == RUN_PAGE and files.trajectory is not None:
@@ -156,15 +160,15 @@ def write_pages(page: RunPage | EvalPage, output: Path | None = None) -> list[Pa
         dest = output or page.run_dir / RUN_VIEW
         _write(dest, page.html())
         return [dest]
-    from agent.webview.evalpage import RUN_PAGE
+    from agent.webview.evalpage import RUN_PAGE, render_eval
 
     dest = output or page.eval_dir / EVAL_VIEW
-    view = page._view()
+    view = page.view()
     written = [dest]
-    _write(dest, page.html())
+    _write(dest, render_eval(view))
     for iid, files in sorted(view.files.items()):
         if files.trajectory is not None:  # beside the instance's logs, where the report links
-            run_page = (dest.parent / iid / RUN_PAGE)
+            run_page = dest.parent / iid / RUN_PAGE
             _write(run_page, RunPage(files.trajectory.parent).html())
             written.append(run_page)
     return written

@@ -11,8 +11,6 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import TypeAdapter
-
 from agent.records import (
     AssistantMessage,
     CheckRecord,
@@ -30,7 +28,7 @@ from agent.records import (
     Usage,
     UserNote,
 )
-from agent.secrets import redact_outgoing
+from agent.trajectory import redact_event
 from agent.webview import charts
 from agent.webview.page import document, esc
 
@@ -38,7 +36,6 @@ __all__ = ["CallView", "StepView", "RunView", "run_view", "render_run", "run_pat
 
 PATCH_FILE = "patch.diff"  # the final patch, which agent.run.complete writes beside the trajectory
 HEAD_LINES = 6  # lines of an observation shown before it collapses
-_EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 _MODE_COLOURS = {Mode.NON_THINK: "var(--m0)", Mode.LOW: "var(--m1)", Mode.HIGH: "var(--m2)", Mode.MAX: "var(--m3)"}
 
 
@@ -85,13 +82,9 @@ class RunView:
 
 
 def redacted(events: list[Event]) -> list[Event]:
-    """The events with every string through the one redaction step (what leaves the machine)."""
-    out = []
-    for event in events:
-        data = event.model_dump()
-        clean = redact_outgoing(data)
-        out.append(event if clean is data else _EVENT.validate_python(clean))
-    return out
+    """The events with every string through the one redaction step (a trajectory written by an
+    older or foreign writer may hold what ours would have redacted)."""
+    return [redact_event(e) for e in events]
 
 
 def run_view(events: list[Event], patch: str = "") -> RunView:
