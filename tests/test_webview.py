@@ -124,7 +124,9 @@ def test_the_demo_runs_page_loads_from_file_with_no_request_and_shows_the_run(de
     assert "solved" in page.locator("#facts").inner_text()
     patch = page.locator("#patch")
     assert FIX in patch.inner_text() and "from final patch" in patch.inner_text()
-    assert patch.locator(".file[data-path='calc/stats.py'] .highlight .gi").count() >= 1  # highlighted
+    added = patch.locator(".file[data-path='calc/stats.py'] .line.add")
+    assert added.count() == 1 and FIX in added.inner_text()
+    assert added.locator("span.k").inner_text() == "return"  # highlighted as Python: a keyword
     assert page.locator("#cost-chart circle.point").count() == steps
     assert page.locator("#prompt-chart .column").count() == steps
     # an observation longer than a few lines is collapsed, and opens on a click
@@ -359,3 +361,31 @@ def test_solve_view_serves_the_run_live_while_it_goes(scripted, repo, tmp_path):
     assert [json.loads(line) for line in out.splitlines()][-1]["result"]["status"] == "solved"  # stdout: JSON only
     [page_then] = seen
     assert 'id="step-1"' in page_then and 'data-tool="view"' in page_then and 'id="step-2"' not in page_then
+
+
+# --------------------------------------------------------------------------------------------
+# The patch, per file
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_patch_is_split_per_file_and_each_line_keeps_its_mark(tmp_path):
+    from agent.webview.diff import file_html, split_files
+    from loop_helpers import git
+
+    repo = tmp_path / "r"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    (repo / "m.py").write_text('X = """one\n\ntwo"""\n\n\ndef f():\n    return 1\n')
+    (repo / "notes.unknownext").write_text("a <b>\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "base")
+    (repo / "m.py").write_text('X = """one\n\nthree"""\n\n\ndef f():\n    return 2\n')
+    (repo / "notes.unknownext").write_text("a <c>\n")
+    files = split_files(git(repo, "diff"))
+    assert [path for path, _ in files] == ["m.py", "notes.unknownext"]
+    py = file_html(*files[0])
+    assert py.count('class="line add"') == 2 and py.count('class="line del"') == 2
+    assert '<span class="line add">+    <span class="k">return</span>' in py  # Python, highlighted
+    assert '<span class="line del">-<span class="s2">two"""</span>' in py  # still inside the string
+    plain = file_html(*files[1])
+    assert '<span class="line add">+a &lt;c&gt;</span>' in plain  # no lexer: escaped as it is

@@ -54,6 +54,8 @@ svg .chart-title { font-weight: 600; font-size: 13px; fill: var(--fg); }
 svg .tick, svg .legend { font-size: 11px; fill: var(--muted); } svg .band { font-size: 11px; fill: #fff; }
 svg .axis { stroke: var(--muted); } svg .grid { stroke: var(--line); stroke-dasharray: 3 3; }
 svg .line { fill: none; stroke-width: 2; }
+.diff .line { display: block; min-height: 1.4em; } .diff .line.add { background: #e6ffec; }
+.diff .line.del { background: #ffebe9; } .diff .line.meta { color: var(--accent); }
 .file { margin: 10px 0; } .file h3 { font-family: ui-monospace, monospace; font-size: 13px; }
 """
 

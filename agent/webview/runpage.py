@@ -30,6 +30,7 @@ from agent.records import (
 )
 from agent.trajectory import redact_event
 from agent.webview import charts
+from agent.webview.diff import file_html, split_files
 from agent.webview.page import document, esc
 
 __all__ = ["CallView", "StepView", "RunView", "run_view", "render_run", "run_patch", "PATCH_FILE"]
@@ -310,27 +311,11 @@ def _event(e: Event) -> str:
             f"{_collapsible(json.dumps(data, indent=1, ensure_ascii=False), f'ev-{kind}-{e.t}', label=str(kind))}</div>")
 
 
-def _split_files(patch: str) -> list[tuple[str, str]]:
-    """(path, its part of the diff) per file, in order."""
-    files: list[tuple[str, list[str]]] = []
-    for line in patch.splitlines(keepends=True):
-        if line.startswith("diff --git ") or not files:
-            path = line.rstrip("\n").split(" b/", 1)[-1] if line.startswith("diff --git ") else "(patch)"
-            files.append((path, []))
-        files[-1][1].append(line)
-    return [(path, "".join(lines)) for path, lines in files]
-
-
 def _patch(patch: str, source: str) -> str:
-    from pygments import highlight
-    from pygments.formatters import HtmlFormatter
-    from pygments.lexers import DiffLexer
-
     if not patch.strip():
         return f'<p class="muted" id="patch">no changes ({esc(source)})</p>'
-    files = _split_files(patch)
+    files = split_files(patch)
     parts = [f'<p class="muted">{len(files)} file(s), from {esc(source)}</p>']
-    for path, text in files:
-        parts.append(f'<div class="file" data-path="{esc(path)}"><h3>{esc(path)}</h3>'
-                     f"{highlight(text, DiffLexer(), HtmlFormatter(cssclass='highlight'))}</div>")
+    parts += [f'<div class="file" data-path="{esc(path)}"><h3>{esc(path)}</h3>{file_html(path, text)}</div>'
+              for path, text in files]
     return f'<div id="patch">{"".join(parts)}</div>'
