@@ -389,3 +389,26 @@ def test_a_patch_is_split_per_file_and_each_line_keeps_its_mark(tmp_path):
     assert '<span class="line del">-<span class="s2">two"""</span>' in py  # still inside the string
     plain = file_html(*files[1])
     assert '<span class="line add">+a &lt;c&gt;</span>' in plain  # no lexer: escaped as it is
+
+
+def test_the_live_eval_page_serves_its_instances_pages_and_logs_only(eval_dir):
+    from agent.webview.pages import EvalPage
+    from agent.webview.server import LiveServer
+
+    def get(url: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(url) as r:  # noqa: S310  (our own loopback server)
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, ""
+
+    with LiveServer(EvalPage(eval_dir)) as server:
+        status, page = get(server.url)
+        assert status == 200 and 'href="example__calc-1/run.html"' in page and "<script>" in page
+        status, run_page = get(server.url + "example__calc-1/run.html")
+        assert status == 200 and run_page.count('class="step"') == 5
+        status, log = get(server.url + "example__calc-2/test_output.txt")
+        assert status == 200 and "test_add" in log
+        for path in ("example__calc-1/score.json", "example__calc-1/../report.json", "nope/test_output.txt",
+                     "example__calc-1/%2e%2e/%2e%2e/etc/passwd"):
+            assert get(server.url + path)[0] == 404, path
