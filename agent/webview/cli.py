@@ -23,7 +23,9 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
     """Options of view."""
     parser.add_argument("target", nargs="?", help="run id, run directory, or evaluation directory")
     parser.add_argument("--last", action="store_true", help="the most recent run")
-    parser.add_argument("-o", "--output", type=Path, help="write the page here (default: view.html in the run folder, report.html in the evaluation folder, whose files it links to)")
+    parser.add_argument("-o", "--output", type=Path,
+                        help="write the page here (default: view.html in the run's folder, report.html in the "
+                        "evaluation's, whose files it links to)")
     parser.add_argument("--serve", action="store_true",
                         help="serve the page live on 127.0.0.1 instead (a random port; the latest run by default)")
     parser.add_argument("--port", type=int, default=0, help="--serve: this port instead of a random one")

@@ -205,9 +205,10 @@ def render_eval(view: EvalView, *, live: bool = False) -> str:
     body = [head, "<section><h2>Charts</h2>", _charts(r), "</section>",
             f"<section><h2>Instances ({n})</h2>{table}</section>"]
     if view.agreement is not None:
-        body.append(f"<section><h2>Agreement with the official verdicts</h2>{_agreement_html(view.agreement)}</section>")
-    excluded = "".join(f"<li><code>{esc(i)}</code>: {len(t)} test(s) left out ({esc('; '.join(sorted(set(t.values()))))})</li>"
-                       for i, t in r.excluded_tests.items())
+        body.append("<section><h2>Agreement with the official verdicts</h2>"
+                    f"{_agreement_html(view.agreement)}</section>")
+    excluded = "".join(f"<li><code>{esc(i)}</code>: {len(t)} test(s) left out "
+                       f"({esc('; '.join(sorted(set(t.values()))))})</li>" for i, t in r.excluded_tests.items())
     if excluded:
         body.append(f"<section><h2>Known failures left out</h2><ul>{excluded}</ul></section>")
     return document(f"tome eval {r.run_id}", "".join(body), live=live)

@@ -63,11 +63,12 @@ class RunPage:
 
     def html(self, *, live: bool = False) -> str:
         """The run's page, from its trajectory as it is on disk now."""
+        from agent.records import RunEnded
         from agent.trajectory import Trajectory
         from agent.webview.runpage import redacted, render_run, run_patch, run_view
 
         traj = Trajectory.load(self.run_dir / "trajectory.jsonl", repair=False)
-        patch, source = run_patch(self.run_dir, traj.started)
+        patch, source = run_patch(self.run_dir, traj.started, over=isinstance(traj.events[-1], RunEnded))
         view = run_view(redacted(traj.events), redact_outgoing(patch))
         return render_run(view, patch_source=source, live=live)
 

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent.errors import ConfigError
 from agent.records import (
     AssistantMessage,
     CheckRecord,
@@ -123,10 +124,11 @@ def run_view(events: list[Event], patch: str = "") -> RunView:
                    patch=patch, duration=max(last.t - started.t, 0.0))
 
 
-def run_patch(run_dir: Path, started: RunStarted) -> tuple[str, str]:
-    """(patch, where it came from): the saved final patch, else the workspace's diff while it exists."""
+def run_patch(run_dir: Path, started: RunStarted, *, over: bool) -> tuple[str, str]:
+    """(patch, where it came from): the final patch of a run that is `over`, else (a run going on,
+    or one from before runs saved their patch) the workspace's diff while it exists."""
     saved = run_dir / PATCH_FILE
-    if saved.is_file():
+    if over and saved.is_file():
         return saved.read_text(encoding="utf-8", errors="replace"), "final patch"
     repo = Path(started.repo)
     if started.base_commit and (repo / ".git").exists():
@@ -134,10 +136,10 @@ def run_patch(run_dir: Path, started: RunStarted) -> tuple[str, str]:
         from tools.workspace import Workspace
 
         try:
-            return git_patch(Workspace(repo, base_commit=started.base_commit), started.base_commit), \
-                "the workspace now"
-        except Exception as e:  # noqa: BLE001  (a vanished or broken workspace: say so, show the rest)
-            return "", f"the workspace could not be read ({type(e).__name__})"
+            patch = git_patch(Workspace(repo, base_commit=started.base_commit), started.base_commit)
+        except (RuntimeError, OSError, ConfigError) as e:  # git failed in a moved or broken workspace
+            return "", f"the workspace could not be read: {e}"
+        return patch, "the workspace now"
     return "", "no saved patch, and the workspace is gone"
 
 
@@ -187,9 +189,11 @@ def _header(view: RunView) -> str:
     check = view.ended.check if view.ended and view.ended.check else (checks[-1] if checks else None)
     changes = [e for st in view.steps for e in st.after if isinstance(e, ModeChanged)]
     modes = f"{esc(s.mode.label)} <span class=\"muted\">({esc(s.mode_reason)})</span>" + "".join(
-        f"<br>→ {esc(c.new.label)} at step {c.step} <span class=\"muted\">({esc(c.reason)})</span>" for c in changes)
+        f"<br>→ {esc(c.new.label)} after step {c.step} <span class=\"muted\">({esc(c.reason)})</span>"
+        for c in changes)
+    commit = f" at <code>{esc(s.base_commit)}</code>" if s.base_commit else ""
     rows = [
-        ("repository", f"<code>{esc(s.repo)}</code>" + (f" at <code>{esc(s.base_commit)}</code>" if s.base_commit else "")),
+        ("repository", f"<code>{esc(s.repo)}</code>{commit}"),
         ("model", esc(s.model) + (f' <span class="muted">at {esc(s.base_url)}</span>' if s.base_url else "")),
         ("modes", modes),
         ("status", _status(view)),
@@ -232,13 +236,13 @@ def _charts(view: RunView) -> str:
             segments[-1] = charts.Segment(segments[-1].start, i + 1, st.mode.label, segments[-1].colour)
         else:
             segments.append(charts.Segment(i, i + 1, st.mode.label, _MODE_COLOURS.get(st.mode, "var(--m1)")))
+    prompt = [charts.Series("cache hit", hits, "var(--hit)"), charts.Series("cache miss", misses, "var(--miss)")]
+    output = [charts.Series("reasoning", reasoning, "var(--out)"), charts.Series("answer", answer, "var(--accent)")]
     return "".join([
-        charts.columns("prompt-chart", "prompt tokens per step", labels,
-                       [charts.Series("cache hit", hits, "var(--hit)"), charts.Series("cache miss", misses, "var(--miss)")]),
-        charts.columns("output-chart", "output tokens per step", labels,
-                       [charts.Series("reasoning", reasoning, "var(--out)"), charts.Series("answer", answer, "var(--accent)")]),
-        charts.line("cost-chart", "cumulative cost (USD) after each step", labels, [st.cumulative_cost for st in steps],
-                    fmt="${:,.4f}"),
+        charts.columns("prompt-chart", "prompt tokens per step", labels, prompt),
+        charts.columns("output-chart", "output tokens per step", labels, output),
+        charts.line("cost-chart", "cumulative cost (USD) after each step", labels,
+                    [st.cumulative_cost for st in steps], fmt="${:,.4f}"),
         charts.timeline("mode-chart", "mode of each model call", segments, len(steps)),
         charts.bars("tools-chart", "tool calls by name and outcome", tool_rows) if tool_rows else "",
     ])
@@ -306,9 +310,9 @@ def _event(e: Event) -> str:
     if isinstance(e, RunEnded):
         return f'<div class="note"><b>ended</b> {esc(e.status)}: {esc(e.reason)} (then resumed)</div>'
     data = e.model_dump(mode="json", exclude={"t", "step", "type"})
-    kind = getattr(e, "type", type(e).__name__)
-    return (f'<div class="note event" data-type="{esc(kind)}"><b>{esc(kind)}</b>'
-            f"{_collapsible(json.dumps(data, indent=1, ensure_ascii=False), f'ev-{kind}-{e.t}', label=str(kind))}</div>")
+    kind = str(getattr(e, "type", type(e).__name__))
+    fields = _collapsible(json.dumps(data, indent=1, ensure_ascii=False), f"ev-{kind}-{e.t}", label=kind)
+    return f'<div class="note event" data-type="{esc(kind)}"><b>{esc(kind)}</b>{fields}</div>'
 
 
 def _patch(patch: str, source: str) -> str:
