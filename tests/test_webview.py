@@ -217,7 +217,8 @@ def test_the_live_page_updates_when_an_event_is_appended(served, run_copy, page,
     assert page.locator(".call[data-tool='view'] details").first.evaluate("d => d.open")  # kept open
     assert "Think High" in page.locator("#facts").inner_text()  # the new mode is listed
     # the run goes on after its end (resumed): its saved patch is not final any more, the workspace's is
-    assert "from the workspace now" in page.locator("#patch").inner_text() and FIX in page.locator("#patch").inner_text()
+    patch = page.locator("#patch").inner_text()
+    assert "from the workspace now" in patch and FIX in patch
     page.screenshot(path=str(tmp_path / "live-page.png"), full_page=True)
     assert {u.split("/")[2] for u in page.requests} == {url.split("/")[2]}  # only its own server
     proc.send_signal(signal.SIGINT)
