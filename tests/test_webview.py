@@ -407,7 +407,7 @@ def test_the_live_eval_page_serves_its_instances_pages_and_logs_only(eval_dir):
 
     with LiveServer(EvalPage(eval_dir)) as server:
         status, page = get(server.url)
-        assert status == 200 and 'href="example__calc-1/run.html"' in page and "<script>" in page
+        assert status == 200 and 'href="./example__calc-1/run.html"' in page and "<script>" in page
         status, run_page = get(server.url + "example__calc-1/run.html")
         assert status == 200 and run_page.count('class="step"') == 5
         status, log = get(server.url + "example__calc-2/test_output.txt")
@@ -415,3 +415,16 @@ def test_the_live_eval_page_serves_its_instances_pages_and_logs_only(eval_dir):
         for path in ("example__calc-1/score.json", "example__calc-1/../report.json", "nope/test_output.txt",
                      "example__calc-1/%2e%2e/%2e%2e/etc/passwd"):
             assert get(server.url + path)[0] == 404, path
+
+
+def test_an_odd_instance_id_links_as_a_relative_path_not_a_script(tmp_path):
+    from agent.records import Score
+    from agent.webview.evalpage import EvalView, InstanceFiles, render_eval
+
+    odd = Score(instance_id="javascript:alert(1)//", repo="a/b", status="resolved")
+    report = build_report([odd], run_id="r", model="m")
+    html = render_eval(EvalView(eval_dir=tmp_path, report=report,
+                                files={odd.instance_id: InstanceFiles(trajectory=tmp_path / "t.jsonl",
+                                                                      logs=("test_output.txt",))}))
+    assert 'href="./javascript%3Aalert%281%29%2F%2F/run.html"' in html
+    assert 'href="javascript' not in html

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from agent.errors import ConfigError
 from agent.evaluation.report import build_report, group_rows
@@ -156,10 +157,10 @@ def _tests(tests: dict) -> str:
 
 
 def _row(s: Score, files: InstanceFiles) -> str:
-    links = []
-    if files.trajectory is not None:
-        links.append(f'<a href="{esc(s.instance_id)}/{RUN_PAGE}">run</a>')
-    links += [f'<a href="{esc(s.instance_id)}/{esc(name)}">{esc(name)}</a>' for name in files.logs]
+    # "./" and quoting keep an odd instance id (say "javascript:...") a relative path
+    folder = f"./{quote(s.instance_id, safe='')}"
+    links = [f'<a href="{folder}/{RUN_PAGE}">run</a>'] if files.trajectory is not None else []
+    links += [f'<a href="{folder}/{esc(name)}">{esc(name)}</a>' for name in files.logs]
     tag = {"resolved": "ok", "error": "failed"}.get(s.status, "")
     why = s.error or s.note
     detail = f'<div class="muted">{esc(redact_outgoing(why))}</div>' if why else ""

@@ -34,7 +34,7 @@ from agent.webview import charts
 from agent.webview.diff import file_html, split_files
 from agent.webview.page import document, esc
 
-__all__ = ["CallView", "StepView", "RunView", "run_view", "render_run", "run_patch", "PATCH_FILE"]
+__all__ = ["CallView", "StepView", "RunView", "redacted", "run_view", "render_run", "run_patch", "PATCH_FILE"]
 
 PATCH_FILE = "patch.diff"  # the final patch, which agent.run.complete writes beside the trajectory
 HEAD_LINES = 6  # lines of an observation shown before it collapses
