@@ -173,6 +173,12 @@ def test_a_missing_run_is_a_usage_error_with_a_json_result(tmp_path):
     assert result["status"] == "error" and result["error"] == "config" and "no-such-run" in result["reason"]
 
 
+def test_a_port_it_cannot_listen_on_is_a_usage_error(run_copy, tmp_path):
+    proc = tome(["view", "--serve", str(run_copy), "--port", "70000", "--json"], _env(tmp_path))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "cannot serve on 127.0.0.1:70000" in json.loads(proc.stdout.splitlines()[-1])["result"]["reason"]
+
+
 # --------------------------------------------------------------------------------------------
 # The live page
 # --------------------------------------------------------------------------------------------

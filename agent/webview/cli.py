@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 from agent.cli import add_output_options
+from agent.errors import ConfigError
 
 __all__ = ["configure", "run"]
 
@@ -59,10 +60,14 @@ def run(args: argparse.Namespace) -> int:
 def _serve(page, args: argparse.Namespace) -> int:
     from agent.webview.server import LiveServer, open_browser
 
+    try:
+        server = LiveServer(page, port=args.port)
+    except (OSError, OverflowError) as e:  # a port in use, privileged or out of range
+        raise ConfigError(f"cannot serve on 127.0.0.1:{args.port}: {e}") from None
     stop = threading.Event()
     # A plain `kill` stops the server as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with LiveServer(page, port=args.port) as server:
+    with server:
         if args.json:
             print(json.dumps({"event": {"type": "serving", "url": server.url}}), flush=True)
         else:
