@@ -233,6 +233,22 @@ def test_the_live_page_updates_when_an_event_is_appended(served, run_copy, page,
     assert json.loads(out.splitlines()[-1])["result"] == {"status": "ok", "exit_code": 0, "url": url}
 
 
+@needs_browser
+def test_a_change_before_the_pages_first_poll_is_not_missed(run_copy, page):
+    from agent.webview.pages import RunPage
+    from agent.webview.server import LiveServer
+
+    with LiveServer(RunPage(run_copy)) as server:
+        before = RunPage(run_copy)
+        stale = before.html(version=before.version())  # the page as served just before the run moved on
+        _one_more_step(run_copy)
+        page.route(server.url, lambda route: route.fulfill(status=200, content_type="text/html", body=stale),
+                   times=1)
+        page.goto(server.url)
+        assert page.locator(".step").count() == 5
+        page.locator("#step-6").wait_for(timeout=60_000)
+
+
 def test_the_live_server_is_read_only_and_answers_only_to_its_loopback_name(served):
     url, _ = served
     with urllib.request.urlopen(url + "version") as r:  # noqa: S310  (our own loopback server)

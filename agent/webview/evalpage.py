@@ -185,8 +185,8 @@ def _agreement_html(a: Agreement) -> str:
             + (f"<ul>{differ}</ul>" if differ else ""))
 
 
-def render_eval(view: EvalView, *, live: bool = False) -> str:
-    """The whole page of an evaluation."""
+def render_eval(view: EvalView, *, version: str | None = None) -> str:
+    """The whole page of an evaluation (live when `version` says which files it shows)."""
     r = view.report
     n = len(r.scores)
     rate = f"{100 * r.resolved_instances / n:.1f}%" if n else "-"
@@ -212,4 +212,4 @@ def render_eval(view: EvalView, *, live: bool = False) -> str:
                        f"({esc('; '.join(sorted(set(t.values()))))})</li>" for i, t in r.excluded_tests.items())
     if excluded:
         body.append(f"<section><h2>Known failures left out</h2><ul>{excluded}</ul></section>")
-    return document(f"tome eval {r.run_id}", "".join(body), live=live)
+    return document(f"tome eval {r.run_id}", "".join(body), version=version)

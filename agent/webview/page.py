@@ -59,21 +59,20 @@ svg .line { fill: none; stroke-width: 2; }
 .file { margin: 10px 0; } .file h3 { font-family: ui-monospace, monospace; font-size: 13px; }
 """
 
-# Re-render in place when the trajectory grows; open <details> and the scroll position survive.
+# Re-render in place when the files behind the page change (the page carries the version it was
+# rendered from, so a change between load and first poll is not missed); open <details> survive.
 _LIVE_SCRIPT = """
 (function () {
-  let seen = null;
   async function tick() {
     try {
       const v = await (await fetch("%(version)s", {cache: "no-store"})).text();
-      if (seen !== null && v !== seen) {
+      if (v !== document.getElementById("content").dataset.version) {
         const html = await (await fetch(location.pathname, {cache: "no-store"})).text();
         const fresh = new DOMParser().parseFromString(html, "text/html").getElementById("content");
         const open = new Set(Array.from(document.querySelectorAll("details[open][id]")).map(d => d.id));
         document.getElementById("content").replaceWith(fresh);
         open.forEach(id => { const d = document.getElementById(id); if (d) d.open = true; });
       }
-      seen = v;
     } catch (e) { /* the server stopped: keep the last page */ }
     setTimeout(tick, 1000);
   }
@@ -87,12 +86,15 @@ def esc(text: object) -> str:
     return escape(str(text), quote=True)
 
 
-def document(title: str, body: str, *, live: bool = False) -> str:
-    """A whole HTML page: the style, the highlighter's style, `body`, and (live) the poller."""
+def document(title: str, body: str, *, version: str | None = None) -> str:
+    """A whole HTML page: the style, the highlighter's style and `body`; with the `version` of the
+    files it shows, also the poller that re-renders it when the server's version moves on."""
     highlight = HtmlFormatter(style="default").get_style_defs(".highlight")
+    live = version is not None
     script = f"<script>{_LIVE_SCRIPT % {'version': LIVE_VERSION_PATH}}</script>" if live else ""
+    stamp = f' data-version="{esc(version)}"' if live else ""
     return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             f"<title>{esc(title)}</title><style>{_STYLE}\n{highlight}</style></head>"
-            f"<body><div id=\"content\">{body}</div>{script}</body></html>\n")
+            f"<body><div id=\"content\"{stamp}>{body}</div>{script}</body></html>\n")

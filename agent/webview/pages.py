@@ -31,11 +31,11 @@ class Page(Protocol):
         """Changes whenever the page would."""
         ...
 
-    def html(self, *, live: bool = False) -> str:
-        """The whole page."""
+    def html(self, *, version: str | None = None) -> str:
+        """The whole page; live (polling for changes) when `version` says which files it shows."""
         ...
 
-    def part(self, path: str, *, live: bool = False) -> tuple[str, str] | None:
+    def part(self, path: str) -> tuple[str, str] | None:
         """(content type, body) of a page or file the page links to (relative `path`), or None."""
         ...
 
@@ -61,7 +61,7 @@ class RunPage:
         """The trajectory's and the patch's size and mtime."""
         return _stamp(self.run_dir / "trajectory.jsonl", self.run_dir / "patch.diff")
 
-    def html(self, *, live: bool = False) -> str:
+    def html(self, *, version: str | None = None) -> str:
         """The run's page, from its trajectory as it is on disk now."""
         from agent.records import RunEnded
         from agent.trajectory import Trajectory
@@ -70,9 +70,9 @@ class RunPage:
         traj = Trajectory.load(self.run_dir / "trajectory.jsonl", repair=False)
         patch, source = run_patch(self.run_dir, traj.started, over=isinstance(traj.events[-1], RunEnded))
         view = run_view(redacted(traj.events), redact_outgoing(patch))
-        return render_run(view, patch_source=source, live=live)
+        return render_run(view, patch_source=source, version=version)
 
-    def part(self, path: str, *, live: bool = False) -> tuple[str, str] | None:
+    def part(self, path: str) -> tuple[str, str] | None:
         """A run page links to nothing else."""
         return None
 
@@ -94,13 +94,13 @@ class EvalPage:
         """The report's and every score's size and mtime."""
         return _stamp(self.eval_dir / "report.json", *sorted(self.eval_dir.glob("*/score.json")))
 
-    def html(self, *, live: bool = False) -> str:
+    def html(self, *, version: str | None = None) -> str:
         """The evaluation's page."""
         from agent.webview.evalpage import render_eval
 
-        return render_eval(self.view(), live=live)
+        return render_eval(self.view(), version=version)
 
-    def part(self, path: str, *, live: bool = False) -> tuple[str, str] | None:
+    def part(self, path: str) -> tuple[str, str] | None:
         """`<instance>/run.html` (its run's page) or one of its logs, for instances of this report only."""
         from agent.webview.evalpage import RUN_PAGE
 
@@ -109,7 +109,7 @@ class EvalPage:
         if files is None:
             return None
         if name == RUN_PAGE and files.trajectory is not None:
-            return "text/html; charset=utf-8", RunPage(files.trajectory.parent).html(live=live)
+            return "text/html; charset=utf-8", RunPage(files.trajectory.parent).html()
         if name in files.logs:
             text = (self.eval_dir / iid / name).read_text(encoding="utf-8", errors="replace")
             return "text/plain; charset=utf-8", redact_outgoing(text)
@@ -127,13 +127,13 @@ class FollowRun:
         """The run's version once it started."""
         return RunPage(self.run_dir).version() if self.run_dir else "waiting"
 
-    def html(self, *, live: bool = False) -> str:
+    def html(self, *, version: str | None = None) -> str:
         """The run's page, or a page saying it has not started yet."""
         if self.run_dir is None or not (self.run_dir / "trajectory.jsonl").is_file():
-            return document("tome run", f'<h1>tome run</h1><p class="live">{self.waiting}…</p>', live=live)
-        return RunPage(self.run_dir).html(live=live)
+            return document("tome run", f'<h1>tome run</h1><p class="live">{self.waiting}…</p>', version=version)
+        return RunPage(self.run_dir).html(version=version)
 
-    def part(self, path: str, *, live: bool = False) -> tuple[str, str] | None:
+    def part(self, path: str) -> tuple[str, str] | None:
         """Nothing else."""
         return None
 

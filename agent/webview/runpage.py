@@ -148,8 +148,8 @@ def run_patch(run_dir: Path, started: RunStarted, *, over: bool) -> tuple[str, s
 # --------------------------------------------------------------------------------------------
 
 
-def render_run(view: RunView, *, patch_source: str = "final patch", live: bool = False) -> str:
-    """The whole page of a run."""
+def render_run(view: RunView, *, patch_source: str = "final patch", version: str | None = None) -> str:
+    """The whole page of a run (live when `version` says which files it shows)."""
     s = view.started
     body = [
         _header(view),
@@ -159,7 +159,7 @@ def render_run(view: RunView, *, patch_source: str = "final patch", live: bool =
                  + "".join(_step(st) for st in view.steps)),
         _section("Patch", _patch(view.patch, patch_source)),
     ]
-    return document(f"tome run {s.run_id}", "".join(body), live=live)
+    return document(f"tome run {s.run_id}", "".join(body), version=version)
 
 
 def _section(title: str, inner: str) -> str:

@@ -82,12 +82,13 @@ def _handler(server: LiveServer) -> type[BaseHTTPRequestHandler]:
                 return self._send(HTTPStatus.FORBIDDEN, "text/plain; charset=utf-8", "wrong Host\n", body)
             path = unquote(urlsplit(self.path).path)
             try:
-                if path == "/":
-                    found: tuple[str, str] | None = ("text/html; charset=utf-8", server.page.html(live=True))
+                if path == "/":  # the version first: a change while rendering shows on the next poll
+                    version = server.page.version()
+                    found: tuple[str, str] | None = ("text/html; charset=utf-8", server.page.html(version=version))
                 elif path == LIVE_VERSION_PATH:
                     found = ("text/plain; charset=utf-8", server.page.version())
                 else:
-                    found = server.page.part(path, live=True)
+                    found = server.page.part(path)
             except Exception as e:  # noqa: BLE001  (a torn or foreign file: say so, keep serving)
                 return self._send(HTTPStatus.INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8",
                                   f"cannot show this: {type(e).__name__}: {e}\n", body)
