@@ -60,6 +60,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "runs": ("agent.runs_cli", "list recorded runs; runs clean --older-than 30d"),
     "models": ("agent.models_cli", "the model profiles: window, output, modes, prices, tokenizer"),
     "eval": ("agent.evaluation.cli", "score a model on SWE-bench-style tasks"),
+    "view": ("agent.webview.cli", "a run or an evaluation as one HTML page; --serve shows it live on 127.0.0.1"),
     "mcp": ("agent.mcp_server", "tome as an MCP server: mcp serve [--http PORT] (pack, count_tokens)"),
 }
 

@@ -515,6 +515,7 @@ class Prediction(Record):
     usage: Usage = Field(default_factory=Usage)
     mode: str | None = None
     elapsed: float = 0.0
+    trajectory: str | None = None  # the agent run that made the patch (`tome view` links to it)
 
 
 class TestStatus(str, Enum):

@@ -465,6 +465,8 @@ def complete(run: Run) -> Result:
     with live():
         outcome = run.go()
     result = finish_run(run, outcome)
+    if run.ended is None:  # the final patch beside the trajectory, redacted like it (tome view shows it)
+        (run.run_dir / "patch.diff").write_text(redact_outgoing(result.patch), encoding="utf-8")
     if run.ended is None and run.settings.hooks.run_end:
         _user_hooks(run.settings, run.repo, run.run_id).run_end(result.model_dump(
             mode="json", include={"run_id", "status", "exit_code", "reason", "summary", "cost", "steps",

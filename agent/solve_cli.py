@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -17,7 +20,7 @@ from rich.prompt import Confirm
 
 from agent.cli import add_output_options, add_settings_options, settings_from_args
 from agent.errors import ConfigError
-from agent.records import Result, Task
+from agent.records import Event, Result, RunStarted, Task
 
 __all__ = ["configure", "run", "run_dir_of"]
 
@@ -42,6 +45,8 @@ def configure(parser: argparse.ArgumentParser, name: str) -> None:
         parser.add_argument("--patch-out", dest="patch_out", type=Path, help="write the final patch here")
         parser.add_argument("--output-last-message", dest="last_message", type=Path,
                             help="write the model's final summary here")
+        parser.add_argument("--view", action="store_true",
+                            help="serve the run's page live on 127.0.0.1 while it runs (see tome view)")
         add_settings_options(parser)
     else:
         add_output_options(parser)
@@ -104,16 +109,50 @@ def run(args: argparse.Namespace) -> int:
     # Each question says what it asks (a destructive command, running without a sandbox).
     approve = None if headless else ((lambda _question: True) if args.yes else Confirm.ask)
     show = _Output(args)
-    if args.command == "solve":
-        spec = RunSpec(task=_task(args), settings=settings, repo=args.repo, worktree=args.worktree,
-                       interactive=not headless, approve=approve, hooks=show.hooks)
-        result: Result = solve(spec)
-    else:
-        result = complete(resume_run(run_dir_of(settings, args.run, last=args.last), settings,
-                                     interactive=not headless, approve=approve, hooks=show.hooks))
+    run_dir = None if args.command == "solve" else run_dir_of(settings, args.run, last=args.last)
+    with _live_page(args, settings, run_dir) as follow:
+        hooks = show.hooks if follow is None else replace(show.hooks, on_event=_both(show.hooks.on_event, follow))
+        if args.command == "solve":
+            spec = RunSpec(task=_task(args), settings=settings, repo=args.repo, worktree=args.worktree,
+                           interactive=not headless, approve=approve, hooks=hooks)
+            result: Result = solve(spec)
+        else:
+            result = complete(resume_run(run_dir, settings, interactive=not headless, approve=approve,
+                                         hooks=hooks))
     _write_outputs(args, result)
     show.result(result)
     return result.exit_code
+
+
+@contextmanager
+def _live_page(args: argparse.Namespace, settings, run_dir: Path | None) -> Iterator[Callable[[Event], None] | None]:
+    """With --view: the run's live page on 127.0.0.1 for as long as the run goes; yields the
+    listener that points the page at the run once its first event names it."""
+    if not args.view:
+        yield None
+        return
+    from agent.webview.pages import FollowRun
+    from agent.webview.server import LiveServer, open_browser
+
+    page = FollowRun(run_dir=run_dir)
+
+    def follow(event: Event) -> None:
+        if isinstance(event, RunStarted):
+            page.run_dir = settings.state_dir / "runs" / event.run_id
+
+    with LiveServer(page) as server:
+        Console(stderr=True).print(f"view: {server.url}  (live while the run goes)")
+        open_browser(server.url)
+        yield follow
+
+
+def _both(first: Callable[[Event], None] | None, second: Callable[[Event], None]) -> Callable[[Event], None]:
+    def both(event: Event) -> None:
+        if first is not None:
+            first(event)
+        second(event)
+
+    return both
 
 
 class _Output:

@@ -31,7 +31,10 @@ from agent.records import (
 )
 from agent.secrets import redact_outgoing
 
-__all__ = ["Trajectory", "history", "assistant_turns", "model_calls", "spent", "COMPACTED_STUB", "INTERRUPTED_TOOL"]
+__all__ = [
+    "Trajectory", "history", "assistant_turns", "model_calls", "spent", "redact_event",
+    "COMPACTED_STUB", "INTERRUPTED_TOOL",
+]
 
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 
@@ -90,7 +93,7 @@ class Trajectory:
 
     def append(self, event: Event) -> None:
         """Redact the event, write it, flush it to disk, then tell the listeners (views, --json)."""
-        event = _redacted(event)
+        event = redact_event(event)
         self.events.append(event)
         with self.path.open("a", encoding="utf-8") as f:
             f.write(event.model_dump_json() + "\n")
@@ -116,7 +119,7 @@ class Trajectory:
         return (e for e in self.events if isinstance(e, kind))
 
 
-def _redacted(event: Event) -> Event:
+def redact_event(event: Event) -> Event:
     """`event` with secrets redacted from all its text (the same object when it had none)."""
     data = event.model_dump()
     clean = redact_outgoing(data)

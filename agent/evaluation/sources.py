@@ -148,6 +148,7 @@ class AgentSource(_Source):
         return Prediction(
             instance_id=instance.instance_id, model_name_or_path=self.name, model_patch=result.patch,
             cost=result.cost, usage=result.usage, mode=result.mode.value, elapsed=time.monotonic() - t0,
+            trajectory=result.trajectory or None,
         )
 
 
