@@ -35,6 +35,7 @@ from agent.records import (
     Prediction,
     Result,
     Task,
+    Triaged,
     Usage,
 )
 from agent.trajectory import Trajectory
@@ -115,8 +116,14 @@ def test_the_demo_runs_page_loads_from_file_with_no_request_and_shows_the_run(de
     page.goto(html.as_uri())
     page.screenshot(path=str(tmp_path / "run-page.png"), full_page=True)
     assert page.requests == [html.as_uri()]  # the page itself, and nothing else
-    steps = len(list(Trajectory.load(demo_run / "trajectory.jsonl", repair=False).of_type(ModelCalled)))
-    assert steps == 5
+    traj = Trajectory.load(demo_run / "trajectory.jsonl", repair=False)
+    steps = len(list(traj.of_type(ModelCalled)))
+    triage = list(traj.of_type(Triaged))
+    assert steps == 5 and len(triage) == 1 and triage[0].verdict is not None
+    calls = steps + len(triage)  # the charts show every model call, the triage attempt first
+    block = page.locator(".triage")
+    assert block.count() == 1 and triage[0].verdict.rating in block.inner_text()
+    assert f"starting mode {triage[0].chosen.label}" in block.inner_text()
     assert page.locator("#facts tr", has_text="steps").inner_text().split() == ["steps", str(steps)]
     assert page.locator(".step").count() == steps
     tools = {page.locator(".call").nth(i).get_attribute("data-tool") for i in range(page.locator(".call").count())}
@@ -127,8 +134,8 @@ def test_the_demo_runs_page_loads_from_file_with_no_request_and_shows_the_run(de
     added = patch.locator(".file[data-path='calc/stats.py'] .line.add")
     assert added.count() == 1 and FIX in added.inner_text()
     assert added.locator("span.k").inner_text() == "return"  # highlighted as Python: a keyword
-    assert page.locator("#cost-chart circle.point").count() == steps
-    assert page.locator("#prompt-chart .column").count() == steps
+    assert page.locator("#cost-chart circle.point").count() == calls
+    assert page.locator("#prompt-chart .column").count() == calls
     # an observation longer than a few lines is collapsed, and opens on a click
     obs = page.locator(".call[data-tool='run_tests'] details").first
     assert not obs.evaluate("d => d.open")
@@ -140,9 +147,10 @@ def test_secrets_in_a_run_are_redacted_on_its_page(run_copy, tmp_path):
     secret = "ghp_" + "1a2B3c4D5e6F7g8H9i0J1k2L3m4N5o6P7q8R"
     traj = run_copy / "trajectory.jsonl"
     lines = traj.read_text().splitlines()
-    event = json.loads(lines[3])  # a tool observation, written raw as an old or foreign writer would
+    at = next(i for i, line in enumerate(lines) if json.loads(line)["type"] == "tool")
+    event = json.loads(lines[at])  # a tool observation, written raw as an old or foreign writer would
     event["content"] += f"\ntoken = {secret}\n"
-    lines[3] = json.dumps(event)
+    lines[at] = json.dumps(event)
     traj.write_text("\n".join(lines) + "\n")
     (run_copy / "patch.diff").write_text(f"+GITHUB_TOKEN={secret}\n")
     html = Path(_view(run_copy, _env(tmp_path))["path"]).read_text()
@@ -154,16 +162,16 @@ def test_user_text_and_unknown_event_kinds_are_shown(run_copy):
     from agent.records import UserNote, _Event
     from agent.webview.runpage import render_run, run_view
 
-    class Triage(_Event):  # a kind this view was not written for (another branch adds one)
-        type: str = "triage"
+    class Later(_Event):  # a kind this view was not written for (a later tome adds one)
+        type: str = "later_kind"
         verdict: str
 
     events = list(Trajectory.load(run_copy / "trajectory.jsonl", repair=False).events)
     events.insert(2, UserNote(content="please keep the old signature", source="user"))
-    events.insert(3, Triage(verdict="looks like a one-line fix"))
+    events.insert(3, Later(verdict="looks like a one-line fix"))
     html = render_run(run_view(events))
     assert '<span class="who">you</span><div class="text">please keep the old signature</div>' in html
-    assert 'data-type="triage"' in html and "looks like a one-line fix" in html
+    assert 'data-type="later_kind"' in html and "looks like a one-line fix" in html
 
 
 def test_a_missing_run_is_a_usage_error_with_a_json_result(tmp_path):
@@ -218,7 +226,7 @@ def test_the_live_page_updates_when_an_event_is_appended(served, run_copy, page,
     page.locator(".call[data-tool='view'] details").first.locator("summary").click()
     _one_more_step(run_copy)
     page.locator("#step-6").wait_for(timeout=60_000)  # a locator: the page's CSP forbids eval'd predicates
-    assert page.locator("#cost-chart circle.point").count() == 6
+    assert page.locator("#cost-chart circle.point").count() == 7  # the triage attempt and 6 steps
     assert "One more look at the edge cases." in page.locator("#step-6").inner_text()
     assert page.locator(".call[data-tool='view'] details").first.evaluate("d => d.open")  # kept open
     assert "Think High" in page.locator("#facts").inner_text()  # the new mode is listed

@@ -34,7 +34,7 @@ table.facts { border-collapse: collapse; } table.facts th { text-align: left; co
 table.rows { border-collapse: collapse; width: 100%; } table.rows th, table.rows td { text-align: left;
   padding: 4px 8px; border-bottom: 1px solid var(--line); vertical-align: top; }
 table.rows td.num, table.rows th.num { text-align: right; font-variant-numeric: tabular-nums; }
-.step { border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; margin: 10px 0; }
+.step, .triage { border: 1px solid var(--line); border-radius: 6px; padding: 8px 12px; margin: 10px 0; }
 .step-head { display: flex; gap: 16px; color: var(--muted); font-size: 12.5px; }
 .step-head h3 { color: var(--fg); }
 .call { border-left: 3px solid var(--ok); padding: 2px 0 2px 10px; margin: 8px 0; }

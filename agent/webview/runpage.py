@@ -26,6 +26,7 @@ from agent.records import (
     RunStatus,
     ToolFinished,
     ToolStarted,
+    Triaged,
     Usage,
     UserNote,
 )
@@ -68,6 +69,12 @@ class StepView:
     elapsed: float
     calls: list[CallView] = field(default_factory=list)
     after: list[Event] = field(default_factory=list)
+    triage: Triaged | None = None  # a triage attempt (agent.triage), not a work step
+
+    @property
+    def label(self) -> str:
+        """How the charts name this call: its step number, or T for a triage attempt."""
+        return "T" if self.triage else str(self.number)
 
 
 @dataclass
@@ -75,7 +82,8 @@ class RunView:
     """A run as the page shows it."""
 
     started: RunStarted
-    steps: list[StepView]
+    steps: list[StepView]  # the work steps
+    triage: list[StepView]  # the triage attempts, before the first work step
     before: list[Event]  # events before the first model call
     ended: RunEnded | None
     plan: str | None
@@ -95,6 +103,7 @@ def run_view(events: list[Event], patch: str = "") -> RunView:
     assert isinstance(started, RunStarted)
     dropped = {i for e in events if isinstance(e, Compacted) for i in e.dropped_call_ids}
     steps: list[StepView] = []
+    triage: list[StepView] = []
     before: list[Event] = []
     calls: dict[str, CallView] = {}
     total = 0.0
@@ -103,7 +112,12 @@ def run_view(events: list[Event], patch: str = "") -> RunView:
     for e in events[1:]:
         if e is ended:
             break  # the header says how the run ended
-        if isinstance(e, ModelCalled):
+        if isinstance(e, Triaged):
+            total += e.response.cost
+            triage.append(StepView(number=len(triage) + 1, mode=e.mode, message=e.response.message,
+                                   usage=e.response.usage, cost=e.response.cost, cumulative_cost=total,
+                                   elapsed=e.response.elapsed, triage=e))
+        elif isinstance(e, ModelCalled):
             total += e.response.cost
             msg = e.response.message
             step = StepView(number=len(steps) + 1, mode=e.mode, message=msg, usage=e.response.usage,
@@ -120,7 +134,7 @@ def run_view(events: list[Event], patch: str = "") -> RunView:
         else:
             (steps[-1].after if steps else before).append(e)
     plans = [s.message.content for s in steps if s.message.content and "Goal" in s.message.content]
-    return RunView(started=started, steps=steps, before=before, ended=ended, plan=plans[-1] if plans else None,
+    return RunView(started=started, steps=steps, triage=triage, before=before, ended=ended, plan=plans[-1] if plans else None,
                    patch=patch, duration=max(last.t - started.t, 0.0))
 
 
@@ -155,8 +169,8 @@ def render_run(view: RunView, *, patch_source: str = "final patch", version: str
         _header(view),
         _section("Plan", f'<div class="text">{esc(view.plan)}</div>') if view.plan else "",
         _section("Charts", _charts(view)),
-        _section(f"Steps ({len(view.steps)})", "".join(_event(e) for e in view.before)
-                 + "".join(_step(st) for st in view.steps)),
+        _section(f"Steps ({len(view.steps)})", "".join(_triage(st) for st in view.triage)
+                 + "".join(_event(e) for e in view.before) + "".join(_step(st) for st in view.steps)),
         _section("Patch", _patch(view.patch, patch_source)),
     ]
     return document(f"tome run {s.run_id}", "".join(body), version=version)
@@ -183,12 +197,15 @@ def _check_text(check: CheckRecord | None) -> str:
 
 def _header(view: RunView) -> str:
     s = view.started
-    usage = sum((st.usage for st in view.steps), Usage())
+    calls = view.triage + view.steps
+    usage = sum((st.usage for st in calls), Usage())
     hit = f"{usage.cache_hit_tokens / usage.prompt_tokens:.0%}" if usage.prompt_tokens else "-"
     checks = [e.check for st in view.steps for e in st.after if isinstance(e, CheckRun)]
     check = view.ended.check if view.ended and view.ended.check else (checks[-1] if checks else None)
     changes = [e for st in view.steps for e in st.after if isinstance(e, ModeChanged)]
-    modes = f"{esc(s.mode.label)} <span class=\"muted\">({esc(s.mode_reason)})</span>" + "".join(
+    decided = [st.triage for st in view.triage if st.triage and st.triage.chosen is not None]
+    first, why = (decided[0].chosen, f"triage: {decided[0].reason}") if decided else (s.mode, s.mode_reason)
+    modes = f"{esc(first.label)} <span class=\"muted\">({esc(why)})</span>" + "".join(
         f"<br>→ {esc(c.new.label)} after step {c.step} <span class=\"muted\">({esc(c.reason)})</span>"
         for c in changes)
     commit = f" at <code>{esc(s.base_commit)}</code>" if s.base_commit else ""
@@ -200,7 +217,7 @@ def _header(view: RunView) -> str:
         ("check", _check_text(check)),
         ("steps", str(len(view.steps))),
         ("tokens", f"{usage.prompt_tokens:,} prompt ({hit} cache hit), {usage.completion_tokens:,} output"),
-        ("cost", f"${sum(st.cost for st in view.steps):.4f}"),
+        ("cost", f"${sum(st.cost for st in calls):.4f}"),
         ("time", f"{view.duration:.1f} s"),
     ]
     if view.ended and view.ended.summary:
@@ -213,10 +230,10 @@ def _header(view: RunView) -> str:
 
 
 def _charts(view: RunView) -> str:
-    steps = view.steps
+    steps = view.triage + view.steps  # every model call, the triage attempts (T) first
     if not steps:
         return '<p class="muted">no model call yet</p>'
-    labels = [str(st.number) for st in steps]
+    labels = [st.label for st in steps]
     hits = [st.usage.cache_hit_tokens for st in steps]
     misses = [max(st.usage.prompt_tokens - st.usage.cache_hit_tokens, 0) for st in steps]
     reasoning = [st.usage.reasoning_tokens for st in steps]
@@ -241,7 +258,7 @@ def _charts(view: RunView) -> str:
     return "".join([
         charts.columns("prompt-chart", "prompt tokens per step", labels, prompt),
         charts.columns("output-chart", "output tokens per step", labels, output),
-        charts.line("cost-chart", "cumulative cost (USD) after each step", labels,
+        charts.line("cost-chart", "cumulative cost (USD) after each call", labels,
                     [st.cumulative_cost for st in steps], fmt="${:,.4f}"),
         charts.timeline("mode-chart", "mode of each model call", segments, len(steps)),
         charts.bars("tools-chart", "tool calls by name and outcome", tool_rows) if tool_rows else "",
@@ -291,6 +308,28 @@ def _step(st: StepView) -> str:
     text = f'<div class="text">{esc(m.content)}</div>' if m.content else ""
     inner = reasoning + text + "".join(_call(c) for c in st.calls) + "".join(_event(e) for e in st.after)
     return f'<div class="step" id="step-{st.number}">{head}{inner}</div>'
+
+
+def _triage(st: StepView) -> str:
+    """A triage attempt: the rating, files and check it gave (or why it could not be used), and
+    the starting mode when it decided."""
+    t = st.triage
+    assert t is not None
+    u = st.usage
+    head = (f'<div class="step-head"><h3>triage {st.number}</h3><span>{esc(st.mode.label)}</span>'
+            f"<span>{u.prompt_tokens:,} prompt ({u.cache_hit_tokens:,} cached), {u.completion_tokens:,} out</span>"
+            f"<span>${st.cost:.4f}</span><span>{st.elapsed:.1f} s</span></div>")
+    if t.verdict is not None:
+        v = t.verdict
+        files = ", ".join(f"<code>{esc(f)}</code>" for f in v.files) or "none named"
+        said = (f"<p>rating <b>{esc(v.rating)}</b>; files {files}; check "
+                f"<code>{esc(v.check or '-')}</code></p>")
+    else:
+        said = f'<p><span class="tag failed">unusable</span> {esc(t.problem or "")}</p>'
+    chosen = (f'<p>starting mode <b>{esc(t.chosen.label)}</b> <span class="muted">({esc(t.reason)})</span></p>'
+              if t.chosen is not None else "")
+    answer = _collapsible(st.message.content or "", f"triage-{st.number}", label="answer")
+    return f'<div class="triage" id="triage-{st.number}">{head}{said}{chosen}{answer}</div>'
 
 
 def _event(e: Event) -> str:
