@@ -249,6 +249,37 @@ def test_checkout_leaves_out_blobs_the_cache_lacks(setup, tmp_path):
     assert (co.path / "tests" / "test_calc.py").is_file() and not (co.path / "calc" / "__init__.py").exists()
 
 
+def test_checkout_leaves_out_missing_blobs_in_a_snapshot_whose_config_names_no_format_version(setup, tmp_path):
+    # A fetched snapshot (like ../.mirror/astropy+astropy/repo) is a bare repository whose config has
+    # no core.repositoryformatversion: git then ignores a worktree's config.worktree, so a sparse
+    # checkout set there did nothing and `git checkout` died on the missing blob (astropy-14182).
+    inst, cfg = setup
+    src = find_repo(cfg.repos_dir, inst.repo)
+    snapshot = tmp_path / "snapshot"
+    subprocess.run(["git", "clone", "-q", "--bare", str(src), str(snapshot)], check=True)
+    (snapshot / "config").write_text("")
+    sha = subprocess.run(["git", "--git-dir", str(snapshot), "rev-parse", f"{inst.base_commit}:calc/__init__.py"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run(["git", "--git-dir", str(snapshot), "repack", "-adq"], check=True)
+    pack = next((snapshot / "objects" / "pack").glob("*.pack"))
+    kept = subprocess.run(["git", "--git-dir", str(snapshot), "show-index"], input=pack.with_suffix(".idx").read_bytes(),
+                          capture_output=True, check=True).stdout.decode().split()[1::3]
+    subprocess.run(["git", "--git-dir", str(snapshot), "pack-objects", "-q", str(snapshot / "objects" / "pack" / "p")],
+                   input="".join(f"{o}\n" for o in kept if o != sha).encode(), check=True, capture_output=True)
+    for f in [pack, pack.with_suffix(".idx"), *pack.parent.glob(pack.stem + ".rev")]:
+        f.unlink()
+    assert subprocess.run(["git", "--git-dir", str(snapshot), "cat-file", "-e", sha]).returncode != 0
+    co = checkout(snapshot, inst.base_commit, tmp_path / "wt")
+    assert co.missing == ["calc/__init__.py"]
+    assert (co.path / "tests" / "test_calc.py").is_file() and not (co.path / "calc" / "__init__.py").exists()
+    # what scoring does next in the checkout: reset it, diff it; the missing file is passed by
+    (co.path / "tests" / "test_calc.py").write_text("changed\n")
+    for cmd in (["checkout", "--", "."], ["status", "--porcelain"], ["diff", "--binary"]):
+        out = subprocess.run(["git", *cmd], cwd=co.path, capture_output=True, text=True, check=True).stdout
+        assert "calc/__init__.py" not in out
+    assert (co.path / "tests" / "test_calc.py").read_text() != "changed\n"
+
+
 @pytest.mark.slow
 def test_environment_is_built_once_per_key_and_rebuilt_when_its_spec_changes(setup, tmp_path):
     inst, cfg = setup

@@ -3,8 +3,8 @@
 One clone per repository (`--repos-dir`) serves every task of that repository: each task gets a
 detached worktree, removed again when the task is done. Blobs the cache lacks are fetched from
 its promisor remote when it is a partial clone (`git clone --filter=blob:none`); those nothing
-supplies (snapshots that dropped very large files) are left out with a sparse checkout and
-reported, so the environment spec can restore them.
+supplies (snapshots that dropped very large files) are left out of the checkout (skip-worktree)
+and reported, so the environment spec can restore them.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def checkout(git_dir: Path, commit: str, dest: Path) -> Checkout:
     """A fresh detached worktree of `commit` at `dest` (replacing whatever was there).
 
     Blobs the cache lacks are fetched from a promisor remote (a `--filter=blob:none` clone) in
-    the checkout itself; those still absent are left out with a sparse checkout and reported.
+    the checkout itself; those still absent are left out (skip-worktree) and reported.
     """
     remove_checkout(git_dir, dest)
     if git("cat-file", "-e", f"{commit}^{{commit}}", git_dir=git_dir, check=False).returncode:
@@ -106,9 +106,24 @@ def checkout(git_dir: Path, commit: str, dest: Path) -> Checkout:
             return Checkout(path=dest, git_dir=git_dir, commit=commit, missing=[])
         missing = _missing_blobs(git_dir, commit)
     if missing:
-        git("sparse-checkout", "set", "--no-cone", "/*", *[f"!/{p}" for p in missing], cwd=dest)
-    git("checkout", "--detach", "--force", commit, cwd=dest)
+        _check_out_without(dest, commit, missing)
+    else:
+        git("checkout", "--detach", "--force", commit, cwd=dest)
     return Checkout(path=dest, git_dir=git_dir, commit=commit, missing=missing)
+
+
+def _check_out_without(dest: Path, commit: str, missing: list[str]) -> None:
+    """Check out `commit` in the new worktree `dest`, leaving out the `missing` paths.
+
+    The index's skip-worktree bit (git-update-index(1)) keeps them out of the checkout, and
+    `git checkout -- .`, `diff` and `status` pass them by. It needs no configuration, unlike a
+    sparse checkout, which in a worktree lives in config.worktree: git ignores that file (and
+    `sparse-checkout set` silently does nothing) when the shared repository's config has no
+    core.repositoryformatversion, as a fetched snapshot's has not (seen with git 2.39).
+    """
+    git("read-tree", commit, cwd=dest)
+    git("update-index", "--skip-worktree", "-z", "--stdin", cwd=dest, input="".join(f"{p}\0" for p in missing))
+    git("checkout-index", "--all", "--force", cwd=dest)
 
 
 def remove_checkout(git_dir: Path, dest: Path) -> None:
