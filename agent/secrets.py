@@ -195,6 +195,13 @@ _PLACEHOLDERS = frozenset(
 )
 _ENV_NAME = re.compile(r"(?i)key|token|secret|passw|pwd|credential|auth|cookie|session")
 _ENV_MIN_LEN = 8
+# Names the pattern above catches that hold where things are, never a secret: the shell's
+# working directories (POSIX sh: PWD, OLDPWD), the X authority file, the ssh agent's socket and
+# the login session's facts. Redacting them hid the repository's own path in every message.
+_ENV_NOT_SECRETS = frozenset({
+    "PWD", "OLDPWD", "XAUTHORITY", "SSH_AUTH_SOCK", "DBUS_SESSION_BUS_ADDRESS", "DESKTOP_SESSION",
+    "XDG_SESSION_ID", "XDG_SESSION_TYPE", "XDG_SESSION_CLASS", "XDG_SESSION_DESKTOP",
+})
 
 
 def _compile_paths(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], frozenset[str], tuple[str, ...]]:
@@ -295,6 +302,8 @@ class SecretScanner:
         values: dict[str, str] = {}
         for name, value in env.items():
             value = value.strip()
+            if name in _ENV_NOT_SECRETS:
+                continue
             if len(value) >= _ENV_MIN_LEN and _ENV_NAME.search(name) and len(set(value)) >= 4:
                 values.setdefault(value, f"env:{name}")
         for name, value in (extra_values or {}).items():

@@ -80,6 +80,17 @@ def test_environment_values_are_redacted_wherever_they_appear() -> None:
     assert [f.rule for f in found] == ["env:MY_SERVICE_TOKEN"]
 
 
+def test_the_working_directory_and_session_facts_are_not_secrets() -> None:
+    # PWD and OLDPWD match the "pwd" of DB_PWD: the repository's path was redacted everywhere.
+    env = {"PWD": "/home/someone/projects/app", "OLDPWD": "/home/someone/projects",
+           "SSH_AUTH_SOCK": "/tmp/ssh-XXXXabcd/agent.1234", "DB_PWD": "corp-internal-7Hq2Lk9Pz"}
+    text = "in /home/someone/projects/app (from /home/someone/projects) via /tmp/ssh-XXXXabcd/agent.1234 " \
+           "with corp-internal-7Hq2Lk9Pz\n"
+    clean, found = SecretScanner(env).redact(text)
+    assert [f.rule for f in found] == ["env:DB_PWD"]
+    assert clean.startswith("in /home/someone/projects/app (from /home/someone/projects) via /tmp/ssh-XXXXabcd/")
+
+
 def test_module_functions_and_secret_paths() -> None:
     assert [f.rule for f in scan(f"k={GITHUB}")] == ["github-token"]
     assert redact("nothing here")[1] == []
