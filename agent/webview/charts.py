@@ -161,17 +161,19 @@ def bars(chart_id: str, title: str, rows: Sequence[BarRow], *, scale: float | No
     return _svg(chart_id, title, height, _legend(list(legend.items())) + body)
 
 
-def timeline(chart_id: str, title: str, segments: Sequence[Segment], total: int) -> str:
-    """Bands along the steps (e.g. the mode each model call was made in)."""
+def timeline(chart_id: str, title: str, segments: Sequence[Segment], total: int,
+             labels: Sequence[str] | None = None) -> str:
+    """Bands along the steps (e.g. the mode each model call was made in), ticked 1..total or by `labels`."""
+    names = list(labels) if labels is not None else [str(i + 1) for i in range(total)]
     span = (WIDTH - LEFT - RIGHT) / max(total, 1)
     body: list[str] = [f'<line class="axis" x1="{LEFT}" y1="{TOP + 34}" x2="{WIDTH - RIGHT}" y2="{TOP + 34}"/>']
     for seg in segments:
         x, w = LEFT + span * seg.start, span * (seg.end - seg.start)
         body.append(f'<g class="segment"><rect class="bar" x="{x:.1f}" y="{TOP}" width="{max(w, 1):.1f}" height="30" '
-                    f'style="fill:{seg.colour}"><title>{escape(seg.label)}: steps {seg.start + 1}-{seg.end}'
+                    f'style="fill:{seg.colour}"><title>{escape(seg.label)}: {escape(names[seg.start])}-{escape(names[seg.end - 1])}'
                     f'</title></rect><text class="band" x="{x + 4:.1f}" y="{TOP + 20}">'
                     f'{escape(_clip(seg.label, max(int(w / 7), 1)))}</text></g>')
-    ticks = [f'<text class="tick" x="{LEFT + span * (i + 0.5):.1f}" y="{TOP + 48}" text-anchor="middle">{i + 1}</text>'
+    ticks = [f'<text class="tick" x="{LEFT + span * (i + 0.5):.1f}" y="{TOP + 48}" text-anchor="middle">{escape(names[i])}</text>'
              for i in range(total) if i % max(1, total // 20) == 0]
     return _svg(chart_id, title, TOP + 56, body + ticks)
 

@@ -204,7 +204,7 @@ def _header(view: RunView) -> str:
     check = view.ended.check if view.ended and view.ended.check else (checks[-1] if checks else None)
     changes = [e for st in view.steps for e in st.after if isinstance(e, ModeChanged)]
     decided = [st.triage for st in view.triage if st.triage and st.triage.chosen is not None]
-    first, why = (decided[0].chosen, f"triage: {decided[0].reason}") if decided else (s.mode, s.mode_reason)
+    first, why = (decided[0].chosen, decided[0].reason) if decided else (s.mode, s.mode_reason)
     modes = f"{esc(first.label)} <span class=\"muted\">({esc(why)})</span>" + "".join(
         f"<br>→ {esc(c.new.label)} after step {c.step} <span class=\"muted\">({esc(c.reason)})</span>"
         for c in changes)
@@ -260,7 +260,7 @@ def _charts(view: RunView) -> str:
         charts.columns("output-chart", "output tokens per step", labels, output),
         charts.line("cost-chart", "cumulative cost (USD) after each call", labels,
                     [st.cumulative_cost for st in steps], fmt="${:,.4f}"),
-        charts.timeline("mode-chart", "mode of each model call", segments, len(steps)),
+        charts.timeline("mode-chart", "mode of each model call", segments, len(steps), labels),
         charts.bars("tools-chart", "tool calls by name and outcome", tool_rows) if tool_rows else "",
     ])
 
