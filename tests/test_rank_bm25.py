@@ -109,8 +109,9 @@ def test_the_replayed_fill_gives_the_files_the_real_pack_gives_in_full(tmp_path:
         counter = _Counter(tok, cache)
         blocks = [file_block(f.path, f.text, "xml") for f in scan.files]
         tokens = counter.count(blocks, [digest(b) for b in blocks])
-        rooms = retrieval.rooms(root.name, scan.commit, paths, sizes, len(scan.skipped), counter, budgets)
-    order = [paths.index(r.path) for r in score(rank_features(task, paths, [f.data for f in scan.files]))]
+        ranked = score(rank_features(task, paths, [f.data for f in scan.files]))
+        rooms = retrieval.rooms(root.name, scan.commit, paths, sizes, len(scan.skipped), counter, budgets, ranked=ranked)
+    order = [paths.index(r.path) for r in ranked]
     seen = set()
     for pack, room in zip(packs, rooms):
         full = {i.path for i in pack.items if i.level == "full"}

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from agent.errors import ConfigError
+from agent.pack.budget import default_budget
 from agent.pack.cache import CountCache, digest
 from agent.pack.outline import Outliner
 from agent.pack.render import (
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
     from agent.settings import Settings
     from agent.tokens import Tokenizer
 
-__all__ = ["RELEVANT_FILES", "Progress", "build_pack", "build_packs", "count_repo", "default_budget"]
+__all__ = ["RELEVANT_FILES", "Progress", "build_pack", "build_packs", "count_repo", "default_budget", "relevant_room"]
 
 Progress = Callable[[str, int, int], None]
 RELEVANT_FILES = 25
@@ -77,11 +78,6 @@ _FORK_RANK_FROM = 1000  # files: below this, ranking here is quicker than forkin
 # there, the load outlasted scan and ranking and the cold pack got no faster.
 BULK_BYTES = 8_000_000
 BULK_FILES = 2_000
-
-
-def default_budget(context_window: int, max_output: int) -> int:
-    """The window less a reserve for output (up to a quarter) and the conversation (an eighth)."""
-    return context_window - min(max_output, context_window // 4) - context_window // 8
 
 
 @dataclass(slots=True)
@@ -235,7 +231,18 @@ class _Counter:
         return sum(counts if counts is not None else self.count(pieces))
 
 
+def relevant_room(top: Sequence[tuple[str, list[str]]], format: Format, counter: _Counter) -> int:
+    """Tokens to reserve for the relevant-files block of the `top` ranked files (path, reasons):
+    it is written with the document and shares its budget. Each is put at the longest level
+    name; the block is counted again as it is in the end."""
+    if not top:
+        return 0
+    (n,) = counter.count([relevant_block(((path, "outline", reasons) for path, reasons in top), format)])
+    return n
+
+
 def _resolve_model(model: str | None, settings: Settings | None) -> tuple[str, str, int]:
+    from agent.modes import parse_mode
     from agent.profiles import get_profile
     from agent.tokens import effective_tokenizer
 
@@ -244,7 +251,8 @@ def _resolve_model(model: str | None, settings: Settings | None) -> tuple[str, s
         profile = settings.profile()
     else:
         profile = get_profile(name)
-    return name, effective_tokenizer(profile.tokenizer), default_budget(profile.context_window, profile.max_output)
+    mode = getattr(settings, "mode", None)
+    return name, effective_tokenizer(profile.tokenizer), default_budget(profile, parse_mode(mode) if mode else None)
 
 
 def _tokenizer_loader(
@@ -527,6 +535,8 @@ def _build(
         wide = {k: n for k in ("files", "full", "outline", "path_only")} | {"skipped": len(skipped)}
         fixed = counter.count([header(repo_name, scan.commit, budget, wide, format), footer(format)])
         reserve = sum(fixed) + 2
+        top = [f for f in order[:RELEVANT_FILES] if f.rank is not None and f.rank.score > 0] if task_text else []
+        reserve += relevant_room([(f.path, f.rank.reasons) for f in top], format, counter)  # type: ignore[union-attr]
 
         # Tree: the most detailed level that fits its share (all of it when everything fits).
         paths = [f.path for f in files]
@@ -664,7 +674,9 @@ def _build(
             sizes += [(f.tokens if f.level == "full" else f.outline_tokens) or 0 for f in chosen]
             sizes += counter.count([end])
             total = counter.count_document(pieces, sizes)
-            if total <= budget:
+            relevant = relevant_block(((f.path, f.level, f.rank.reasons) for f in top), format)  # type: ignore[union-attr]
+            relevant_tokens = counter.count([relevant])[0] if relevant else 0
+            if total + relevant_tokens <= budget:
                 break
             victim = max(chosen, key=lambda f: (f.level == "outline", rank_of[f.path]))
             victim.level = "path" if victim.level == "outline" or victim.outline_block is None else "outline"
@@ -686,13 +698,6 @@ def _build(
             )
             for f in files
         ]
-        relevant = ""
-        relevant_tokens = 0
-        if task_text is not None:
-            top = [f for f in order[:RELEVANT_FILES] if f.rank is not None and f.rank.score > 0]
-            relevant = relevant_block(((f.path, f.level, f.rank.reasons) for f in top), format)  # type: ignore[union-attr]
-            if relevant:
-                (relevant_tokens,) = counter.count([relevant])
         repo_tokens = None
         if all(f.tokens is not None for f in files):
             repo_tokens = sum(f.tokens or 0 for f in files)
