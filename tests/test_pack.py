@@ -409,3 +409,34 @@ def test_tome_pack_and_solve_pack_under_the_same_default_budget(tmp_path: Path, 
     assert alone.budget == planned.pack.budget
     assert alone.budget == default_budget(get_profile("deepseek-v4-pro"), parse_mode(mode))
     assert 0 < default_budget(get_profile("gpt-4-turbo")) < get_profile("gpt-4-turbo").context_window
+
+
+@pytest.mark.parametrize("fmt", ["xml", "markdown"])
+def test_tomes_own_outputs_in_the_tree_are_never_packed(tmp_path: Path, tok, fmt: str) -> None:
+    # `tome pack . -o pack.xml` inside the repository packed its own output the next time
+    # (168K -> 336K tokens on django); a run's state kept inside the tree would be packed too.
+    # Both are known by what they hold: any name, and the same names with other contents pack.
+    from agent.records import Mode, RunStarted
+
+    root = make_repo(tmp_path / "repo", SMALL)
+    first = pack(root, tok, tmp_path, task="add is wrong", format=fmt)
+    started = RunStarted(run_id="r1", task=Task(statement="add is wrong"), model="m", mode=Mode.HIGH,
+                         repo=str(root), prefix_sha256="0" * 64)
+    write(root, {
+        "notes/context.txt": first.document + first.relevant,  # a pack under any name
+        "state/runs/r1/trajectory.jsonl": started.model_dump_json() + "\n",
+        "state/runs/r1/prefix.json": '{"pack": "..."}\n',
+        "state/runs/r1/spill/0001-shell.txt": "def add(a, b): output of a tool\n",
+        "logs/trajectory.jsonl": '{"type": "something else"}\n',  # named like a run, is not one
+        "docs/about.md": "Our packs start like this:\n" + first.document[:300] + "\n",
+    })
+    second = pack(root, tok, tmp_path, task="add is wrong", format=fmt)
+    skipped = {s.path: s.reason for s in second.skipped}
+    assert skipped["notes/context.txt"] == "tome output: a pack document"
+    run_files = ["state/runs/r1/prefix.json", "state/runs/r1/spill/0001-shell.txt", "state/runs/r1/trajectory.jsonl"]
+    assert all(skipped[p] == "tome output: run state" for p in run_files)
+    packed = {i.path for i in second.items}
+    assert {"logs/trajectory.jsonl", "docs/about.md"} <= packed
+    assert packed.isdisjoint(skipped) and packed - {"logs/trajectory.jsonl", "docs/about.md"} == {i.path for i in first.items}
+    third = pack(root, tok, tmp_path, task="add is wrong", format=fmt)  # from the cached verdicts
+    assert third.document == second.document and {s.path for s in third.skipped} == set(skipped)
