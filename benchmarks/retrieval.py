@@ -457,7 +457,7 @@ def rooms(
 def run(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(CHECKOUT))
     from agent.pack import build_packs
-    from agent.pack.build import _Counter
+    from agent.pack.counting import ExactCounter
     from agent.pack.cache import CountCache, digest
     from agent.pack.rank import WEIGHTS, rank_features, score
     from agent.pack.rank import order as order_of
@@ -540,7 +540,7 @@ def run(args: argparse.Namespace) -> None:
 
         scan = scan_repo(root)
         with CountCache(cache_dir, tok.name) as cache:
-            counter = _Counter(tok, cache)
+            counter = ExactCounter(tok, cache)
 
             def count(batch, counter=counter):
                 blocks = [file_block(f.path, f.text, "xml") for f in batch]
