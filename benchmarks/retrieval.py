@@ -337,10 +337,10 @@ def periods(rows: list[dict], newer: float = NEWER) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Room:
-    """What a pack of `budget` leaves for full text (build.py's `_select`, replayed)."""
+    """What a pack of `budget` leaves for full text (build.py's `frame_budget`, replayed)."""
 
     budget: int
-    reserve: int  # header and footer
+    reserve: int  # header, footer and the relevant-files block
     tree: int
     fits_all: bool
     outline_share: bool = True
@@ -348,7 +348,7 @@ class Room:
 
 
 def fill(order: list[int], sizes: list[int], tokens: list[int], room: Room, leaders: int = 3) -> set[int]:
-    """Files the packer gives in full, in `order`: build.py's full-text step, replayed on exact
+    """Files the packer gives in full, in `order`: build.py's `fit_full`, replayed on exact
     counts (the files whose size cannot fit are not counted there, and are not here)."""
     remaining = room.budget - room.reserve - room.tree
     outline_reserve = 0 if room.fits_all or not room.outline_share else min(remaining // 10, 50_000)
