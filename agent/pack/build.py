@@ -38,7 +38,10 @@ if TYPE_CHECKING:
     from agent.settings import Settings
     from agent.tokens import Tokenizer
 
-__all__ = ["RELEVANT_FILES", "PackOptions", "Progress", "build_pack", "build_packs", "count_repo", "default_budget", "relevant_room"]
+__all__ = [
+    "RELEVANT_FILES", "Fit", "Frame", "PackOptions", "Progress", "Render", "build_pack", "build_packs", "candidates",
+    "count_repo", "default_budget", "fit_full", "fit_outlines", "frame_budget", "manifest", "rank", "relevant_room", "render",
+]
 
 Progress = Callable[[str, int, int], None]
 RELEVANT_FILES = 25
@@ -90,6 +93,7 @@ class _Run:
     progress: Progress | None
 
     def tick(self, stage: str, done: int, total: int) -> None:
+        """Tell the progress callback, if any."""
         if self.progress is not None:
             self.progress(stage, done, total)
 
