@@ -26,7 +26,7 @@ from agent.instructions import Instructions, collect_instructions, scoped_instru
 from agent.loop import Agent, Limits, Outcome, open_call_answers
 from agent.mcp_client import McpHub, connect_servers
 from agent.model import Model, OpenAIModel
-from agent.modes import choose_mode, output_cap, parse_mode
+from agent.modes import choose_mode, parse_mode
 from agent.prompt import PromptPrefix, task_chunk
 from agent.records import (
     CheckRecord,
@@ -60,8 +60,6 @@ __all__ = [
 # A run that ended so is over: resuming it reports how it ended and calls no model.
 FINAL_STATUSES = frozenset({RunStatus.SOLVED, RunStatus.UNCHECKED})
 
-# Tokens kept free beside the pack for the conversation (tool outputs, edits, reasoning).
-CONVERSATION_RESERVE = 128_000
 
 
 def as_task(task: Task | str) -> Task:
@@ -241,7 +239,7 @@ def require_key(settings: Settings) -> None:
 def plan_run(task: Task | str, settings: Settings, *, repo: Path,
              on_stage: Callable[[str], None] | None = None) -> RunPlan:
     """Pack the repository and choose the mode: everything up to the first request, writing nothing."""
-    from agent.pack import build_pack
+    from agent.pack import build_pack, default_budget
 
     task = as_task(task)
     stage = on_stage or (lambda _msg: None)
@@ -251,8 +249,7 @@ def plan_run(task: Task | str, settings: Settings, *, repo: Path,
     profile = settings.profile()
     stage("packing the repository")
     explicit = parse_mode(settings.mode)
-    reserve = output_cap(explicit or Mode.MAX, profile) + CONVERSATION_RESERVE
-    budget = settings.pack_budget or max(profile.context_window - reserve, 0)
+    budget = settings.pack_budget or default_budget(profile, explicit)
     stable = collect_instructions(repo, named=settings.instructions)
     for message in stable.warnings:
         stage(message)

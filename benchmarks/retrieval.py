@@ -337,10 +337,10 @@ def periods(rows: list[dict], newer: float = NEWER) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Room:
-    """What a pack of `budget` leaves for full text (build.py's `_select`, replayed)."""
+    """What a pack of `budget` leaves for full text (build.py's `frame_budget`, replayed)."""
 
     budget: int
-    reserve: int  # header and footer
+    reserve: int  # header, footer and the relevant-files block
     tree: int
     fits_all: bool
     outline_share: bool = True
@@ -348,7 +348,7 @@ class Room:
 
 
 def fill(order: list[int], sizes: list[int], tokens: list[int], room: Room, leaders: int = 3) -> set[int]:
-    """Files the packer gives in full, in `order`: build.py's full-text step, replayed on exact
+    """Files the packer gives in full, in `order`: build.py's `fit_full`, replayed on exact
     counts (the files whose size cannot fit are not counted there, and are not here)."""
     remaining = room.budget - room.reserve - room.tree
     outline_reserve = 0 if room.fits_all or not room.outline_share else min(remaining // 10, 50_000)
@@ -427,17 +427,21 @@ def _miss_reason(i: int, order: list[int], sizes: list[int], tokens: list[int], 
 
 
 def rooms(
-    name: str, commit: str | None, paths: list[str], sizes: list[int], skipped: int, counter, budgets: list[int] = BUDGETS
+    name: str, commit: str | None, paths: list[str], sizes: list[int], skipped: int, counter, budgets: list[int] = BUDGETS,
+    *, ranked: list | None = None,
 ) -> list[Room]:
-    """The room each budget leaves for full text: header and tree as build.py's `_select`
-    chooses them (the most detailed tree level within a tenth of a budget the repo overflows)."""
+    """The room each budget leaves for full text: header, tree and the relevant-files block of
+    `ranked` (agent.pack.rank.Ranked, best first) as build.py chooses them (the most detailed
+    tree level within a tenth of a budget the repo overflows)."""
+    from agent.pack.build import RELEVANT_FILES, relevant_room
     from agent.pack.render import TREE_LEVELS, footer, header, tree
 
     wide = {k: len(paths) for k in ("files", "full", "outline", "path_only")} | {"skipped": skipped}
+    relevant = relevant_room([(r.path, r.reasons) for r in (ranked or [])[:RELEVANT_FILES] if r.score > 0], "xml", counter)
     trees = {}
     out = []
     for budget in budgets:
-        reserve = sum(counter.count([header(name, commit, budget, wide, "xml"), footer("xml")])) + 2
+        reserve = sum(counter.count([header(name, commit, budget, wide, "xml"), footer("xml")])) + 2 + relevant
         for level in TREE_LEVELS:
             if level not in trees:
                 (trees[level],) = counter.count([tree(paths, level, "xml")])
@@ -453,7 +457,7 @@ def rooms(
 def run(args: argparse.Namespace) -> None:
     sys.path.insert(0, str(CHECKOUT))
     from agent.pack import build_packs
-    from agent.pack.build import _Counter
+    from agent.pack.counting import ExactCounter
     from agent.pack.cache import CountCache, digest
     from agent.pack.rank import WEIGHTS, rank_features, score
     from agent.pack.rank import order as order_of
@@ -536,7 +540,7 @@ def run(args: argparse.Namespace) -> None:
 
         scan = scan_repo(root)
         with CountCache(cache_dir, tok.name) as cache:
-            counter = _Counter(tok, cache)
+            counter = ExactCounter(tok, cache)
 
             def count(batch, counter=counter):
                 blocks = [file_block(f.path, f.text, "xml") for f in batch]
@@ -547,12 +551,13 @@ def run(args: argparse.Namespace) -> None:
             paths = [f.path for f in scan.files]
             sizes = [f.size for f in scan.files]
             tokens = count(scan.files)
-            room = rooms(root.name, scan.commit, paths, sizes, len(scan.skipped), counter)
-        # The same ranking replayed on exact counts, and each signal switched off.
-        features = rank_features(r["problem_statement"], paths, [f.data for f in scan.files])
+            # The same ranking replayed on exact counts, and each signal switched off.
+            features = rank_features(r["problem_statement"], paths, [f.data for f in scan.files])
+            ranked = score(features, WEIGHTS)
+            room = rooms(root.name, scan.commit, paths, sizes, len(scan.skipped), counter, ranked=ranked)
         index = {p: i for i, p in enumerate(paths)}
         gold_ix = [index[g] for g in gold if g in index]
-        order = [index[x.path] for x in score(features, WEIGHTS)]
+        order = [index[x.path] for x in ranked]
         fulls = {rm.budget: fill(order, sizes, tokens, rm) for rm in room}
         replay = {b: len(gold_ix) == len(gold) and all(g in fulls[b] for g in gold_ix) for b in BUDGETS}
         ablation = {}

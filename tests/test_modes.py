@@ -443,7 +443,7 @@ def test_a_pack_that_fills_its_budget_leaves_think_max_its_context() -> None:
     # with the old 128K cap a full pack left 259K, under the 384K Think Max wants, and
     # escalation skipped Max.
     from agent.modes import mode_allowed
-    from agent.run import CONVERSATION_RESERVE
+    from agent.pack.budget import CONVERSATION_RESERVE
 
     budget = DEEPSEEK.context_window - output_cap(Mode.MAX, DEEPSEEK) - CONVERSATION_RESERVE
     assert mode_allowed(Mode.MAX, DEEPSEEK, pack_tokens=budget) is None

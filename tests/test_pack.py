@@ -320,7 +320,8 @@ def test_build_packs_matches_single_builds_and_count_repo_is_exact(tmp_path: Pat
     for p in packs:
         single = build_pack(root, task=task, budget=p.budget, tokenizer=tok, cache_dir=tmp_path / "c2", environ={})
         assert single.document == p.document and single.relevant == p.relevant
-    assert [p.totals.full for p in packs] == sorted(p.totals.full for p in packs)
+    # (file counts need not grow: at 4K the large files displace the small ones)
+    assert [p.totals.full_tokens for p in packs] == sorted(p.totals.full_tokens for p in packs)
     counts = count_repo(root, tokenizer=tok, cache_dir=tmp_path / "cache", environ={})
     assert counts["lib/m3.py"] == tok.count(f'<file path="lib/m3.py" lines="120">\n{body}</file>\n')
     assert sum(counts.values()) == packs[-1].totals.repo_tokens
@@ -388,3 +389,54 @@ def test_a_class_header_stops_before_its_first_methods_decorator() -> None:
         '"""Mod."""\nclass A(B):\n    def make(cls):  # c\n        """Make one."""\n    async def run(self): ...\n'
         "    class Inner:\n        class Deeper:\n"
     )
+
+
+@pytest.mark.parametrize("mode", ["auto", "non-think"])
+def test_tome_pack_and_solve_pack_under_the_same_default_budget(tmp_path: Path, mode: str) -> None:
+    # One rule (agent.pack.budget): `start_run` reserved Think Max's output and 128K, `tome pack`
+    # a quarter and an eighth of the window, so the two packed the same tree differently.
+    from agent.modes import parse_mode
+    from agent.pack import default_budget
+    from agent.profiles import get_profile
+    from agent.run import plan_run
+    from agent.settings import Settings
+
+    root = make_repo(tmp_path / "repo", SMALL)
+    settings = Settings(model="deepseek-v4-pro", api_key="sk-x", state_dir=tmp_path / "state",
+                        cache_dir=tmp_path / "cache", mode=mode)
+    alone = build_pack(root, settings=settings, environ={})
+    planned = plan_run("add returns the wrong sum", settings, repo=root)
+    assert alone.budget == planned.pack.budget
+    assert alone.budget == default_budget(get_profile("deepseek-v4-pro"), parse_mode(mode))
+    assert 0 < default_budget(get_profile("gpt-4-turbo")) < get_profile("gpt-4-turbo").context_window
+
+
+@pytest.mark.parametrize("fmt", ["xml", "markdown"])
+def test_tomes_own_outputs_in_the_tree_are_never_packed(tmp_path: Path, tok, fmt: str) -> None:
+    # `tome pack . -o pack.xml` inside the repository packed its own output the next time
+    # (168K -> 336K tokens on django); a run's state kept inside the tree would be packed too.
+    # Both are known by what they hold: any name, and the same names with other contents pack.
+    from agent.records import Mode, RunStarted
+
+    root = make_repo(tmp_path / "repo", SMALL)
+    first = pack(root, tok, tmp_path, task="add is wrong", format=fmt)
+    started = RunStarted(run_id="r1", task=Task(statement="add is wrong"), model="m", mode=Mode.HIGH,
+                         repo=str(root), prefix_sha256="0" * 64)
+    write(root, {
+        "notes/context.txt": first.document + first.relevant,  # a pack under any name
+        "state/runs/r1/trajectory.jsonl": started.model_dump_json() + "\n",
+        "state/runs/r1/prefix.json": '{"pack": "..."}\n',
+        "state/runs/r1/spill/0001-shell.txt": "def add(a, b): output of a tool\n",
+        "logs/trajectory.jsonl": '{"type": "something else"}\n',  # named like a run, is not one
+        "docs/about.md": "Our packs start like this:\n" + first.document[:300] + "\n",
+    })
+    second = pack(root, tok, tmp_path, task="add is wrong", format=fmt)
+    skipped = {s.path: s.reason for s in second.skipped}
+    assert skipped["notes/context.txt"] == "tome output: a pack document"
+    run_files = ["state/runs/r1/prefix.json", "state/runs/r1/spill/0001-shell.txt", "state/runs/r1/trajectory.jsonl"]
+    assert all(skipped[p] == "tome output: run state" for p in run_files)
+    packed = {i.path for i in second.items}
+    assert {"logs/trajectory.jsonl", "docs/about.md"} <= packed
+    assert packed.isdisjoint(skipped) and packed - {"logs/trajectory.jsonl", "docs/about.md"} == {i.path for i in first.items}
+    third = pack(root, tok, tmp_path, task="add is wrong", format=fmt)  # from the cached verdicts
+    assert third.document == second.document and {s.path for s in third.skipped} == set(skipped)

@@ -34,7 +34,7 @@ def _materialise(root: Path, files: dict[str, str]) -> None:
 @pytest.mark.parametrize("fmt", ["xml", "markdown"])
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(files=_REPO, budget=st.integers(min_value=1, max_value=3_000), task=st.none() | _TEXT, data=st.data())
-def test_pack_never_exceeds_its_budget(fmt: str, files: dict[str, str], budget: int, task: str | None, data) -> None:
+def test_pack_and_relevant_block_never_exceed_the_budget(fmt: str, files: dict[str, str], budget: int, task: str | None, data) -> None:
     tok = get_tokenizer("cl100k_base")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "repo"
@@ -47,7 +47,10 @@ def test_pack_never_exceeds_its_budget(fmt: str, files: dict[str, str], budget: 
             assert "too small for even the tree" in str(e)
             return
         real = tok.count(pack.document)
-        assert real == pack.totals.tokens <= budget
+        assert real == pack.totals.tokens
+        # What `tome pack -o` writes (the document, then the relevant-files block) is bounded too.
+        written = tok.count(pack.document + pack.relevant)
+        assert written == pack.totals.tokens + pack.relevant_tokens <= budget
         assert all(i.tokens > 0 for i in pack.items if i.level != "path")
 
 

@@ -86,7 +86,7 @@ def test_the_replayed_fill_gives_the_files_the_real_pack_gives_in_full(tmp_path:
     # The ablation replays the packer's full-text step on exact counts: it must agree with
     # build_packs itself, file for file, at budgets that cut the repository at different places.
     retrieval = _retrieval()
-    from agent.pack.build import _Counter
+    from agent.pack.counting import ExactCounter
     from agent.pack.cache import CountCache, digest
     from agent.pack.render import file_block
     from agent.pack.scan import scan_repo
@@ -106,11 +106,12 @@ def test_the_replayed_fill_gives_the_files_the_real_pack_gives_in_full(tmp_path:
     scan = scan_repo(root)
     paths, sizes = [f.path for f in scan.files], [f.size for f in scan.files]
     with CountCache(tmp_path / "cache", tok.name) as cache:
-        counter = _Counter(tok, cache)
+        counter = ExactCounter(tok, cache)
         blocks = [file_block(f.path, f.text, "xml") for f in scan.files]
         tokens = counter.count(blocks, [digest(b) for b in blocks])
-        rooms = retrieval.rooms(root.name, scan.commit, paths, sizes, len(scan.skipped), counter, budgets)
-    order = [paths.index(r.path) for r in score(rank_features(task, paths, [f.data for f in scan.files]))]
+        ranked = score(rank_features(task, paths, [f.data for f in scan.files]))
+        rooms = retrieval.rooms(root.name, scan.commit, paths, sizes, len(scan.skipped), counter, budgets, ranked=ranked)
+    order = [paths.index(r.path) for r in ranked]
     seen = set()
     for pack, room in zip(packs, rooms):
         full = {i.path for i in pack.items if i.level == "full"}

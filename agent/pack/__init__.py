@@ -10,6 +10,6 @@ words when the whole repository fits); `pack.relevant` is the task-specific bloc
 
 from __future__ import annotations
 
-from agent.pack.build import build_pack, build_packs, count_repo, default_budget
+from agent.pack.build import PackOptions, build_pack, build_packs, count_repo, default_budget
 
-__all__ = ["build_pack", "build_packs", "count_repo", "default_budget"]
+__all__ = ["PackOptions", "build_pack", "build_packs", "count_repo", "default_budget"]

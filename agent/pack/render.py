@@ -15,7 +15,7 @@ from typing import Literal
 
 from agent.invisible import invisible_note, show_invisible
 
-__all__ = ["TREE_LEVELS", "Format", "fence_language", "file_block", "footer", "header", "relevant_block", "tree"]
+__all__ = ["TREE_LEVELS", "Format", "fence_language", "file_block", "footer", "header", "is_pack", "relevant_block", "tree"]
 
 Format = Literal["xml", "markdown"]
 TREE_LEVELS: tuple[str, ...] = ("files", "dirs", "dirs:3", "dirs:2", "dirs:1")
@@ -90,6 +90,21 @@ def header(repo: str, commit: str | None, budget: int, counts: dict[str, int], f
         f"{c['files']} files: {c['full']} full, {c['outline']} outline, {c['path_only']} path only, "
         f"{c['skipped']} skipped.\n\n"
     )
+
+
+# The first line of a document `header` writes, in each format: what `is_pack` recognizes.
+_HEADER_SHAPE = re.compile(
+    rb'<repository name="[^"\n]*" commit="[^"\n]*" budget="\d+" files="\d+" full="\d+" outline="\d+" '
+    rb'path_only="\d+" skipped="\d+">\nFiles are listed in the tree, then given in path order'
+    rb"|# Repository `[^\n]*`\n\ncommit \S+, budget \d+ tokens, \d+ files: \d+ full, \d+ outline, "
+    rb"\d+ path only, \d+ skipped\.\n"
+)
+
+
+def is_pack(data: bytes) -> bool:
+    """Whether `data` starts as a pack document this module renders (one written into the tree
+    it packs, whatever its name, is never packed again)."""
+    return data[:1] in (b"<", b"#") and _HEADER_SHAPE.match(data, 0, 4096) is not None
 
 
 def footer(fmt: Format) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import re
 import stat
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent.errors import ConfigError
+from agent.pack.render import is_pack
 from agent.secrets import is_secret_path
 
 if TYPE_CHECKING:
@@ -247,6 +249,8 @@ def _by_content(path: str, data: bytes) -> str | None:
         return "binary"
     if len(head[:1024].translate(None, _TEXT_BYTES)) > 30:
         return "binary"
+    if is_pack(head):
+        return "tome output: a pack document"
     top = data[:600].lower()
     if (b"generated" in top or b"do not edit" in top) and _GENERATED_MARK.search(data[:600]):
         return "generated: marked in header"
@@ -347,4 +351,42 @@ def scan_repo(
             result.skipped.append((rel, reason, len(data)))
             continue
         result.files.append(SourceFile(rel, data, len(data), st.st_mtime_ns, full=full))
+    _skip_runs(result)
     return result
+
+
+_TRAJECTORY = "trajectory.jsonl"
+
+
+def _is_run_start(full: str) -> bool:
+    """Whether the file's first line is the run_started event tome writes first into a
+    trajectory (`agent.records.RunStarted`)."""
+    try:
+        with open(full, "rb") as fh:
+            line = fh.readline(1 << 20)
+        event = json.loads(line)
+    except (OSError, ValueError):
+        return False
+    return isinstance(event, dict) and event.get("type") == "run_started" and {"run_id", "task", "prefix_sha256"} <= event.keys()
+
+
+def _skip_runs(result: ScanResult) -> None:
+    """Skip every file of a tome run directory inside the tree (the trajectory, the prompt
+    prefix, spilled outputs, server logs): one that holds a trajectory whose first line is a
+    run_started event. Verdicts are per file; this one depends on another file, so it is made
+    on every scan (a cheap check of the few files named like trajectories)."""
+    runs = tuple(
+        sf.path[: -len(_TRAJECTORY)]
+        for sf in result.files
+        if sf.path.endswith("/" + _TRAJECTORY) and _is_run_start(str(result.root / sf.path))
+    )
+    if not runs:
+        return
+    keep = []
+    for sf in result.files:
+        if sf.path.startswith(runs):
+            result.skipped.append((sf.path, "tome output: run state", sf.size))
+        else:
+            keep.append(sf)
+    result.files = keep
+    result.skipped.sort()

@@ -1,0 +1,272 @@
+"""`FileStore`: what a pack derives from file contents, behind its fast paths.
+
+The phases in `agent.pack.build` ask it for a file's exact count, its verified block, its
+outline and the task's ranking; it answers from the persistent cache when it can:
+
+* a file counted clean before (same size, mtime and secret rules) takes its count from the
+  cache unread; if it is packed, its block is rebuilt from its bytes and re-hashed, and counted
+  again if the hash moved (`block`);
+* an outline is kept by the hash of the clean text it was made from; a file unchanged since it
+  was outlined clean is not read again, and parsing starts at the first candidate that needs it;
+* the ranking of a task over an unchanged tree comes from the cache (keyed by the task, every
+  path/size/mtime and the ranker's own code), and then neither the ranker nor numpy loads; a
+  fresh ranking runs in a forked child while the tokenizer loads (both hold the GIL).
+
+What it derives in one run is kept per path for the run (every budget of `build_packs` shares
+it); the phases' own records stay immutable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent.pack.cache import CountCache, digest
+from agent.pack.counting import ExactCounter, in_child
+from agent.pack.render import Format, file_block
+from agent.pack.scan import SourceFile
+from agent.records import SecretFinding
+from agent.secrets import SecretScanner
+
+if TYPE_CHECKING:
+    from agent.pack.outline import Outliner
+
+__all__ = ["Candidate", "FileStore", "Scored"]
+
+_RANK_VERSION = b"rank-5"
+_FORK_RANK_FROM = 1000  # files: below this, ranking here is quicker than forking for it
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """A file's rank score and reasons (as agent.pack.rank.Ranked, without importing it: a
+    ranking served from the cache needs neither the ranker nor numpy)."""
+
+    path: str
+    score: float
+    reasons: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A packable file as the scan found it (its bytes read lazily: an unchanged file is not
+    read unless packed), with its rank for the task when there is one."""
+
+    source: SourceFile
+    path: str
+    size: int
+    mtime_ns: int
+    rank: Scored | None = None
+
+
+@dataclass(slots=True)
+class _Derived:
+    """What this run derived from one file's contents (kept across the budgets of one run)."""
+
+    secrets_checked: bool = False  # looked for secrets in this run's bytes
+    redacted: str | None = None  # the text, when secrets were redacted from it
+    found: tuple[SecretFinding, ...] = ()  # the secrets redacted from it
+    block: str | None = None
+    block_hash: bytes | None = None  # hash of the full block that `tokens` counts
+    block_from_bytes: bool = False  # block_hash was computed from this run's bytes
+    tokens: int | None = None
+    outline_block: str | None = None
+    outline_tokens: int | None = None
+
+
+class FileStore:
+    """Exact counts, blocks, outlines and rankings of one tree's files, through the cache."""
+
+    def __init__(self, cache: CountCache, counter: ExactCounter, scanner: SecretScanner, root: str, fmt: Format) -> None:
+        self.cache = cache
+        self.counter = counter
+        self.scanner = scanner
+        self.root = root
+        self.format: Format = fmt
+        self._kind = f"full:{fmt}:{scanner.fingerprint}"
+        self._stats = cache.stats(root, self._kind)
+        # The same for outlines: (size, mtime) -> the hash of the clean text that was outlined.
+        self._outline_kind = f"outline:{scanner.fingerprint}"
+        self._outline_stats = cache.stats(root, self._outline_kind)
+        self._derived: dict[str, _Derived] = {}
+
+    def _of(self, c: Candidate) -> _Derived:
+        d = self._derived.get(c.path)
+        if d is None:
+            d = self._derived[c.path] = _Derived()
+        return d
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        """Exact counts of texts the renderer made (header, tree, blocks)."""
+        return self.counter.count(texts)
+
+    def tokens(self, c: Candidate) -> int | None:
+        """The file's full block's count, once `count_full` has counted it."""
+        return self._of(c).tokens
+
+    def outline_tokens(self, c: Candidate) -> int | None:
+        """The file's outline block's count, once an outline was placed or tried."""
+        return self._of(c).outline_tokens
+
+    def found(self, c: Candidate) -> tuple[SecretFinding, ...]:
+        """The secrets redacted from what the pack shows of the file."""
+        return self._of(c).found
+
+    def has_outline(self, c: Candidate) -> bool:
+        """Whether the file's outline block was made in this run."""
+        return self._of(c).outline_block is not None
+
+    def _text(self, c: Candidate) -> str:
+        self._check(c)
+        d = self._of(c)
+        return d.redacted if d.redacted is not None else c.source.text
+
+    def _check(self, c: Candidate) -> None:
+        """Redact secrets from the file's text once per run (a file that stays a path is never
+        shown, so never needs scanning)."""
+        d = self._of(c)
+        if d.secrets_checked:
+            return
+        d.secrets_checked = True
+        data = c.source.data
+        if self.scanner.may_contain(data, path=c.path):
+            text, found = self.scanner.redact(c.source.text, path=c.path, data=data)
+            if found:
+                d.found, d.redacted = tuple(found), text
+
+    def _make_block(self, c: Candidate) -> None:
+        d = self._of(c)
+        d.block = file_block(c.path, self._text(c), self.format)
+        d.block_hash = digest(d.block)
+        d.block_from_bytes = True
+        if d.redacted is None:
+            self.cache.remember_stat(self.root, c.path, self._kind, c.size, c.mtime_ns, d.block_hash)
+
+    def count_full(self, batch: Sequence[Candidate]) -> None:
+        """Count the full blocks of `batch` (those not counted yet). A file unchanged since it
+        was last counted clean (same size and mtime, same secret rules and values) is neither
+        read, hashed nor counted; its bytes are checked against that hash if it is packed."""
+        todo = [c for c in batch if self._of(c).tokens is None]
+        texts, hashes = [], []
+        for c in todo:
+            d = self._of(c)
+            row = self._stats.get(c.path)
+            if row is not None and row[0] == c.size and row[1] == c.mtime_ns:
+                d.block_hash = row[2]
+                texts.append("")  # only needed on a cache miss (then counted from the file)
+            else:
+                self._make_block(c)
+                texts.append(d.block)  # type: ignore[arg-type]
+            hashes.append(d.block_hash)
+        known = self.cache.lookup(hashes)  # type: ignore[arg-type]
+        for i, (c, h) in enumerate(zip(todo, hashes)):
+            if h not in known and not texts[i]:
+                self._make_block(c)  # a fast-path hash whose count is gone from the cache
+                texts[i], hashes[i] = self._of(c).block, self._of(c).block_hash  # type: ignore[assignment]
+        for c, n in zip(todo, self.counter.count(texts, hashes)):  # type: ignore[arg-type]
+            self._of(c).tokens = n
+
+    def block(self, c: Candidate) -> tuple[str, int]:
+        """The full block as the pack shows it, from this run's bytes, and its count (counted
+        again if the bytes moved since the count). Bytes that hash as counted are the bytes
+        that were found clean: no second secrets scan."""
+        d = self._of(c)
+        if not d.block_from_bytes:
+            expected = d.block_hash
+            block = None if d.secrets_checked else file_block(c.path, c.source.text, self.format)
+            if block is not None and digest(block) == expected:
+                d.block, d.secrets_checked, d.block_from_bytes = block, True, True
+            else:
+                self._make_block(c)
+                if d.block_hash != expected:
+                    (d.tokens,) = self.counter.count([d.block], [d.block_hash])  # type: ignore[list-item]
+        return d.block, d.tokens  # type: ignore[return-value]
+
+    def outline_block(self, c: Candidate) -> str:
+        """The outline block made by `outlines` (only for files that have one)."""
+        return self._of(c).outline_block  # type: ignore[return-value]
+
+    @contextlib.contextmanager
+    def outlines(self, candidates: Sequence[Candidate], outliner: Outliner) -> Iterator[Callable[[Candidate], int | None]]:
+        """A function giving each candidate's outline count in turn (None: it has no outline),
+        making and keeping its block. The outlines not in the cache are parsed ahead on the
+        workers from the first one asked for, and what was parsed ahead and not asked for is
+        cancelled on exit: a repeat pack stops before any and forks no workers."""
+        todo = [c for c in candidates if self._of(c).outline_block is None]
+        hashes: dict[str, bytes] = {}
+        for c in todo:
+            row = self._outline_stats.get(c.path)
+            if row is not None and row[0] == c.size and row[1] == c.mtime_ns:
+                hashes[c.path] = row[2]  # unchanged and clean when outlined: not read again
+                continue
+            self._check(c)
+            d = self._of(c)
+            hashes[c.path] = digest(d.redacted if d.redacted is not None else c.source.data)
+            if d.redacted is None:
+                self.cache.remember_stat(self.root, c.path, self._outline_kind, c.size, c.mtime_ns, hashes[c.path])
+        cached = self.cache.outlines(list(hashes.values()))
+        misses = [c for c in todo if hashes[c.path] not in cached]
+        missing = {c.path for c in misses}
+        parsed: Iterator[str | None] | None = None
+
+        def outline(c: Candidate) -> int | None:
+            nonlocal parsed
+            d = self._of(c)
+            if d.outline_block is None:
+                h = hashes[c.path]
+                if c.path in missing:
+                    if parsed is None:  # the first miss reached: misses[0]
+                        parsed = iter(outliner.stream([(g.path, self._text(g)) for g in misses]))
+                    cached[h] = next(parsed) or ""
+                    self.cache.store_outline(h, cached[h])
+                if not cached[h]:
+                    return None
+                d.outline_block = file_block(c.path, cached[h], self.format, level="outline")
+            if d.outline_tokens is None:
+                (d.outline_tokens,) = self.counter.count([d.outline_block])
+            return d.outline_tokens
+
+        try:
+            yield outline
+        finally:
+            close = getattr(parsed, "close", None)
+            if close is not None:
+                close()  # cancels what was parsed ahead and is no longer needed
+
+    def rank(self, task: str, files: Sequence[Candidate]) -> list[Scored]:
+        """Every file's score for `task`, best first, from the cache when the tree is unchanged."""
+        key = _rank_key(task, files)
+        stored = self.cache.memo_get(key)
+        if stored is None:
+
+            def rank() -> bytes:
+                from agent.pack.rank import rank_files
+
+                # Ranking reads the unredacted bytes: it only scores; what a pack shows is redacted.
+                ranked = rank_files(task, [f.path for f in files], [f.source.data for f in files])
+                return json.dumps([[r.path, r.score, r.reasons] for r in ranked]).encode()
+
+            # A fresh ranking means fresh counts: the tokenizer loads meanwhile (both hold the
+            # GIL, so the ranking runs in a forked child when it can).
+            result = in_child(rank) if len(files) >= _FORK_RANK_FROM else None
+            try:
+                self.counter.tokenizer  # noqa: B018 - loads it
+            except BaseException:
+                if result is not None:
+                    result(fallback=False)  # reap the child, then let the error through
+                raise
+            stored = result() if result is not None else rank()
+            self.cache.memo_put(key, stored)
+        return [Scored(p, s, r) for p, s, r in json.loads(stored)]
+
+
+def _rank_key(task: str, files: Sequence[Candidate]) -> bytes:
+    # The ranking code's own bytes are in the key: a changed ranking never reuses old results.
+    code = (Path(__file__).parent / "rank.py").read_bytes()
+    h = digest(_RANK_VERSION + digest(code) + task.encode("utf-8", "surrogatepass"))
+    state = "\0".join(f"{f.path}\1{f.size}\1{f.mtime_ns}" for f in files)
+    return b"rank:" + digest(h + digest(state))
