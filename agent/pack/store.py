@@ -334,10 +334,10 @@ def _indexed(files: Sequence[Candidate], scanner: SecretScanner) -> bytes:
 
 
 def _persistable(f: Candidate, entry: bytes, scanner: SecretScanner) -> list[tuple[str, int, int, bytes, bytes]]:
-    """The cache row of a file's index entry; none for a file that may hold a secret (its
+    """The cache row of a file's index entry; none for a file that holds a secret (its
     identifiers would be written to the cache: it is indexed from its bytes each time)."""
     data = f.source.data
-    if scanner.may_contain(data, path=f.path):
+    if scanner.may_contain(data, path=f.path) and scanner.scan(f.source.text, path=f.path, data=data):
         return []
     return [(f.path, f.size, f.mtime_ns, digest(data), entry)]
 
