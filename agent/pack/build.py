@@ -168,9 +168,12 @@ def build_packs(
         run = _prepare(Path(repo), _task_text(task), cache, counter, opts, model_name, tokenizer_name, lap)
         try:
             with Outliner() as outliner:
-                return [_pack(run, budget, outliner, dict(timings)) for budget in resolved]
-        finally:
-            run.store.finish()
+                packs = [_pack(run, budget, outliner, dict(timings)) for budget in resolved]
+        except BaseException:
+            run.store.finish(keep=False)
+            raise
+        run.store.finish()
+        return packs
 
 
 def build_pack(

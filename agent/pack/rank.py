@@ -14,7 +14,9 @@ manifest and the relevant-files block.
 Query terms are found with one Aho-Corasick pass over the lowercased bytes of the whole tree,
 kept where they start and end on a word boundary (plain BM25) or on an identifier boundary
 (`create` finds `bulk_create` and `createTable`, not `created`). A token-level index over 36 MB
-costs seconds; this costs a fraction of one.
+costs seconds; this costs a fraction of one. A new task on a known tree searches each file's
+index entry instead (`index_entry`: its distinct identifier runs with their counts, and its
+definitions), which answers every query above exactly as the bytes do (`rank_features_indexed`).
 """
 
 from __future__ import annotations

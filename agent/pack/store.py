@@ -10,7 +10,12 @@ outline and the task's ranking; it answers from the persistent cache when it can
   was outlined clean is not read again, and parsing starts at the first candidate that needs it;
 * the ranking of a task over an unchanged tree comes from the cache (keyed by the task, every
   path/size/mtime and the ranker's own code), and then neither the ranker nor numpy loads; a
-  fresh ranking runs in a forked child while the tokenizer loads (both hold the GIL).
+  fresh ranking runs in a forked child while the tokenizer loads (both hold the GIL);
+* a new task on a known tree ranks from each file's ranking index entry (`rank.index_entry`,
+  kept by content hash with the ranker's code digest; a file unchanged since it was indexed is
+  not read, a changed or added one is read and indexed, a torn entry is made again): the same
+  ranking as from the bytes. A tree mostly unknown ranks from its bytes, and a forked child
+  indexes it meanwhile (kept by `finish`). A file with a secret in it is not kept in the index.
 
 What it derives in one run is kept per path for the run (every budget of `build_packs` shares
 it); the phases' own records stay immutable.
@@ -97,7 +102,7 @@ class FileStore:
         self._outline_kind = f"outline:{scanner.fingerprint}"
         self._outline_stats = cache.stats(root, self._outline_kind)
         self._derived: dict[str, _Derived] = {}
-        self._indexing: tuple[Callable[[], bytes], bytes] | None = None  # the index a fresh ranking makes
+        self._indexing: tuple[Callable[..., bytes], bytes, bool] | None = None  # (job, code, forked): see `finish`
 
     def _of(self, c: Candidate) -> _Derived:
         d = self._derived.get(c.path)
@@ -271,7 +276,8 @@ class FileStore:
         self._keep_index(new, code)
         if full:
             index = functools.partial(_indexed, files, self.scanner)
-            self._indexing = (in_child(index) or index, code)
+            child = in_child(index)
+            self._indexing = (child or index, code, child is not None)
         return ranking
 
     def _index_entries(self, files: Sequence[Candidate], code: bytes) -> list[bytes | None]:
@@ -294,13 +300,17 @@ class FileStore:
             self.cache.store_index(h, code, entry)
             self.cache.remember_stat(self.root, path, _INDEX_KIND, size, mtime_ns, h)
 
-    def finish(self) -> None:
+    def finish(self, *, keep: bool = True) -> None:
         """Keep the index entries of a ranking made from the files' bytes (made in a forked
-        child meanwhile where it can)."""
-        if self._indexing is not None:
-            index, code = self._indexing
-            self._indexing = None
+        child meanwhile where it can); `keep=False` (a pack that failed) drops them."""
+        if self._indexing is None:
+            return
+        index, code, forked = self._indexing
+        self._indexing = None
+        if keep:
             self._keep_index(pickle.loads(index()), code)
+        elif forked:
+            index(fallback=False)  # type: ignore[call-arg]  # stops and reaps the child
 
 
 def _ranking(task: str, files: Sequence[Candidate], entries: list[bytes | None] | None, scanner: SecretScanner) -> bytes:
