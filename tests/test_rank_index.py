@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -185,3 +187,26 @@ def test_a_file_that_may_hold_a_secret_is_ranked_but_not_kept_in_the_index(tmp_p
     assert digest(files["app/settings.py"].encode()) not in rows
     assert not any(secret.encode() in v for v in rows.values())
     assert digest(FILES["app/models.py"].encode()) in rows
+
+
+_PACK_IN_CHILD = """
+import sys
+from pathlib import Path
+from agent.pack import build_pack
+from agent.tokens import get_tokenizer
+build_pack(sys.argv[1], task=sys.argv[3], budget=20_000, tokenizer=get_tokenizer("cl100k_base"), cache_dir=Path(sys.argv[2]), environ={})
+"""
+
+
+def test_packs_writing_the_index_at_once_leave_it_whole(tmp_path: Path, tok) -> None:
+    # SQLite commits each writer's transaction whole (WAL: https://www.sqlite.org/wal.html), so
+    # two processes indexing the same tree at once leave whole entries, and the next task ranks
+    # as the bytes do.
+    root = make_repo(tmp_path / "repo", FILES)
+    cache = tmp_path / "cache"
+    procs = [subprocess.Popen([sys.executable, "-c", _PACK_IN_CHILD, str(root), str(cache), task]) for task in TASKS[:2]]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    rows = _index_rows(cache)
+    assert set(rows) == {digest(t.encode()) for t in FILES.values()} and all(entry_ok(v) for v in rows.values())
+    for task in TASKS[2:]:
+        assert _ranks(_pack(root, tok, cache, task)) == _full(root, task)
