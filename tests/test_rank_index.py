@@ -104,6 +104,12 @@ def _full(root: Path, task: str) -> list[tuple[str, float, list[str]]]:
     return [(r.path, r.score, r.reasons) for r in rank_files(task, [f.path for f in files], [f.data for f in files])]
 
 
+def _indexed_tree(root: Path, tok, cache: Path) -> None:
+    """Two tasks on the tree: the second indexes it."""
+    for task in TASKS[:2]:
+        _pack(root, tok, cache, task)
+
+
 def _index_rows(cache: Path) -> dict[bytes, bytes]:
     (db,) = (cache / "pack").glob("counts-*.sqlite3")
     with sqlite3.connect(db) as con:
@@ -128,10 +134,12 @@ def _edit(path: Path, text: str) -> None:
 def test_incremental_ranking_after_edits_additions_and_deletions_equals_a_full_ranking(tmp_path: Path, tok) -> None:
     root = make_repo(tmp_path / "repo", FILES)
     cache = tmp_path / "cache"
-    assert _ranks(_pack(root, tok, cache, TASKS[0])) == _full(root, TASKS[0])  # ranked from the bytes, then indexed
+    assert _ranks(_pack(root, tok, cache, TASKS[0])) == _full(root, TASKS[0])  # ranked from the bytes
+    assert _index_rows(cache) == {}  # a tree's first task may be its only one: not indexed yet
+    assert _ranks(_pack(root, tok, cache, TASKS[1])) == _full(root, TASKS[1])  # from the bytes, then indexed
     rows = _index_rows(cache)
     assert set(rows) == {digest(t.encode()) for t in FILES.values()}
-    assert _ranks(_pack(root, tok, cache, TASKS[1])) == _full(root, TASKS[1])  # ranked from the index
+    assert _ranks(_pack(root, tok, cache, TASKS[2])) == _full(root, TASKS[2])  # ranked from the index
     _edit(root / "app/models.py", FILES["app/models.py"] + "\ndef naïve_sum(rows):\n    return createTable(rows)\n")
     _edit(root / "app/filler3.py", "def helper_3(value):\n    return value - 3  # InvoiceRefund\n")
     _edit(root / "app/added.py", "class Point:\n    def refund_invoice(self):\n        return 'sqlmigrate'\n")
@@ -148,7 +156,7 @@ def test_the_index_is_what_ranks_a_known_file(tmp_path: Path, tok) -> None:
     # A whole entry planted for an unchanged file is believed: its bytes are not read again.
     root = make_repo(tmp_path / "repo", FILES)
     cache = tmp_path / "cache"
-    _pack(root, tok, cache, TASKS[0])
+    _indexed_tree(root, tok, cache)
     _set_entry(cache, digest(FILES["app/punct.txt"].encode()), index_entry(b"def planted_marker_name(x):\n    pass\n"))
     task = "planted_marker_name is broken"
     ranked = _ranks(_pack(root, tok, cache, task))
@@ -160,7 +168,7 @@ def test_the_index_is_what_ranks_a_known_file(tmp_path: Path, tok) -> None:
 def test_a_torn_or_altered_entry_is_made_again_from_the_file(tmp_path: Path, tok, damage: str) -> None:
     root = make_repo(tmp_path / "repo", FILES)
     cache = tmp_path / "cache"
-    _pack(root, tok, cache, TASKS[0])
+    _indexed_tree(root, tok, cache)
     h = digest(FILES["app/billing.py"].encode())
     good = _index_rows(cache)[h]
     if damage == "other code":
@@ -171,7 +179,7 @@ def test_a_torn_or_altered_entry_is_made_again_from_the_file(tmp_path: Path, tok
         bad = {"torn": good[: len(good) // 2], "altered": good[:40] + bytes([good[40] ^ 1]) + good[41:], "empty": b""}[damage]
         assert not entry_ok(bad)
         _set_entry(cache, h, bad)
-    for task in TASKS[1:]:
+    for task in TASKS[2:]:
         assert _ranks(_pack(root, tok, cache, task)) == _full(root, task)
     assert _index_rows(cache)[h] == good  # made again and kept
 
@@ -204,6 +212,7 @@ def test_packs_writing_the_index_at_once_leave_it_whole(tmp_path: Path, tok) -> 
     # as the bytes do.
     root = make_repo(tmp_path / "repo", FILES)
     cache = tmp_path / "cache"
+    _pack(root, tok, cache, TASKS[3])  # the tree's first task
     procs = [subprocess.Popen([sys.executable, "-c", _PACK_IN_CHILD, str(root), str(cache), task]) for task in TASKS[:2]]
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
     rows = _index_rows(cache)

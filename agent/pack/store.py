@@ -14,8 +14,9 @@ outline and the task's ranking; it answers from the persistent cache when it can
 * a new task on a known tree ranks from each file's ranking index entry (`rank.index_entry`,
   kept by content hash with the ranker's code digest; a file unchanged since it was indexed is
   not read, a changed or added one is read and indexed, a torn entry is made again): the same
-  ranking as from the bytes. A tree mostly unknown ranks from its bytes, and a forked child
-  indexes it meanwhile (kept by `finish`). A file with a secret in it is not kept in the index.
+  ranking as from the bytes. A tree mostly unknown ranks from its bytes; from its second
+  fresh ranking on, a forked child indexes it meanwhile (kept by `finish`): a tree's first task
+  is often its only one. A file with a secret in it is not kept in the index.
 
 What it derives in one run is kept per path for the run (every budget of `build_packs` shares
 it); the phases' own records stay immutable.
@@ -48,6 +49,7 @@ __all__ = ["Candidate", "FileStore", "Scored"]
 _RANK_VERSION = b"rank-5"
 _FORK_RANK_FROM = 1000  # files: below this, ranking here is quicker than forking for it
 _INDEX_KIND = "rank-index"  # fast-path rows: (size, mtime) -> the content hash its index entry is kept by
+_SEEN = ""  # the path of the row that says a tree was ranked before (no file has it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +262,8 @@ class FileStore:
         """A fresh ranking: from the index where most files have an entry (the changed ones are
         read and indexed), else from the files' bytes, indexing them after (see `finish`)."""
         code = _rank_code()
-        entries = self._index_entries(files, code)
+        stats = self.cache.stats(self.root, _INDEX_KIND)
+        entries = self._index_entries(files, code, stats)
         full = sum(e is None for e in entries) * 2 > len(files)
         job = functools.partial(_ranking, task, files, None if full else entries, self.scanner)
         # A fresh ranking means fresh counts: the tokenizer loads meanwhile (both hold the
@@ -274,16 +277,21 @@ class FileStore:
             raise
         ranking, new = pickle.loads(result() if result is not None else job())
         self._keep_index(new, code)
-        if full:
+        if full and _SEEN in stats:
             index = functools.partial(_indexed, files, self.scanner)
             child = in_child(index)
             self._indexing = (child or index, code, child is not None)
+        elif full:
+            # A tree's first task is often its only one (an evaluation's checkout): indexing
+            # costs more CPU than a ranking, so it waits for a second task on the tree.
+            self.cache.remember_stat(self.root, _SEEN, _INDEX_KIND, 0, 0, b"")
         return ranking
 
-    def _index_entries(self, files: Sequence[Candidate], code: bytes) -> list[bytes | None]:
+    def _index_entries(
+        self, files: Sequence[Candidate], code: bytes, stats: dict[str, tuple[int, int, bytes]]
+    ) -> list[bytes | None]:
         """Each file's index entry made by `code`, where the file is unchanged since (None: not
         indexed, changed, or the cache cannot be read)."""
-        stats = self.cache.stats(self.root, _INDEX_KIND)
         hashes: dict[str, bytes] = {}
         for f in files:
             row = stats.get(f.path)
