@@ -166,8 +166,14 @@ def build_packs(
         counter = ExactCounter(loader, cache, bulk=bulk)
         lap("setup")
         run = _prepare(Path(repo), _task_text(task), cache, counter, opts, model_name, tokenizer_name, lap)
-        with Outliner() as outliner:
-            return [_pack(run, budget, outliner, dict(timings)) for budget in resolved]
+        try:
+            with Outliner() as outliner:
+                packs = [_pack(run, budget, outliner, dict(timings)) for budget in resolved]
+        except BaseException:
+            run.store.finish(keep=False)
+            raise
+        run.store.finish()
+        return packs
 
 
 def build_pack(

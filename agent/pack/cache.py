@@ -8,7 +8,8 @@ The same table keeps the scan's verdict per file (kind "scan:<rules key>": packa
 skipped), so an unchanged file is not even read to be classified. `outlines` keeps outline
 text by content hash, and `memo` small derived results (the ranking of a task over an
 unchanged tree; only the newest MEMO_KEEP are kept, since a ranking of a large tree is about
-half a megabyte). A cache file of an older layout is emptied on open; one past PRUNE_ABOVE
+half a megabyte). `rank_index` keeps each file's ranking index entry by content hash, with the
+digest of the ranking code that made it (`agent.pack.rank.index_entry`). A cache file of an older layout is emptied on open; one past PRUNE_ABOVE
 live bytes is pruned on close.
 """
 
@@ -28,6 +29,7 @@ CREATE TABLE IF NOT EXISTS stats (
     PRIMARY KEY (root, path, kind)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outlines (h BLOB PRIMARY KEY, text TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS memo (id INTEGER PRIMARY KEY, k BLOB UNIQUE, v BLOB);
+CREATE TABLE IF NOT EXISTS rank_index (h BLOB PRIMARY KEY, code BLOB, v BLOB);
 """
 _VERSION = 2  # PRAGMA user_version; an older cache file is emptied (it is only a cache)
 MEMO_KEEP = 64  # newest memo entries kept: a ranking of a large tree is ~0.5 MB
@@ -62,13 +64,14 @@ class CountCache:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
                 if self._db.execute("PRAGMA user_version").fetchone()[0] != _VERSION:
-                    for table in ("counts", "stats", "outlines", "memo"):
+                    for table in ("counts", "stats", "outlines", "memo", "rank_index"):
                         self._db.execute(f"DROP TABLE IF EXISTS {table}")
                     self._db.execute(f"PRAGMA user_version={_VERSION}")
         self._db.executescript(_SCHEMA)
         self._pending_counts: dict[bytes, int] = {}
         self._pending_stats: list[tuple[str, str, str, int, int, bytes]] = []
         self._pending_outlines: dict[bytes, str] = {}
+        self._pending_index: dict[bytes, tuple[bytes, bytes]] = {}
         self._memory: dict[bytes, int] = {}
 
     def close(self) -> None:
@@ -98,7 +101,7 @@ class CountCache:
             before = self._db.total_changes
             self._db.executemany("DELETE FROM stats WHERE root=?", gone)
             deleted["stats"] = self._db.total_changes - before
-            for table in ("counts", "outlines"):
+            for table in ("counts", "outlines", "rank_index"):
                 cur = self._db.execute(f"DELETE FROM {table} WHERE h NOT IN (SELECT h FROM stats)")
                 deleted[table] = cur.rowcount
         self._memory.clear()
@@ -160,6 +163,19 @@ class CountCache:
         """Keep an outline (empty text: the file has none)."""
         self._pending_outlines[h] = text
 
+    def index_entries(self, hashes: Sequence[bytes], code: bytes) -> dict[bytes, bytes]:
+        """Ranking index entries by content hash, among those made by the ranking code `code`."""
+        found: dict[bytes, bytes] = {}
+        for i in range(0, len(hashes), 900):
+            chunk = list(hashes[i : i + 900])
+            q = f"SELECT h, v FROM rank_index WHERE code=? AND h IN ({','.join('?' * len(chunk))})"
+            found.update(self._db.execute(q, [code, *chunk]))
+        return found
+
+    def store_index(self, h: bytes, code: bytes, entry: bytes) -> None:
+        """Keep a file's ranking index entry (written on flush)."""
+        self._pending_index[h] = (code, entry)
+
     def memo_get(self, key: bytes) -> bytes | None:
         """A small derived result stored under `key`."""
         row = self._db.execute("SELECT v FROM memo WHERE k=?", (key,)).fetchone()
@@ -176,13 +192,17 @@ class CountCache:
 
     def flush(self) -> None:
         """Write pending counts, stats and outlines in one transaction."""
-        if not (self._pending_counts or self._pending_stats or self._pending_outlines):
+        if not (self._pending_counts or self._pending_stats or self._pending_outlines or self._pending_index):
             return
         with self._db:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR REPLACE INTO counts VALUES (?, ?)", self._pending_counts.items())
             self._db.executemany("INSERT OR REPLACE INTO stats VALUES (?, ?, ?, ?, ?, ?)", self._pending_stats)
             self._db.executemany("INSERT OR REPLACE INTO outlines VALUES (?, ?)", self._pending_outlines.items())
+            self._db.executemany(
+                "INSERT OR REPLACE INTO rank_index VALUES (?, ?, ?)", ((h, c, v) for h, (c, v) in self._pending_index.items())
+            )
         self._pending_counts.clear()
         self._pending_stats.clear()
         self._pending_outlines.clear()
+        self._pending_index.clear()

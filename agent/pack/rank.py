@@ -14,22 +14,28 @@ manifest and the relevant-files block.
 Query terms are found with one Aho-Corasick pass over the lowercased bytes of the whole tree,
 kept where they start and end on a word boundary (plain BM25) or on an identifier boundary
 (`create` finds `bulk_create` and `createTable`, not `created`). A token-level index over 36 MB
-costs seconds; this costs a fraction of one.
+costs seconds; this costs a fraction of one. A new task on a known tree searches each file's
+index entry instead (`index_entry`: its distinct identifier runs with their counts, and its
+definitions), which answers every query above exactly as the bytes do (`rank_features_indexed`).
 """
 
 from __future__ import annotations
 
 import builtins
+import hashlib
 import re
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+import struct
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
+from typing import Protocol
 
 import ahocorasick_rs
 import numpy as np
 
-__all__ = ["STOPWORDS", "WEIGHTS", "Features", "Ranked", "Weights", "query_weights", "kinds", "order", "points", "rank_features", "rank_files", "score", "task_terms", "word_query"]
+__all__ = ["STOPWORDS", "WEIGHTS", "Features", "Ranked", "Weights", "entry_ok", "index_entry", "query_weights", "kinds", "order", "points", "rank_features",
+           "rank_features_indexed", "rank_files", "score", "task_terms", "word_query"]
 
 STOPWORDS = frozenset(
     ["a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are", "aren", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "cannot", "could", "did", "do", "does", "doing", "don", "down", "during", "each", "few", "for", "from", "further", "get", "got", "had", "has", "have", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "isn", "it", "its", "itself", "just", "let", "me", "more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "ought", "our", "ours", "ourselves", "out", "over", "own", "same", "shall", "she", "should", "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "use", "used", "using", "very", "want", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "yourself", "yourselves", "self", "none", "true", "false", "def", "class", "return", "import", "from", "pass", "raise", "elif", "else", "try", "except", "finally", "lambda", "yield", "assert", "del", "global", "nonlocal", "print", "one", "two", "new", "like", "way", "make", "see", "seems", "seem", "work", "works", "thing", "things", "still", "even", "however", "though", "example", "following", "currently", "issue", "problem", "bug", "expected", "actual", "behavior", "behaviour", "case", "cases", "instead", "since", "already", "might", "must", "need", "needs", "think", "thanks", "hi", "hello"]
@@ -326,8 +332,149 @@ def _word_hits(terms: list[str], text: _Text) -> tuple[np.ndarray, np.ndarray]:
     return k[keep], start[keep]
 
 
+class _Corpus(Protocol):
+    """What ranking asks of the files' contents: the full bytes (`_Files`) or each file's index
+    entry (`_Indexed`) answer alike, bit for bit."""
+
+    sizes: np.ndarray  # bytes per file
+
+    def search(self, words: list[bytes], definitions: list[bytes]) -> None:
+        """Find these lowercase needles ahead, in one pass per text."""
+
+    def hits(self, terms: list[str], *, code: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(term index, file index, occurrences or None for one each) of the terms' matches."""
+
+    def document_frequency(self, words: list[str]) -> dict[str, int]:
+        """In how many files each word occurs, as a substring, in any case."""
+
+    def definitions(self, names: list[str]) -> dict[str, list[int]]:
+        """Which files define each name (see `_definitions`)."""
+
+
+@dataclass(slots=True)
+class _Files:
+    """The files' bytes, searched whole."""
+
+    text: _Text
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return np.diff(self.text.starts) - 1
+
+    def search(self, words: list[bytes], definitions: list[bytes]) -> None:
+        self.text.search(words + definitions)
+
+    def hits(self, terms: list[str], *, code: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        k, pos = (_term_hits if code else _word_hits)(terms, self.text)
+        return k, self.text.owner(pos), None
+
+    def document_frequency(self, words: list[str]) -> dict[str, int]:
+        return _document_frequency(words, self.text)
+
+    def definitions(self, names: list[str]) -> dict[str, list[int]]:
+        return _definitions(names, self.text)
+
+
+# An index entry keeps, per file, what every query above can ask of it: its distinct runs of
+# ASCII identifier bytes (a query term is made of them, so each match lies inside one run and
+# the run's edges are boundaries of both kinds) with how often each occurs, a run next to a
+# non-ASCII byte marked with 0x80 on that side (a word byte for whole words, a boundary for
+# code terms, as the byte itself is); and each definer keyword with the run of word bytes after
+# it (`def name`: `_definitions` checks the byte after the name inside it). Serialized as a
+# header, runs one a line, a uint32 count per line, definitions one a line, and a digest.
+_ENTRY = struct.Struct("<4sIIII")
+_ENTRY_MAGIC = b"rix1"
+_SPACED = bytes(c if _WORD_BYTE[c] or c == 95 else 32 for c in range(256))
+_MARKED = bytes(c if _WORD_BYTE[c] or c == 95 else 128 if c >= 128 else 32 for c in range(256))
+_DEFINER_AUTOMATON = ahocorasick_rs.BytesAhoCorasick(list(_DEFINERS))
+_NAME_BYTES = re.compile(rb"[A-Za-z0-9_\x80-\xff]+")
+
+
+def _runs(data: bytes) -> Counter[bytes]:
+    """Each distinct run of ASCII identifier bytes with its count (marked next to non-ASCII)."""
+    if data.isascii():
+        return Counter(data.translate(_SPACED).split())
+    runs = Counter(data.translate(_MARKED).split())
+    for run in [r for r in runs if b"\x80" in r]:
+        times = runs.pop(run)
+        parts = run.split(b"\x80")
+        for i, part in enumerate(parts):
+            if part:
+                runs[b"\x80" * (i > 0) + part + b"\x80" * (i < len(parts) - 1)] += times
+    return runs
+
+
+def _definers(data: bytes) -> Iterator[bytes]:
+    """Each definer keyword in `data` (anywhere, as `_definitions` finds them) with the run of
+    word bytes after it."""
+    for _, start, end in _DEFINER_AUTOMATON.find_matches_as_indexes(data, overlapping=True):
+        name = _NAME_BYTES.match(data, end)
+        if name is not None:
+            yield data[start:end] + name.group(0)
+
+
+def index_entry(data: bytes) -> bytes:
+    """What ranking needs of one file's bytes, for `rank_features_indexed` (see `_ENTRY`)."""
+    runs = _runs(data)
+    tokens = b"\n".join(runs)
+    counts = np.array(list(runs.values()) or [0], dtype="<u4").tobytes()
+    defs = b"\n".join(dict.fromkeys(_definers(data)))
+    body = _ENTRY.pack(_ENTRY_MAGIC, len(data), len(tokens), len(counts), len(defs)) + tokens + counts + defs
+    return body + hashlib.blake2b(body, digest_size=16).digest()
+
+
+def entry_ok(entry: bytes) -> bool:
+    """Whether `entry` is whole: an `index_entry` as written (a torn or altered one is not)."""
+    if len(entry) < _ENTRY.size + 16 or entry[:4] != _ENTRY_MAGIC:
+        return False
+    _, _, ntok, ncount, ndefs = _ENTRY.unpack_from(entry)
+    body = entry[:-16]
+    return (
+        len(body) == _ENTRY.size + ntok + ncount + ndefs
+        and ncount == 4 * (entry.count(b"\n", _ENTRY.size, _ENTRY.size + ntok) + 1)
+        and hashlib.blake2b(body, digest_size=16).digest() == entry[-16:]
+    )
+
+
+@dataclass(slots=True)
+class _Indexed:
+    """The files as their index entries: runs and definitions searched like the bytes."""
+
+    tokens: _Text  # each file's runs, one a line
+    times: np.ndarray  # occurrences of each line of `tokens`
+    lines: np.ndarray  # where `tokens` has its newlines
+    defs: _Text
+    sizes: np.ndarray
+
+    @classmethod
+    def of(cls, entries: Sequence[bytes]) -> _Indexed:
+        """The corpus of these entries (each `entry_ok`)."""
+        heads = [_ENTRY.unpack_from(e) for e in entries]
+        starts = [_ENTRY.size + h[2] for h in heads]
+        tokens = _Text.join([e[_ENTRY.size : s] for e, s in zip(entries, starts)])
+        times = np.frombuffer(b"".join(e[s : s + h[3]] for e, s, h in zip(entries, starts, heads)), dtype="<u4")
+        defs = _Text.join([e[s + h[3] : -16] for e, s, h in zip(entries, starts, heads)])
+        lines = np.flatnonzero(np.frombuffer(tokens.raw, dtype=np.uint8) == 10)
+        sizes = np.fromiter((h[1] for h in heads), dtype=np.int64, count=len(heads))
+        return cls(tokens, times.astype(np.int64), lines, defs, sizes)
+
+    def search(self, words: list[bytes], definitions: list[bytes]) -> None:
+        self.tokens.search(words)
+        self.defs.search(definitions)
+
+    def hits(self, terms: list[str], *, code: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        k, pos = (_term_hits if code else _word_hits)(terms, self.tokens)
+        return k, self.tokens.owner(pos), self.times[np.searchsorted(self.lines, pos)]
+
+    def document_frequency(self, words: list[str]) -> dict[str, int]:
+        return _document_frequency(words, self.tokens)
+
+    def definitions(self, names: list[str]) -> dict[str, list[int]]:
+        return _definitions(names, self.defs)
+
+
 def _bm25_files(
-    query: dict[str, float], paths: Sequence[str], text: _Text, names: _Text, lengths: np.ndarray, *, code: bool
+    query: dict[str, float], paths: Sequence[str], corpus: _Corpus, names: _Text, lengths: np.ndarray, *, code: bool
 ) -> np.ndarray:
     """Whole-file BM25 (k1 1.5, b 0.75, Lucene idf: bm25s's defaults) over path + content,
     0-1. `code` matches terms at identifier boundaries (`create` in `bulk_create`), else as
@@ -336,12 +483,11 @@ def _bm25_files(
     terms = list(query)
     if not terms or n == 0:
         return np.zeros(n)
-    hits = _term_hits if code else _word_hits
-    k, pos = hits(terms, text)
-    pk, ppos = hits(terms, names)
+    k, owner, times = corpus.hits(terms, code=code)
+    pk, ppos = (_term_hits if code else _word_hits)(terms, names)
     width = len(terms)
-    cells = np.concatenate([text.owner(pos) * width + k, names.owner(ppos) * width + pk])
-    tf = np.bincount(cells, minlength=n * width).reshape(n, width).astype(np.float64)
+    tf = np.bincount(owner * width + k, weights=times, minlength=n * width)
+    tf = (tf + np.bincount(names.owner(ppos) * width + pk, minlength=n * width)).reshape(n, width).astype(np.float64)
     k1, b = 1.5, 0.75
     df = (tf > 0).sum(axis=0)
     idf = np.log(1.0 + (n - df + 0.5) / (df + 0.5))
@@ -408,10 +554,19 @@ def _frames(task: str, by_name: dict[str, list[str]]) -> tuple[set[str], list[tu
 
 def rank_features(task: str, paths: Sequence[str], datas: Sequence[bytes]) -> Features:
     """Everything the task says about each file, unweighted (see `score`)."""
+    return _features(task, paths, _Files(_Text.join(datas)), datas)
+
+
+def rank_features_indexed(task: str, paths: Sequence[str], entries: Sequence[bytes]) -> Features:
+    """`rank_features` from each file's `index_entry` instead of its bytes (the same, bit for
+    bit); each entry must be `entry_ok`."""
+    return _features(task, paths, _Indexed.of(entries), None)
+
+
+def _features(task: str, paths: Sequence[str], corpus: _Corpus, datas: Sequence[bytes] | None) -> Features:
     task = _without_version_dumps(task)
     paths = list(paths)
     index = {p: i for i, p in enumerate(paths)}
-    text = _Text.join(datas)
     query, words = query_weights(task), word_query(task)
     identifiers = _task_identifiers(task)
     long_words = {w.lower() for w in _WORD.findall(task) if len(w) >= 5}
@@ -423,8 +578,8 @@ def rank_features(task: str, paths: Sequence[str], datas: Sequence[bytes]) -> Fe
         stem = name.rsplit(".", 1)[0].lower()
         if stem in long_words and stem not in STOPWORDS and stem not in ("__init__", "models", "utils", "views", "tests"):
             by_stem[stem].append(p)
-    text.search([t.encode() for t in chain(query, words)] + [s.encode() for s in by_stem]
-                + [n.lower() for n in _definition_needles(identifiers)])
+    corpus.search([t.encode() for t in chain(query, words)] + [s.encode() for s in by_stem],
+                  [n.lower() for n in _definition_needles(identifiers)])
     named: dict[str, dict[int, tuple[float, str]]] = {s: {} for s in _NAMED}
 
     def put(signal: str, path: str, strength: float, reason: str) -> None:
@@ -448,7 +603,7 @@ def rank_features(task: str, paths: Sequence[str], datas: Sequence[bytes]) -> Fe
                 put("path named", h, 1.0 if sure and "/" in frag else 0.375 / len(hits), frag)
     # Distinctive file stems the task uses as words (`sqlmigrate` -> sqlmigrate.py).
     if by_stem:
-        df = _document_frequency(list(by_stem), text)
+        df = corpus.document_frequency(list(by_stem))
         for stem, hits in by_stem.items():
             share = df.get(stem, 0) / max(len(paths), 1)
             strength = 1.0 if df.get(stem, 0) <= 5 or share <= 0.02 else 0.375 if share <= 0.1 else 0.0
@@ -458,7 +613,7 @@ def rank_features(task: str, paths: Sequence[str], datas: Sequence[bytes]) -> Fe
     # Identifiers named in the task that the repository defines; each further name a file
     # defines adds less (three names are worth at most 2x one).
     found: dict[int, list[tuple[float, str]]] = defaultdict(list)
-    for name, files in _definitions(identifiers, text).items():
+    for name, files in corpus.definitions(identifiers).items():
         shaped = "_" in name.strip("_") or any(c.isupper() for c in name[1:])
         if len(files) <= (8 if shaped else 2):
             for i in files:
@@ -469,10 +624,10 @@ def rank_features(task: str, paths: Sequence[str], datas: Sequence[bytes]) -> Fe
         named["defines"][i] = (total, ", ".join(n for _, n in names[:4]) + " (named in the task)")
     path_text = _Text.join([p.encode() for p in paths])
     # Length in words, estimated from bytes (counting them costs more than the whole ranking).
-    lengths = (np.diff(text.starts) + np.diff(path_text.starts)) / 6.0 + 1.0
+    lengths = (corpus.sizes + 1 + np.diff(path_text.starts)) / 6.0 + 1.0
     lexical = {
-        "words": _bm25_files(words, paths, text, path_text, lengths, code=False),
-        "code": _bm25_files(query, paths, text, path_text, lengths, code=True),
+        "words": _bm25_files(words, paths, corpus, path_text, lengths, code=False),
+        "code": _bm25_files(query, paths, corpus, path_text, lengths, code=True),
     }
     return Features(paths, lexical, named, datas)
 

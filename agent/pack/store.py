@@ -10,7 +10,13 @@ outline and the task's ranking; it answers from the persistent cache when it can
   was outlined clean is not read again, and parsing starts at the first candidate that needs it;
 * the ranking of a task over an unchanged tree comes from the cache (keyed by the task, every
   path/size/mtime and the ranker's own code), and then neither the ranker nor numpy loads; a
-  fresh ranking runs in a forked child while the tokenizer loads (both hold the GIL).
+  fresh ranking runs in a forked child while the tokenizer loads (both hold the GIL);
+* a new task on a known tree ranks from each file's ranking index entry (`rank.index_entry`,
+  kept by content hash with the ranker's code digest; a file unchanged since it was indexed is
+  not read, a changed or added one is read and indexed, a torn entry is made again): the same
+  ranking as from the bytes. A tree mostly unknown ranks from its bytes; from its second
+  fresh ranking on, a forked child indexes it meanwhile (kept by `finish`): a tree's first task
+  is often its only one. A file with a secret in it is not kept in the index.
 
 What it derives in one run is kept per path for the run (every budget of `build_packs` shares
 it); the phases' own records stay immutable.
@@ -19,7 +25,10 @@ it); the phases' own records stay immutable.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import pickle
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +48,8 @@ __all__ = ["Candidate", "FileStore", "Scored"]
 
 _RANK_VERSION = b"rank-5"
 _FORK_RANK_FROM = 1000  # files: below this, ranking here is quicker than forking for it
+_INDEX_KIND = "rank-index"  # fast-path rows: (size, mtime) -> the content hash its index entry is kept by
+_SEEN = ""  # the path of the row that says a tree was ranked before (no file has it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +104,7 @@ class FileStore:
         self._outline_kind = f"outline:{scanner.fingerprint}"
         self._outline_stats = cache.stats(root, self._outline_kind)
         self._derived: dict[str, _Derived] = {}
+        self._indexing: tuple[Callable[..., bytes], bytes, bool] | None = None  # (job, code, forked): see `finish`
 
     def _of(self, c: Candidate) -> _Derived:
         d = self._derived.get(c.path)
@@ -242,31 +254,119 @@ class FileStore:
         key = _rank_key(task, files)
         stored = self.cache.memo_get(key)
         if stored is None:
-
-            def rank() -> bytes:
-                from agent.pack.rank import rank_files
-
-                # Ranking reads the unredacted bytes: it only scores; what a pack shows is redacted.
-                ranked = rank_files(task, [f.path for f in files], [f.source.data for f in files])
-                return json.dumps([[r.path, r.score, r.reasons] for r in ranked]).encode()
-
-            # A fresh ranking means fresh counts: the tokenizer loads meanwhile (both hold the
-            # GIL, so the ranking runs in a forked child when it can).
-            result = in_child(rank) if len(files) >= _FORK_RANK_FROM else None
-            try:
-                self.counter.tokenizer  # noqa: B018 - loads it
-            except BaseException:
-                if result is not None:
-                    result(fallback=False)  # reap the child, then let the error through
-                raise
-            stored = result() if result is not None else rank()
+            stored = self._rank(task, files)
             self.cache.memo_put(key, stored)
         return [Scored(p, s, r) for p, s, r in json.loads(stored)]
+
+    def _rank(self, task: str, files: Sequence[Candidate]) -> bytes:
+        """A fresh ranking: from the index where most files have an entry (the changed ones are
+        read and indexed), else from the files' bytes, indexing them after (see `finish`)."""
+        code = _rank_code()
+        stats = self.cache.stats(self.root, _INDEX_KIND)
+        entries = self._index_entries(files, code, stats)
+        full = sum(e is None for e in entries) * 2 > len(files)
+        job = functools.partial(_ranking, task, files, None if full else entries, self.scanner)
+        # A fresh ranking means fresh counts: the tokenizer loads meanwhile (both hold the
+        # GIL, so the ranking runs in a forked child when it can).
+        result = in_child(job) if len(files) >= _FORK_RANK_FROM else None
+        try:
+            self.counter.tokenizer  # noqa: B018 - loads it
+        except BaseException:
+            if result is not None:
+                result(fallback=False)  # reap the child, then let the error through
+            raise
+        ranking, new = pickle.loads(result() if result is not None else job())
+        self._keep_index(new, code)
+        if full and _SEEN in stats:
+            index = functools.partial(_indexed, files, self.scanner)
+            child = in_child(index)
+            self._indexing = (child or index, code, child is not None)
+        elif full:
+            # A tree's first task is often its only one (an evaluation's checkout): indexing
+            # costs more CPU than a ranking, so it waits for a second task on the tree.
+            self.cache.remember_stat(self.root, _SEEN, _INDEX_KIND, 0, 0, b"")
+        return ranking
+
+    def _index_entries(
+        self, files: Sequence[Candidate], code: bytes, stats: dict[str, tuple[int, int, bytes]]
+    ) -> list[bytes | None]:
+        """Each file's index entry made by `code`, where the file is unchanged since (None: not
+        indexed, changed, or the cache cannot be read)."""
+        hashes: dict[str, bytes] = {}
+        for f in files:
+            row = stats.get(f.path)
+            if row is not None and row[0] == f.size and row[1] == f.mtime_ns:
+                hashes[f.path] = row[2]
+        try:
+            known = self.cache.index_entries(list(hashes.values()), code)
+        except sqlite3.DatabaseError:
+            known = {}
+        return [known.get(hashes.get(f.path, b"")) for f in files]
+
+    def _keep_index(self, new: list[tuple[str, int, int, bytes, bytes]], code: bytes) -> None:
+        for path, size, mtime_ns, h, entry in new:
+            self.cache.store_index(h, code, entry)
+            self.cache.remember_stat(self.root, path, _INDEX_KIND, size, mtime_ns, h)
+
+    def finish(self, *, keep: bool = True) -> None:
+        """Keep the index entries of a ranking made from the files' bytes (made in a forked
+        child meanwhile where it can); `keep=False` (a pack that failed) drops them."""
+        if self._indexing is None:
+            return
+        index, code, forked = self._indexing
+        self._indexing = None
+        if keep:
+            self._keep_index(pickle.loads(index()), code)
+        elif forked:
+            index(fallback=False)  # type: ignore[call-arg]  # stops and reaps the child
+
+
+def _ranking(task: str, files: Sequence[Candidate], entries: list[bytes | None] | None, scanner: SecretScanner) -> bytes:
+    """The ranking as the memo keeps it, and the index entries made for it (pickled): from the
+    files' bytes when `entries` is None, else from the entries (those missing or torn are made
+    from the files)."""
+    from agent.pack.rank import WEIGHTS, entry_ok, index_entry, rank_features_indexed, rank_files, score
+
+    paths = [f.path for f in files]
+    new: list[tuple[str, int, int, bytes, bytes]] = []
+    if entries is None:
+        # Ranking reads the unredacted bytes: it only scores; what a pack shows is redacted.
+        ranked = rank_files(task, paths, [f.source.data for f in files])
+    else:
+        whole = list(entries)
+        for i, f in enumerate(files):
+            e = whole[i]
+            if e is None or not entry_ok(e):
+                whole[i] = e = index_entry(f.source.data)
+                new.extend(_persistable(f, e, scanner))
+        ranked = score(rank_features_indexed(task, paths, whole), WEIGHTS)  # type: ignore[arg-type]
+    ranking = json.dumps([[r.path, r.score, r.reasons] for r in ranked]).encode()
+    return pickle.dumps((ranking, new))
+
+
+def _indexed(files: Sequence[Candidate], scanner: SecretScanner) -> bytes:
+    """Index entries of all `files` (pickled, as `_ranking` returns them)."""
+    from agent.pack.rank import index_entry
+
+    return pickle.dumps([row for f in files for row in _persistable(f, index_entry(f.source.data), scanner)])
+
+
+def _persistable(f: Candidate, entry: bytes, scanner: SecretScanner) -> list[tuple[str, int, int, bytes, bytes]]:
+    """The cache row of a file's index entry; none for a file that holds a secret (its
+    identifiers would be written to the cache: it is indexed from its bytes each time)."""
+    data = f.source.data
+    if scanner.may_contain(data, path=f.path) and scanner.scan(f.source.text, path=f.path, data=data):
+        return []
+    return [(f.path, f.size, f.mtime_ns, digest(data), entry)]
+
+
+def _rank_code() -> bytes:
+    """Digest of the ranking code: an index entry or a ranking made by other code is not reused."""
+    return digest((Path(__file__).parent / "rank.py").read_bytes())
 
 
 def _rank_key(task: str, files: Sequence[Candidate]) -> bytes:
     # The ranking code's own bytes are in the key: a changed ranking never reuses old results.
-    code = (Path(__file__).parent / "rank.py").read_bytes()
-    h = digest(_RANK_VERSION + digest(code) + task.encode("utf-8", "surrogatepass"))
+    h = digest(_RANK_VERSION + _rank_code() + task.encode("utf-8", "surrogatepass"))
     state = "\0".join(f"{f.path}\1{f.size}\1{f.mtime_ns}" for f in files)
     return b"rank:" + digest(h + digest(state))
