@@ -30,11 +30,12 @@ from agent.pack.counting import BULK_BYTES, BULK_FILES, ExactCounter, Laps, chun
 from agent.pack.outline import Outliner
 from agent.pack.render import TREE_LEVELS, Format, file_block, footer, header, relevant_block, tree
 from agent.pack.scan import MAX_FILE_BYTES, ScanResult, SourceFile, rules_key, scan_repo
-from agent.pack.store import Candidate, FileStore
+from agent.pack.store import OUTLINE_FROM_BYTES, Candidate, FileStore
 from agent.records import Pack, PackItem, PackTotals, SecretFinding, Skipped, Task
 from agent.secrets import SecretScanner
 
 if TYPE_CHECKING:
+    from agent.pack.index import IndexMode
     from agent.settings import Settings
     from agent.tokens import Tokenizer
 
@@ -70,6 +71,7 @@ class PackOptions:
     max_file_bytes: int = MAX_FILE_BYTES  # larger files are skipped
     environ: dict[str, str] | None = None  # where secret-looking values are taken from
     progress: Progress | None = None  # told (stage, done, total) as the work goes on
+    index: IndexMode | None = None  # where to index a tree for the next tasks (agent.pack.index)
 
 
 def _options(options: PackOptions | None, fields: dict[str, Any]) -> PackOptions:
@@ -166,14 +168,30 @@ def build_packs(
         counter = ExactCounter(loader, cache, bulk=bulk)
         lap("setup")
         run = _prepare(Path(repo), _task_text(task), cache, counter, opts, model_name, tokenizer_name, lap)
-        try:
-            with Outliner() as outliner:
-                packs = [_pack(run, budget, outliner, dict(timings)) for budget in resolved]
-        except BaseException:
-            run.store.finish(keep=False)
-            raise
-        run.store.finish()
-        return packs
+        with Outliner() as outliner:
+            packs = [_pack(run, budget, outliner, dict(timings)) for budget in resolved]
+    if run.store.ranked_from_bytes and cache_root is not None:
+        _index_ahead(run, opts, tokenizer_name, Path(cache_root))
+    return packs
+
+
+def _index_ahead(run: _Run, opts: PackOptions, tokenizer: str, cache_dir: Path) -> None:
+    """After a fresh ranking from the files' bytes, index the tree for the tasks to come
+    (where and when: agent.pack.index)."""
+    from agent.pack import index
+    from agent.tokens import available_tokenizers
+
+    mode = index.index_mode(opts.index)
+    if mode == "off" or tokenizer not in available_tokenizers():  # a tokenizer given as an object only
+        return
+    spec = index.IndexSpec(
+        root=run.store.root, tokenizer=tokenizer, cache_dir=str(cache_dir), format=run.store.format,
+        max_file_bytes=opts.max_file_bytes, environ=opts.environ, scanner=run.store.scanner.fingerprint,
+    )
+    if len(run.files) >= index.INDEX_AHEAD_FROM and mode == "background":
+        index.start(spec)
+    elif run.store.ranked_from_bytes > 1 or mode == "here":
+        index.index_tree(spec)
 
 
 def build_pack(
@@ -345,7 +363,7 @@ def fit_outlines(run: _Run, fit: Fit, outliner: Outliner) -> Fit:
     the next _OUTLINE_TRIES candidates (see `FileStore.outlines`)."""
     store, levels = run.store, dict(fit.levels)
     remaining = fit.remaining + fit.outline_reserve
-    tries = [f for f in run.order if f.path not in levels and f.size >= 200][:_OUTLINE_TRIES]
+    tries = [f for f in run.order if f.path not in levels and f.size >= OUTLINE_FROM_BYTES][:_OUTLINE_TRIES]
     with store.outlines(tries, outliner) as outline:
         for f in tries:
             if remaining <= 8:
@@ -531,10 +549,19 @@ def count_repo(repo: str | Path, *, options: PackOptions | None = None, **fields
         settings = Settings()
     _, tokenizer_name, _ = _resolve_model(opts.model, settings)
     tokenizer_name, loader, bulk = _tokenizer_loader(opts.tokenizer, tokenizer_name)
-    repo = Path(repo)
-    scanner = SecretScanner(opts.environ)
-    kind = f"full:{opts.format}:{scanner.fingerprint}"
     cache_root = opts.cache_dir if opts.cache_dir is not None else getattr(settings, "cache_dir", None)
+    counts, _ = _count_tree(
+        Path(repo), cache_root, tokenizer_name, loader, bulk, SecretScanner(opts.environ), opts.format, opts.max_file_bytes
+    )
+    return counts
+
+
+def _count_tree(
+    repo: Path, cache_root: Path | None, tokenizer_name: str, loader: Tokenizer | Callable[[], Tokenizer],
+    bulk: str | None, scanner: SecretScanner, fmt: Format, max_file_bytes: int,
+) -> tuple[dict[str, int], int]:
+    """Every packable file's full-block count by path, and the tokens counted (not cached)."""
+    kind = f"full:{fmt}:{scanner.fingerprint}"
     counts: dict[str, int] = {}
     with CountCache(cache_root, tokenizer_name) as cache:
         counter = ExactCounter(loader, cache, bulk=bulk)
@@ -545,7 +572,7 @@ def count_repo(repo: str | Path, *, options: PackOptions | None = None, **fields
             if unknown >= BULK_FILES:
                 counter.expect(BULK_BYTES)
 
-        scan = _scan(repo, cache, opts.max_file_bytes, listed)
+        scan = _scan(repo, cache, max_file_bytes, listed)
         root = str(scan.root)
         stats = cache.stats(root, kind)
         # Unchanged files count from the cache without being read; the rest are read, redacted
@@ -575,7 +602,7 @@ def count_repo(repo: str | Path, *, options: PackOptions | None = None, **fields
                     text, found = scanner.redact(sf.text, path=sf.path, data=sf.data)
                 else:
                     text = sf.text
-                block = file_block(sf.path, text, opts.format)
+                block = file_block(sf.path, text, fmt)
                 h = digest(block)
                 if not found:
                     cache.remember_stat(root, sf.path, kind, sf.size, sf.mtime_ns, h)
@@ -586,4 +613,4 @@ def count_repo(repo: str | Path, *, options: PackOptions | None = None, **fields
             if counter.ready:
                 count_parts(waiting, counter, counts)
         count_parts(waiting, counter, counts)
-    return {sf.path: counts[sf.path] for sf in scan.files}
+    return {sf.path: counts[sf.path] for sf in scan.files}, counter.counted_tokens

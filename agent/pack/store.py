@@ -14,9 +14,9 @@ outline and the task's ranking; it answers from the persistent cache when it can
 * a new task on a known tree ranks from each file's ranking index entry (`rank.index_entry`,
   kept by content hash with the ranker's code digest; a file unchanged since it was indexed is
   not read, a changed or added one is read and indexed, a torn entry is made again): the same
-  ranking as from the bytes. A tree mostly unknown ranks from its bytes; from its second
-  fresh ranking on, a forked child indexes it meanwhile (kept by `finish`): a tree's first task
-  is often its only one. A file with a secret in it is not kept in the index.
+  ranking as from the bytes. A tree mostly unknown ranks from its bytes, and is then indexed
+  whole (`index`, `outline_all`; when and where: agent.pack.index). A file with a secret in it
+  is not kept in the index.
 
 What it derives in one run is kept per path for the run (every budget of `build_packs` shares
 it); the phases' own records stay immutable.
@@ -44,11 +44,12 @@ from agent.secrets import SecretScanner
 if TYPE_CHECKING:
     from agent.pack.outline import Outliner
 
-__all__ = ["Candidate", "FileStore", "Scored"]
+__all__ = ["OUTLINE_FROM_BYTES", "Candidate", "FileStore", "Scored"]
 
 _RANK_VERSION = b"rank-5"
 _FORK_RANK_FROM = 1000  # files: below this, ranking here is quicker than forking for it
 _INDEX_KIND = "rank-index"  # fast-path rows: (size, mtime) -> the content hash its index entry is kept by
+OUTLINE_FROM_BYTES = 200  # smaller files are never outlined (their outline would save nothing)
 _SEEN = ""  # the path of the row that says a tree was ranked before (no file has it)
 
 
@@ -104,7 +105,8 @@ class FileStore:
         self._outline_kind = f"outline:{scanner.fingerprint}"
         self._outline_stats = cache.stats(root, self._outline_kind)
         self._derived: dict[str, _Derived] = {}
-        self._indexing: tuple[Callable[..., bytes], bytes, bool] | None = None  # (job, code, forked): see `finish`
+        # Set by a fresh ranking from the files' bytes: 1 the tree's first, 2 a later one (else 0).
+        self.ranked_from_bytes = 0
 
     def _of(self, c: Candidate) -> _Derived:
         d = self._derived.get(c.path)
@@ -260,7 +262,7 @@ class FileStore:
 
     def _rank(self, task: str, files: Sequence[Candidate]) -> bytes:
         """A fresh ranking: from the index where most files have an entry (the changed ones are
-        read and indexed), else from the files' bytes, indexing them after (see `finish`)."""
+        read and indexed), else from the files' bytes (`ranked_from_bytes` says so)."""
         code = _rank_code()
         stats = self.cache.stats(self.root, _INDEX_KIND)
         entries = self._index_entries(files, code, stats)
@@ -277,15 +279,32 @@ class FileStore:
             raise
         ranking, new = pickle.loads(result() if result is not None else job())
         self._keep_index(new, code)
-        if full and _SEEN in stats:
-            index = functools.partial(_indexed, files, self.scanner)
-            child = in_child(index)
-            self._indexing = (child or index, code, child is not None)
-        elif full:
-            # A tree's first task is often its only one (an evaluation's checkout): indexing
-            # costs more CPU than a ranking, so it waits for a second task on the tree.
+        # Ranked from the bytes: the tree is to be indexed for the tasks to come, now or after
+        # its next task (agent.pack.index: a first task is often the only one).
+        self.ranked_from_bytes = 0 if not full else 2 if _SEEN in stats else 1
+        if full and _SEEN not in stats:
             self.cache.remember_stat(self.root, _SEEN, _INDEX_KIND, 0, 0, b"")
         return ranking
+
+    def index(self, files: Sequence[Candidate]) -> int:
+        """Make and keep the ranking index entries that `files` lack (or have torn); how many."""
+        code = _rank_code()
+        entries = self._index_entries(files, code, self.cache.stats(self.root, _INDEX_KIND))
+        from agent.pack.rank import entry_ok, index_entry
+
+        todo = [f for f, e in zip(files, entries) if e is None or not entry_ok(e)]
+        self._keep_index([row for f in todo for row in _persistable(f, index_entry(f.source.data), self.scanner)], code)
+        return len(todo)
+
+    def outline_all(self, files: Sequence[Candidate], outliner: Outliner) -> int:
+        """Make, count and keep the outline of every file a pack may outline (see
+        `agent.pack.build.fit_outlines`); how many files that is."""
+        tries = [f for f in files if f.size >= OUTLINE_FROM_BYTES]
+        with self.outlines(tries, outliner) as outline:
+            for f in tries:
+                outline(f)
+                self._derived.pop(f.path, None)  # nothing of it is needed again here
+        return len(tries)
 
     def _index_entries(
         self, files: Sequence[Candidate], code: bytes, stats: dict[str, tuple[int, int, bytes]]
@@ -307,18 +326,6 @@ class FileStore:
         for path, size, mtime_ns, h, entry in new:
             self.cache.store_index(h, code, entry)
             self.cache.remember_stat(self.root, path, _INDEX_KIND, size, mtime_ns, h)
-
-    def finish(self, *, keep: bool = True) -> None:
-        """Keep the index entries of a ranking made from the files' bytes (made in a forked
-        child meanwhile where it can); `keep=False` (a pack that failed) drops them."""
-        if self._indexing is None:
-            return
-        index, code, forked = self._indexing
-        self._indexing = None
-        if keep:
-            self._keep_index(pickle.loads(index()), code)
-        elif forked:
-            index(fallback=False)  # type: ignore[call-arg]  # stops and reaps the child
 
 
 def _ranking(task: str, files: Sequence[Candidate], entries: list[bytes | None] | None, scanner: SecretScanner) -> bytes:
@@ -342,13 +349,6 @@ def _ranking(task: str, files: Sequence[Candidate], entries: list[bytes | None] 
         ranked = score(rank_features_indexed(task, paths, whole), WEIGHTS)  # type: ignore[arg-type]
     ranking = json.dumps([[r.path, r.score, r.reasons] for r in ranked]).encode()
     return pickle.dumps((ranking, new))
-
-
-def _indexed(files: Sequence[Candidate], scanner: SecretScanner) -> bytes:
-    """Index entries of all `files` (pickled, as `_ranking` returns them)."""
-    from agent.pack.rank import index_entry
-
-    return pickle.dumps([row for f in files for row in _persistable(f, index_entry(f.source.data), scanner)])
 
 
 def _persistable(f: Candidate, entry: bytes, scanner: SecretScanner) -> list[tuple[str, int, int, bytes, bytes]]:
