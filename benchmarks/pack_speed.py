@@ -13,11 +13,16 @@ counter (fastokens, where installed) on a thread while it scans; both counters a
 pack's reported total and stay within the budget ("exact" column), the relevant-files block
 included. "new task" is a pack for another task on the tree and cache the warm row left.
 
-    python benchmarks/pack_speed.py --repo /work/scratch/pack/django --repo /work/scratch/pack/sympy
+After each cold pack the tree is indexed for the tasks to come by a detached low-priority
+process (agent/pack/index.py); the benchmark waits for it before the warm run, so no row runs
+beside it, and its own cost is the "index (background, after cold)" row: its wall seconds,
+CPU seconds and peak memory as it reports them.
 
-Setup used here (nothing of it is committed): django from its PyPI sdist with upstream's
-.gitignore and `git init`; sympy from a snapshot with `git init`; repomix from npm and gitingest /
-files-to-prompt from PyPI in a separate venv, all under /work/scratch/pack.
+    python benchmarks/pack_speed.py --repo ../scratch/pack/identity/django
+
+Setup used here (nothing of it is committed): django from `pack_identity.py`'s checkout; repomix
+from npm (`--tools`/npm) and gitingest / files-to-prompt from PyPI in a separate venv
+(`--tools`/venv-others), `--tools` defaulting to ../scratch/pack beside the checkout.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -34,9 +40,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
-SCRATCH = Path("/work/scratch/pack")
-REPOMIX = SCRATCH / "npm" / "node_modules" / ".bin" / "repomix"
-OTHERS = SCRATCH / "venv-others" / "bin"
+TOOLS = HERE.parent / "scratch" / "pack"  # --tools: npm/ (repomix) and venv-others/ (gitingest, files-to-prompt)
 TASK = (
     "QuerySet.bulk_create() crashes on mixed case columns in unique_fields/update_fields: "
     "the ON CONFLICT clause uses the field name instead of db_column. See "
@@ -106,11 +110,13 @@ def cli_rows(repo: Path, work: Path, model: str, repeat: int) -> list[tuple[str,
     env = {**os.environ, "TOME_CACHE_DIR": str(work / "cache-cli"), "NO_COLOR": "1"}
     colds, warms = [], []
     for _ in range(repeat):
+        index_wait(work / "cache-cli")
         shutil.rmtree(work / "cache-cli", ignore_errors=True)
         for runs in (colds, warms):
             r = measure_wait4(cmd, cwd=HERE, env=env)
             (work / "tome-cli.json").write_text(r["stdout"])
             runs.append(r)
+            index_wait(work / "cache-cli")  # the cold run's indexer: not beside the warm run
     return [(repo.name, "tome pack (command)", "cold", _summary(colds)), (repo.name, "tome pack (command)", "warm", _summary(warms))]
 
 
@@ -131,12 +137,27 @@ def exact(document: Path, manifest: Path, model: str) -> str:
     return f"{'yes' if ok else 'NO'}: {real:,} counted whole, {reported:,} reported (document + relevant block)"
 
 
-def others(repo: Path, out: Path) -> dict[str, list[str]]:
+def others(repo: Path, out: Path, tools: Path) -> dict[str, list[str]]:
+    bin_ = tools / "venv-others" / "bin"
     return {
-        "repomix": [str(REPOMIX), str(repo), "-o", str(out / "repomix.xml"), "--style", "xml", "--quiet"],
-        "gitingest": [str(OTHERS / "gitingest"), str(repo), "-o", str(out / "gitingest.txt")],
-        "files-to-prompt": [str(OTHERS / "files-to-prompt"), str(repo), "-o", str(out / "ftp.txt")],
+        "repomix": [str(tools / "npm" / "node_modules" / ".bin" / "repomix"), str(repo), "-o", str(out / "repomix.xml"), "--style", "xml", "--quiet"],
+        "gitingest": [str(bin_ / "gitingest"), str(repo), "-o", str(out / "gitingest.txt")],
+        "files-to-prompt": [str(bin_ / "files-to-prompt"), str(repo), "-o", str(out / "ftp.txt")],
     }
+
+
+def indexed(cache: Path) -> dict:
+    """Wait for the background indexer the cold pack started, and take its own report."""
+    sys.path.insert(0, str(HERE))
+    from agent.pack import index
+
+    reports = index.wait(cache)
+    if not reports:
+        return {"wall": float("nan"), "cpu": float("nan"), "rss_mb": float("nan"), "rc": 1, "load": os.getloadavg()[0],
+                "stderr": "no index report (see the .log beside the cache's index lock)"}
+    r = reports[-1]
+    return {"wall": sum(r["seconds"].values()), "cpu": r["cpu"], "rss_mb": r["peak_mb"], "rc": 0, "load": os.getloadavg()[0],
+            "info": {"tokens": r["tokens_counted"], "files": r["files"], "build": sum(r["seconds"].values())}}
 
 
 def main() -> None:
@@ -144,30 +165,37 @@ def main() -> None:
     ap.add_argument("--repo", action="append", type=Path, required=True)
     ap.add_argument("--model", default="deepseek-v4-pro", help="its profile names the tokenizer")
     ap.add_argument("--repeat", type=int, default=2, help="runs per cell; the table shows the median")
+    ap.add_argument("--tools", type=Path, default=TOOLS, help=f"where the other tools are installed (default {TOOLS})")
+    ap.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()), help="for outputs and caches (default: the temp dir)")
     ap.add_argument("--skip-others", action="store_true")
     args = ap.parse_args()
     rows: list[tuple[str, str, str, dict]] = []
+    checks: list[tuple[Path, Path]] = []
     for repo in args.repo:
-        work = Path(tempfile.mkdtemp(prefix="pack-speed-", dir=SCRATCH))
+        work = Path(tempfile.mkdtemp(prefix="pack-speed-", dir=args.scratch))
         for kind, label in (("pack", "tome: build_pack, task-ranked, 1M budget"), ("count", "tome: exact whole-repo count")):
-            colds, warms, news, thirds = [], [], [], []
+            colds, indexes, warms, news, thirds = [], [], [], [], []
             for i in range(args.repeat):
                 cache = work / f"cache-{kind}"
+                index_wait(cache)
                 shutil.rmtree(cache, ignore_errors=True)
                 colds.append(tome(kind, repo, cache, args.model, work / "tome.xml"))
+                if kind == "pack":
+                    indexes.append(indexed(cache))
                 warms.append(tome(kind, repo, cache, args.model, work / "tome.xml"))
                 if kind == "pack":
                     news.append(tome(kind, repo, cache, args.model, work / "tome.xml", NEW_TASKS[i % len(NEW_TASKS)]))
                     thirds.append(tome(kind, repo, cache, args.model, work / "tome.xml", NEW_TASKS[(i + 1) % len(NEW_TASKS)]))
             rows.append((repo.name, label, "cold", _summary(colds)))
+            if indexes:
+                rows.append((repo.name, label, "index (background, after cold)", _summary(indexes)))
             rows.append((repo.name, label, "warm", _summary(warms)))
             if news:
                 rows.append((repo.name, label, "new task", _summary(news)))
                 rows.append((repo.name, label, "third task", _summary(thirds)))
         rows += cli_rows(repo, work, args.model, args.repeat)
-        cli_row = rows[-1][3]
         if not args.skip_others:
-            for name, cmd in others(repo, work).items():
+            for name, cmd in others(repo, work, args.tools).items():
                 colds, warms = [], []
                 for _ in range(args.repeat):
                     for d in (Path.home() / ".cache" / "repomix", Path(tempfile.gettempdir()) / "repomix"):
@@ -176,15 +204,26 @@ def main() -> None:
                     warms.append(measure_wait4(cmd))
                 rows.append((repo.name, name, "cold", _summary(colds)))
                 rows.append((repo.name, name, "warm", _summary(warms)))
-        # After the other tools: Linux keeps the pre-exec image's high-water RSS in a child's
-        # ru_maxrss (fs/exec.c, exec_mmap: setmax_mm_hiwater_rss), which is this process's, and
-        # the reference tokenizer with a whole pack counted in it is most of a gigabyte.
-        cli_row["exact"] = exact(work / "tome-cli.xml", work / "tome-cli.json", args.model)
+        keep = Path(tempfile.mkdtemp(prefix="pack-speed-written-", dir=args.scratch))
+        for name in ("tome-cli.xml", "tome-cli.json"):
+            shutil.copy(work / name, keep / name)
+        checks.append((repo, keep))
+        for cache in work.glob("cache-*"):
+            index_wait(cache)
         shutil.rmtree(work, ignore_errors=True)
+    # Every process is measured before this one loads anything large: Linux starts a child's
+    # ru_maxrss at the spawning process's high-water RSS (fs/exec.c, exec_mmap:
+    # setmax_mm_hiwater_rss), and the reference tokenizer with a whole pack counted in it is
+    # most of a gigabyte.
+    floor = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for (repo, keep), (_, tool, cache, s) in zip(checks, [r for r in rows if r[1] == "tome pack (command)" and r[2] == "warm"]):
+        s["exact"] = exact(keep / "tome-cli.xml", keep / "tome-cli.json", args.model)
+        shutil.rmtree(keep, ignore_errors=True)
     print("\nSecrets scanner throughput (this process, all packable text of the repository):")
     for repo in args.repo:
         print(f"  {repo.name}: {_scanner_speed(repo)}")
-    print(f"\n{os.cpu_count()} CPUs; median of {args.repeat} runs; load average shown per cell (1-min, at start)\n")
+    print(f"\n{os.cpu_count()} CPUs; median of {args.repeat} runs; load average shown per cell (1-min, at start); "
+          f"a peak below {floor:.0f} MB reads as {floor:.0f} (this process's peak while it measured)\n")
     print("| repo | tool | cache | wall s | (build_pack s) | CPU s | peak MB | load | tokens / result | exact |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for repo, tool, cache, s in rows:
@@ -193,6 +232,15 @@ def main() -> None:
     print("\nSame-run ratios (wall medians):")
     for line in _ratios(rows):
         print(f"  {line}")
+
+
+def index_wait(cache: Path) -> None:
+    """Wait for any indexer still writing under `cache` (before it is removed or timed)."""
+    if cache.exists():
+        sys.path.insert(0, str(HERE))
+        from agent.pack import index
+
+        index.wait(cache)
 
 
 def _ratios(rows: list[tuple[str, str, str, dict]]) -> list[str]:

@@ -23,7 +23,10 @@ from test_pack import make_repo
 
 from agent.pack import build_pack
 from agent.pack.cache import digest
-from agent.pack.rank import Features, entry_ok, index_entry, order, rank_features, rank_features_indexed, rank_files
+from agent.pack.corpus import corpus_hashes
+from agent.pack.rank import (
+    Features, entry_ok, index_corpus, index_entry, order, rank_features, rank_features_corpus, rank_features_indexed, rank_files,
+)
 from agent.pack.scan import scan_repo
 from agent.tokens import get_tokenizer
 
@@ -90,6 +93,25 @@ def test_indexed_features_equal_on_any_mix_of_boundaries(texts: list[str], words
     assert_same_features(rank_features(task, paths, datas), rank_features_indexed(task, paths, [index_entry(d) for d in datas]))
 
 
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts=st.lists(st.lists(_PIECES, max_size=40).map("".join), min_size=1, max_size=6), data=st.data())
+def test_a_corpus_with_entries_replaced_ranks_as_the_entries_now(texts: list[str], data) -> None:
+    # The joined index of a tree, with some files' entries replaced by their edited ones (and
+    # some files never kept: an empty entry in their place), ranks as the edited files do.
+    n = len(texts)
+    kept = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    datas = [t.encode() for t in texts]
+    corpus = index_corpus([index_entry(d) for d in datas], [digest(d) if k else None for d, k in zip(datas, kept)])
+    assert corpus_hashes(corpus) == [digest(d) if k else None for d, k in zip(datas, kept)]
+    edited = data.draw(st.sets(st.integers(0, n - 1)))
+    now = [data.draw(st.lists(_PIECES, max_size=40).map("".join)).encode() if i in edited else d for i, d in enumerate(datas)]
+    fresh = {i: index_entry(now[i]) for i in range(n) if i in edited or not kept[i]}
+    paths = [f"pkg/invoice{i}.py" for i in range(n)]
+    task = "refund invoice_refund RefundInvoice bulk_create Create ab9 invoice.py é"
+    assert_same_features(rank_features(task, paths, now), rank_features_corpus(task, paths, corpus, fresh))  # type: ignore[arg-type]
+    assert rank_features_corpus(task, paths + ["one/more.py"], corpus, fresh) is None
+
+
 def _pack(root: Path, tok, cache: Path, task: str):
     return build_pack(root, task=task, budget=20_000, tokenizer=tok, cache_dir=cache, environ={})
 
@@ -117,9 +139,18 @@ def _index_rows(cache: Path) -> dict[bytes, bytes]:
 
 
 def _set_entry(cache: Path, h: bytes, entry: bytes) -> None:
+    """Replace a file's entry, and drop the tree's joined index (which would answer first)."""
     (db,) = (cache / "pack").glob("counts-*.sqlite3")
     with sqlite3.connect(db) as con:
         assert con.execute("UPDATE rank_index SET v=? WHERE h=?", (entry, h)).rowcount == 1
+        assert con.execute("DELETE FROM corpus").rowcount == 1
+
+
+def _corpus(cache: Path) -> bytes | None:
+    (db,) = (cache / "pack").glob("counts-*.sqlite3")
+    with sqlite3.connect(db) as con:
+        row = con.execute("SELECT v FROM corpus").fetchone()
+    return row[0] if row else None
 
 
 def _edit(path: Path, text: str) -> None:
@@ -175,6 +206,7 @@ def test_a_torn_or_altered_entry_is_made_again_from_the_file(tmp_path: Path, tok
         (db,) = (cache / "pack").glob("counts-*.sqlite3")
         with sqlite3.connect(db) as con:
             con.execute("UPDATE rank_index SET code=? WHERE h=?", (b"older ranking code", h))
+            con.execute("DELETE FROM corpus")
     else:
         bad = {"torn": good[: len(good) // 2], "altered": good[:40] + bytes([good[40] ^ 1]) + good[41:], "empty": b""}[damage]
         assert not entry_ok(bad)
@@ -194,6 +226,9 @@ def test_a_file_that_may_hold_a_secret_is_ranked_but_not_kept_in_the_index(tmp_p
     rows = _index_rows(cache)
     assert digest(files["app/settings.py"].encode()) not in rows
     assert not any(secret.encode() in v for v in rows.values())
+    corpus = _corpus(cache)  # nor in the tree's joined index: it holds an empty entry in its place
+    assert corpus is not None and secret.encode() not in corpus and b"refund_settings" not in corpus
+    assert digest(files["app/settings.py"].encode()) not in corpus and digest(FILES["app/models.py"].encode()) in corpus
     assert digest(FILES["app/models.py"].encode()) in rows
 
 
@@ -219,3 +254,42 @@ def test_packs_writing_the_index_at_once_leave_it_whole(tmp_path: Path, tok) -> 
     assert set(rows) == {digest(t.encode()) for t in FILES.values()} and all(entry_ok(v) for v in rows.values())
     for task in TASKS[2:]:
         assert _ranks(_pack(root, tok, cache, task)) == _full(root, task)
+
+
+def test_an_unchanged_tree_ranks_from_its_joined_index_and_a_torn_one_is_made_again(tmp_path: Path, tok) -> None:
+    root = make_repo(tmp_path / "repo", FILES)
+    cache = tmp_path / "cache"
+    _indexed_tree(root, tok, cache)
+    good = _corpus(cache)
+    assert good is not None
+    # A whole corpus is believed: one made from planted entries ranks the planted name first.
+    paths = sorted(FILES)
+    planted = [index_entry(b"def planted_marker_name(x):\n    pass\n") if p == "app/punct.txt" else index_entry(FILES[p].encode()) for p in paths]
+    (db,) = (cache / "pack").glob("counts-*.sqlite3")
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE corpus SET v=?", (index_corpus(planted, [digest(FILES[p].encode()) for p in paths]),))
+    task = "planted_marker_name is broken"
+    assert _ranks(_pack(root, tok, cache, task))[0][0] == "app/punct.txt"
+    # A torn one is not: one cut short is made again from the entries at once; one altered
+    # inside is found so by the ranker (its digest), which ranks from the bytes and drops it,
+    # and the next task makes it again.
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE corpus SET v=?", (good[: len(good) // 2],))
+    assert _ranks(_pack(root, tok, cache, task + " today")) == _full(root, task + " today")
+    assert _corpus(cache) == good
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE corpus SET v=?", (good[:-40] + bytes([good[-40] ^ 1]) + good[-39:],))
+    assert _ranks(_pack(root, tok, cache, task + " now")) == _full(root, task + " now")
+    assert _corpus(cache) is None
+    assert _ranks(_pack(root, tok, cache, TASKS[3])) == _full(root, TASKS[3])
+    assert _corpus(cache) == good
+    # A file edited since: its entry takes the place of the one the corpus holds, which stays.
+    _edit(root / "app/models.py", FILES["app/models.py"] + "\ndef refund_all(rows):\n    return rows\n")
+    assert _ranks(_pack(root, tok, cache, TASKS[0])) == _full(root, TASKS[0])
+    assert _corpus(cache) == good
+    # More than an eighth of the files edited: the corpus is made again, the tree's as it is now.
+    for name in ("app/filler1.py", "app/filler2.py", "app/filler3.py"):
+        _edit(root / name, "def refund_everything():\n    return 0\n")
+    assert _ranks(_pack(root, tok, cache, TASKS[1] + " again")) == _full(root, TASKS[1] + " again")
+    assert _corpus(cache) not in (None, good)
+    assert _ranks(_pack(root, tok, cache, TASKS[2] + " again")) == _full(root, TASKS[2] + " again")

@@ -9,8 +9,10 @@ skipped), so an unchanged file is not even read to be classified. `outlines` kee
 text by content hash, and `memo` small derived results (the ranking of a task over an
 unchanged tree; only the newest MEMO_KEEP are kept, since a ranking of a large tree is about
 half a megabyte). `rank_index` keeps each file's ranking index entry by content hash, with the
-digest of the ranking code that made it (`agent.pack.rank.index_entry`). A cache file of an older layout is emptied on open; one past PRUNE_ABOVE
-live bytes is pruned on close.
+digest of the ranking code that made it (`agent.pack.rank.index_entry`), and `corpus` one
+tree's entries joined (`agent.pack.rank.index_corpus`), by root, under the key of what made it.
+A cache file of an older layout is emptied on open; one past PRUNE_ABOVE live bytes is pruned
+on close.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ CREATE TABLE IF NOT EXISTS stats (
 CREATE TABLE IF NOT EXISTS outlines (h BLOB PRIMARY KEY, text TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS memo (id INTEGER PRIMARY KEY, k BLOB UNIQUE, v BLOB);
 CREATE TABLE IF NOT EXISTS rank_index (h BLOB PRIMARY KEY, code BLOB, v BLOB);
+CREATE TABLE IF NOT EXISTS corpus (root TEXT PRIMARY KEY, k BLOB, v BLOB);  -- rowid: rows of megabytes
 """
-_VERSION = 2  # PRAGMA user_version; an older cache file is emptied (it is only a cache)
+_VERSION = 3  # PRAGMA user_version; an older cache file is emptied (it is only a cache)
 MEMO_KEEP = 64  # newest memo entries kept: a ranking of a large tree is ~0.5 MB
 # Live bytes of a cache file past which closing it prunes (see `CountCache.prune`): trees come
 # and go (worktrees, temp checkouts) and every edit leaves counts of texts no file has any more.
@@ -64,7 +67,7 @@ class CountCache:
             with self._db:
                 self._db.execute("BEGIN IMMEDIATE")
                 if self._db.execute("PRAGMA user_version").fetchone()[0] != _VERSION:
-                    for table in ("counts", "stats", "outlines", "memo", "rank_index"):
+                    for table in ("counts", "stats", "outlines", "memo", "rank_index", "corpus"):
                         self._db.execute(f"DROP TABLE IF EXISTS {table}")
                     self._db.execute(f"PRAGMA user_version={_VERSION}")
         self._db.executescript(_SCHEMA)
@@ -101,6 +104,9 @@ class CountCache:
             before = self._db.total_changes
             self._db.executemany("DELETE FROM stats WHERE root=?", gone)
             deleted["stats"] = self._db.total_changes - before
+            before = self._db.total_changes
+            self._db.executemany("DELETE FROM corpus WHERE root=?", gone)
+            deleted["corpus"] = self._db.total_changes - before
             for table in ("counts", "outlines", "rank_index"):
                 cur = self._db.execute(f"DELETE FROM {table} WHERE h NOT IN (SELECT h FROM stats)")
                 deleted[table] = cur.rowcount
@@ -175,6 +181,24 @@ class CountCache:
     def store_index(self, h: bytes, code: bytes, entry: bytes) -> None:
         """Keep a file's ranking index entry (written on flush)."""
         self._pending_index[h] = (code, entry)
+
+    def corpus(self, root: str, key: bytes) -> bytes | None:
+        """The tree's joined ranking index (`agent.pack.rank.index_corpus`), if it is the one
+        made for `key` (the ranking code and every file's content hash)."""
+        row = self._db.execute("SELECT v FROM corpus WHERE root=? AND k=?", (root, key)).fetchone()
+        return row[0] if row else None
+
+    def store_corpus(self, root: str, key: bytes, corpus: bytes) -> None:
+        """Keep the tree's joined ranking index (one a tree: it replaces the last)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("INSERT OR REPLACE INTO corpus VALUES (?, ?, ?)", (root, key, corpus))
+
+    def drop_corpus(self, root: str) -> None:
+        """Forget the tree's joined ranking index (it was found torn)."""
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM corpus WHERE root=?", (root,))
 
     def memo_get(self, key: bytes) -> bytes | None:
         """A small derived result stored under `key`."""

@@ -5,7 +5,7 @@ counts, outlines and ranking index entries are what no earlier pack needed. `ind
 derives them for every packable file, through the same `FileStore` and cache rows a pack
 reads, so the next task's pack finds them all:
 
-    scan -> ranking index entries -> outlines (parsed, counted) -> full blocks (counted)
+    full blocks (counted) -> scan -> ranking index entries -> outlines (parsed, counted)
 
 After a fresh ranking from the files' bytes (a tree mostly not indexed), `build_packs` has the
 tree indexed (`after_ranking`): a large tree in a detached process started after the pack is
@@ -18,8 +18,8 @@ only one, and indexing costs more than ranking). `PackOptions.index` or TOME_PAC
 One indexer per tree and cache at a time: the starting process takes an flock on
 `<cache>/pack/index-<tree>.lock` and hands the locked descriptor to the indexer, which holds it
 to its end (flock(2): the lock belongs to the open file description both share), so `wait`
-can wait for it without a race; its report (what it made, its phases' seconds) is written
-beside the lock as JSON, and what went wrong to `.log`. The indexer's input is its spec on
+can wait for it without a race; its report (what it made, its phases' seconds, its CPU
+seconds and peak memory) is written beside the lock as JSON, and what went wrong to `.log`. The indexer's input is its spec on
 stdin (environment values the secret scanner needs never go on a command line).
 """
 
@@ -28,8 +28,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import json
 import os
+import pickle
+import resource
 import subprocess
 import sys
 import time
@@ -40,7 +43,7 @@ from typing import Literal
 
 from agent.errors import ConfigError
 from agent.pack.cache import CountCache, digest
-from agent.pack.counting import ExactCounter, Laps
+from agent.pack.counting import ExactCounter, Laps, in_child
 from agent.pack.render import Format
 
 __all__ = ["INDEX_AHEAD_FROM", "IndexMode", "IndexReport", "IndexSpec", "index_mode", "index_tree", "start", "wait"]
@@ -90,7 +93,7 @@ def index_mode(option: IndexMode | None, environ: Mapping[str, str] | None = Non
 def index_tree(spec: IndexSpec) -> IndexReport:
     """Index every packable file of the tree: ranking entries, outlines (and their counts) and
     full-block counts, kept in the cache by content hash (see the module's docstring)."""
-    from agent.pack.build import _count_tree, _scan, _tokenizer_loader, candidates
+    from agent.pack.build import _scan, _tokenizer_loader, candidates
     from agent.pack.outline import Outliner
     from agent.pack.store import FileStore
     from agent.secrets import SecretScanner
@@ -102,21 +105,33 @@ def index_tree(spec: IndexSpec) -> IndexReport:
         raise ConfigError("the secret rules changed since the pack that asked for this index")
     name, loader, bulk = _tokenizer_loader(None, spec.tokenizer)
     root, cache_dir = Path(spec.root), Path(spec.cache_dir)
+    # The counts first, in a forked child where it can: they take the most memory (the bulk
+    # counter, blocks a few MB at a time), which the child gives back when it ends.
+    count = functools.partial(_counts, root, cache_dir, name, loader, bulk, scanner, spec.format, spec.max_file_bytes)
+    child = in_child(count)
+    files_counted, counted = pickle.loads(child() if child is not None else count())
+    lap("counts")
     with CountCache(cache_dir, name) as cache:
-        counter = ExactCounter(loader, cache, bulk=bulk)
+        counter = ExactCounter(loader, cache, bulk=None)
         files = candidates(_scan(root, cache, spec.max_file_bytes))
         store = FileStore(cache, counter, scanner, spec.root, spec.format)
         lap("scan")
         entries = store.index(files)
+        for f in files:
+            f.source.release()  # read again by the outlines, which keep only their texts
         lap("entries")
-        # Outlines before the full counts: the workers fork, and the bulk counter's thread
-        # would forbid it (agent.pack.outline.Outliner.stream).
         with Outliner() as outliner:
             outlines = store.outline_all(files, outliner)
         lap("outlines")
-    _, counted = _count_tree(root, cache_dir, name, loader, bulk, scanner, spec.format, spec.max_file_bytes)
-    lap("counts")
-    return IndexReport(spec.root, len(files), entries, outlines, counter.counted_tokens + counted, timings)
+    return IndexReport(spec.root, files_counted, entries, outlines, counted + counter.counted_tokens, timings)
+
+
+def _counts(*args: object) -> bytes:
+    """`_count_tree`'s files and tokens counted, pickled (for a forked child)."""
+    from agent.pack.build import _count_tree
+
+    counts, counted = _count_tree(*args)  # type: ignore[arg-type]
+    return pickle.dumps((len(counts), counted))
 
 
 def start(spec: IndexSpec) -> bool:
@@ -203,9 +218,12 @@ def _main(argv: list[str]) -> int:  # pragma: no cover - runs as the detached in
     spec = IndexSpec(**json.loads(sys.stdin.read()))
     out = _lock_path(spec).with_suffix(".json")
     out.unlink(missing_ok=True)  # an earlier run's report is not this one's
-    report = index_tree(spec)
+    report = dataclasses.asdict(index_tree(spec))
+    own, workers = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    report["cpu"] = round(own.ru_utime + own.ru_stime + workers.ru_utime + workers.ru_stime, 3)
+    report["peak_mb"] = round(max(own.ru_maxrss, workers.ru_maxrss) / 1024, 1)  # Linux: KiB
     tmp = out.with_name(f".{out.name}.{os.getpid()}")
-    tmp.write_text(json.dumps(dataclasses.asdict(report)), encoding="utf-8")
+    tmp.write_text(json.dumps(report), encoding="utf-8")
     os.replace(tmp, out)
     os.close(fd)
     return 0

@@ -34,8 +34,10 @@ from typing import Protocol
 import ahocorasick_rs
 import numpy as np
 
-__all__ = ["STOPWORDS", "WEIGHTS", "Features", "Ranked", "Weights", "entry_ok", "index_entry", "query_weights", "kinds", "order", "points", "rank_features",
-           "rank_features_indexed", "rank_files", "score", "task_terms", "word_query"]
+from agent.pack.corpus import CORPUS, CORPUS_MAGIC, HASH, corpus_head
+
+__all__ = ["STOPWORDS", "WEIGHTS", "Features", "Ranked", "Weights", "entry_ok", "index_corpus", "index_entry", "query_weights", "kinds", "order", "points",
+           "rank_features", "rank_features_corpus", "rank_features_indexed", "rank_files", "score", "task_terms", "word_query"]
 
 STOPWORDS = frozenset(
     ["a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are", "aren", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "cannot", "could", "did", "do", "does", "doing", "don", "down", "during", "each", "few", "for", "from", "further", "get", "got", "had", "has", "have", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "isn", "it", "its", "itself", "just", "let", "me", "more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "ought", "our", "ours", "ourselves", "out", "over", "own", "same", "shall", "she", "should", "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "use", "used", "using", "very", "want", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "yourself", "yourselves", "self", "none", "true", "false", "def", "class", "return", "import", "from", "pass", "raise", "elif", "else", "try", "except", "finally", "lambda", "yield", "assert", "del", "global", "nonlocal", "print", "one", "two", "new", "like", "way", "make", "see", "seems", "seem", "work", "works", "thing", "things", "still", "even", "however", "though", "example", "following", "currently", "issue", "problem", "bug", "expected", "actual", "behavior", "behaviour", "case", "cases", "instead", "since", "already", "might", "must", "need", "needs", "think", "thanks", "hi", "hello"]
@@ -180,6 +182,20 @@ class _Text:
         starts = np.zeros(len(texts) + 1, dtype=np.int64)
         np.cumsum(np.fromiter((len(t) + 1 for t in texts), dtype=np.int64, count=len(texts)), out=starts[1:])
         return cls(raw, raw.lower(), starts)
+
+    def replace(self, at: Sequence[int], texts: Sequence[bytes]) -> _Text:
+        """These texts in place of those at the indices `at` (ascending), as `join` would
+        have joined them."""
+        pieces, prev = [], 0
+        shift = np.zeros(len(self.starts), dtype=np.int64)
+        for i, text in zip(at, texts):
+            start, end = int(self.starts[i]), int(self.starts[i + 1]) - 1
+            pieces += [self.raw[prev:start], text]
+            prev = end
+            shift[i + 1] = len(text) - (end - start)
+        pieces.append(self.raw[prev:])
+        raw = b"".join(pieces)
+        return _Text(raw, raw.lower(), self.starts + np.cumsum(shift))
 
     def search(self, needles: Iterable[bytes]) -> None:
         """Find all these lowercase needles in one pass over the lowercased text (the signals
@@ -450,13 +466,65 @@ class _Indexed:
     def of(cls, entries: Sequence[bytes]) -> _Indexed:
         """The corpus of these entries (each `entry_ok`)."""
         heads = [_ENTRY.unpack_from(e) for e in entries]
-        starts = [_ENTRY.size + h[2] for h in heads]
-        tokens = _Text.join([e[_ENTRY.size : s] for e, s in zip(entries, starts)])
-        times = np.frombuffer(b"".join(e[s : s + h[3]] for e, s, h in zip(entries, starts, heads)), dtype="<u4")
-        defs = _Text.join([e[s + h[3] : -16] for e, s, h in zip(entries, starts, heads)])
-        lines = np.flatnonzero(np.frombuffer(tokens.raw, dtype=np.uint8) == 10)
+        parts = [_entry_parts(e, h) for e, h in zip(entries, heads)]
+        tokens = _Text.join([t for t, _, _ in parts])
+        times = np.frombuffer(b"".join(c for _, c, _ in parts), dtype="<u4")
+        defs = _Text.join([d for _, _, d in parts])
         sizes = np.fromiter((h[1] for h in heads), dtype=np.int64, count=len(heads))
-        return cls(tokens, times.astype(np.int64), lines, defs, sizes)
+        return cls(tokens, times.astype(np.int64), _newlines(tokens.raw), defs, sizes)
+
+    def dumps(self, hashes: Sequence[bytes]) -> bytes:
+        """The corpus as `loads` reads it back, with the content hash each file's entry was
+        made from (see `index_corpus`)."""
+        head = CORPUS.pack(CORPUS_MAGIC, len(self.sizes), len(self.tokens.raw), len(self.defs.raw), len(self.times))
+        body = b"".join([
+            head, b"".join(hashes), self.tokens.raw, self.defs.raw, self.tokens.starts.astype("<i8").tobytes(),
+            self.defs.starts.astype("<i8").tobytes(), self.times.astype("<u4").tobytes(), self.sizes.astype("<i8").tobytes(),
+        ])
+        return body + hashlib.blake2b(body, digest_size=16).digest()
+
+    @classmethod
+    def loads(cls, blob: bytes) -> _Indexed | None:
+        """The corpus `dumps` wrote; None when it is torn or altered."""
+        if corpus_head(blob) is None:
+            return None
+        view = memoryview(blob)
+        if hashlib.blake2b(view[:-16], digest_size=16).digest() != blob[-16:]:
+            return None
+        _, n, ntok, ndefs, ntimes = CORPUS.unpack_from(blob)
+        at = CORPUS.size + HASH * n
+
+        def take(size: int) -> memoryview:
+            nonlocal at
+            at += size
+            return view[at - size : at]
+
+        raw, defs = bytes(take(ntok)), bytes(take(ndefs))
+        starts, def_starts = (np.frombuffer(take(8 * (n + 1)), dtype="<i8").astype(np.int64) for _ in range(2))
+        times = np.frombuffer(take(4 * ntimes), dtype="<u4").astype(np.int64)
+        sizes = np.frombuffer(take(8 * n), dtype="<i8").astype(np.int64)
+        return cls(_Text(raw, raw.lower(), starts), times, _newlines(raw), _Text(defs, defs.lower(), def_starts), sizes)
+
+    def replace(self, fresh: dict[int, bytes]) -> _Indexed:
+        """This corpus with the entries of files `fresh` names (index -> an `entry_ok` entry) in
+        place of theirs: the same corpus `of` would join from all the entries."""
+        if not fresh:
+            return self
+        at = sorted(fresh)
+        heads = [_ENTRY.unpack_from(fresh[i]) for i in at]
+        parts = [_entry_parts(fresh[i], h) for i, h in zip(at, heads)]
+        # Each file's runs take max(runs, 1) lines of `tokens`, and as many counts in `times`.
+        first = np.searchsorted(self.lines, self.tokens.starts[at])
+        last = np.searchsorted(self.lines, self.tokens.starts[np.add(at, 1)] - 1) + 1
+        pieces, prev = [], 0
+        for a, b, (_, counts, _) in zip(first, last, parts):
+            pieces += [self.times[prev:a], np.frombuffer(counts, dtype="<u4").astype(np.int64)]
+            prev = b
+        times = np.concatenate([*pieces, self.times[prev:]])
+        tokens = self.tokens.replace(at, [t for t, _, _ in parts])
+        sizes = self.sizes.copy()
+        sizes[at] = [h[1] for h in heads]
+        return _Indexed(tokens, times, _newlines(tokens.raw), self.defs.replace(at, [d for _, _, d in parts]), sizes)
 
     def search(self, words: list[bytes], definitions: list[bytes]) -> None:
         self.tokens.search(words)
@@ -471,6 +539,39 @@ class _Indexed:
 
     def definitions(self, names: list[str]) -> dict[str, list[int]]:
         return _definitions(names, self.defs)
+
+
+_HOLE = index_entry(b"")
+
+
+def _entry_parts(entry: bytes, head: tuple) -> tuple[bytes, bytes, bytes]:
+    """An entry's runs (one a line), run counts (uint32) and definitions (one a line)."""
+    start = _ENTRY.size + head[2]
+    return entry[_ENTRY.size : start], entry[start : start + head[3]], entry[start + head[3] : -16]
+
+
+def _newlines(raw: bytes) -> np.ndarray:
+    return np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == 10)
+
+
+def index_corpus(entries: Sequence[bytes], hashes: Sequence[bytes | None]) -> bytes:
+    """The files' index entries (each `entry_ok`) joined into one corpus with the content hash
+    each was made from, for `rank_features_corpus`. A file without a hash (one not to be
+    kept: it may hold a secret) is left out, an empty entry in its place: its entry is given
+    fresh each time."""
+    return _Indexed.of([e if h is not None else _HOLE for e, h in zip(entries, hashes)]).dumps(
+        [h if h is not None else bytes(HASH) for h in hashes]
+    )
+
+
+def rank_features_corpus(task: str, paths: Sequence[str], corpus: bytes, fresh: dict[int, bytes]) -> Features | None:
+    """`rank_features_indexed` from the entries' `index_corpus`, with the entries of the files
+    `fresh` names (index -> entry, each `entry_ok`) in place of theirs: the same, bit for bit.
+    None when the corpus is not whole or not for these many files."""
+    indexed = _Indexed.loads(corpus)
+    if indexed is None or len(indexed.sizes) != len(paths):
+        return None
+    return _features(task, paths, indexed.replace(fresh), None)
 
 
 def _bm25_files(

@@ -32,9 +32,10 @@ import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from agent.pack.cache import CountCache, digest
+from agent.pack.corpus import corpus_hashes
 from agent.pack.counting import ExactCounter, in_child
 from agent.pack.render import Format, file_block
 from agent.pack.scan import SourceFile
@@ -46,7 +47,9 @@ if TYPE_CHECKING:
 
 __all__ = ["OUTLINE_FROM_BYTES", "Candidate", "FileStore", "Scored"]
 
+_T = TypeVar("_T")
 _RANK_VERSION = b"rank-5"
+_STALE_SHARE = 0.125  # a joined index with more files changed since is made again
 _FORK_RANK_FROM = 1000  # files: below this, ranking here is quicker than forking for it
 _INDEX_KIND = "rank-index"  # fast-path rows: (size, mtime) -> the content hash its index entry is kept by
 OUTLINE_FROM_BYTES = 200  # smaller files are never outlined (their outline would save nothing)
@@ -261,13 +264,25 @@ class FileStore:
         return [Scored(p, s, r) for p, s, r in json.loads(stored)]
 
     def _rank(self, task: str, files: Sequence[Candidate]) -> bytes:
-        """A fresh ranking: from the index where most files have an entry (the changed ones are
-        read and indexed), else from the files' bytes (`ranked_from_bytes` says so)."""
+        """A fresh ranking: from the tree's joined index where few files changed since it was
+        made (their entries replace theirs), else from the files' entries where most have one
+        (the changed ones are read and indexed, and the joined index made again), else from
+        the files' bytes (`ranked_from_bytes` says so)."""
         code = _rank_code()
         stats = self.cache.stats(self.root, _INDEX_KIND)
-        entries = self._index_entries(files, code, stats)
-        full = sum(e is None for e in entries) * 2 > len(files)
-        job = functools.partial(_ranking, task, files, None if full else entries, self.scanner)
+        hashes = _entry_hashes(files, stats)
+        key = _corpus_key(code, files)
+        corpus = self._read(lambda: self.cache.corpus(self.root, key))
+        stale = _stale(corpus, hashes)
+        entries: list[bytes | None] | None = None
+        if stale is not None:
+            known = self._index_entries([hashes[i] for i in stale], code)
+            job = functools.partial(_ranking, task, files, hashes, None, (corpus, dict(zip(stale, known))), self.scanner)
+        else:
+            entries = self._index_entries(hashes, code)
+        full = entries is not None and sum(e is None for e in entries) * 2 > len(files)
+        if entries is not None:
+            job = functools.partial(_ranking, task, files, hashes, None if full else entries, None, self.scanner)
         # A fresh ranking means fresh counts: the tokenizer loads meanwhile (both hold the
         # GIL, so the ranking runs in a forked child when it can).
         result = in_child(job) if len(files) >= _FORK_RANK_FROM else None
@@ -277,8 +292,9 @@ class FileStore:
             if result is not None:
                 result(fallback=False)  # reap the child, then let the error through
             raise
-        ranking, new = pickle.loads(result() if result is not None else job())
+        ranking, new, made = pickle.loads(result() if result is not None else job())
         self._keep_index(new, code)
+        self._keep_corpus(key, made)
         # Ranked from the bytes: the tree is to be indexed for the tasks to come, now or after
         # its next task (agent.pack.index: a first task is often the only one).
         self.ranked_from_bytes = 0 if not full else 2 if _SEEN in stats else 1
@@ -287,14 +303,23 @@ class FileStore:
         return ranking
 
     def index(self, files: Sequence[Candidate]) -> int:
-        """Make and keep the ranking index entries that `files` lack (or have torn); how many."""
-        code = _rank_code()
-        entries = self._index_entries(files, code, self.cache.stats(self.root, _INDEX_KIND))
-        from agent.pack.rank import entry_ok, index_entry
+        """Make and keep the ranking index entries that `files` lack (or have torn), and the
+        tree's joined index; how many entries were made."""
+        from agent.pack.rank import index_corpus
 
-        todo = [f for f, e in zip(files, entries) if e is None or not entry_ok(e)]
-        self._keep_index([row for f in todo for row in _persistable(f, index_entry(f.source.data), self.scanner)], code)
-        return len(todo)
+        code = _rank_code()
+        hashes = _entry_hashes(files, self.cache.stats(self.root, _INDEX_KIND))
+        whole, kept, new = _complete(files, hashes, self._index_entries(hashes, code), self.scanner)
+        self._keep_index(new, code)
+        self._keep_corpus(_corpus_key(code, files), index_corpus(whole, kept))
+        return len(new) + sum(h is None for h in kept)
+
+    def _keep_corpus(self, key: bytes, corpus: bytes | None) -> None:
+        """Keep the tree's joined index (one a tree); b"" drops it (it was found torn)."""
+        if corpus:
+            self.cache.store_corpus(self.root, key, corpus)
+        elif corpus is not None:
+            self.cache.drop_corpus(self.root)
 
     def outline_all(self, files: Sequence[Candidate], outliner: Outliner) -> int:
         """Make, count and keep the outline of every file a pack may outline (see
@@ -306,21 +331,18 @@ class FileStore:
                 self._derived.pop(f.path, None)  # nothing of it is needed again here
         return len(tries)
 
-    def _index_entries(
-        self, files: Sequence[Candidate], code: bytes, stats: dict[str, tuple[int, int, bytes]]
-    ) -> list[bytes | None]:
-        """Each file's index entry made by `code`, where the file is unchanged since (None: not
-        indexed, changed, or the cache cannot be read)."""
-        hashes: dict[str, bytes] = {}
-        for f in files:
-            row = stats.get(f.path)
-            if row is not None and row[0] == f.size and row[1] == f.mtime_ns:
-                hashes[f.path] = row[2]
+    def _index_entries(self, hashes: list[bytes | None], code: bytes) -> list[bytes | None]:
+        """Each file's index entry made by `code`, by its content hash (None: not indexed,
+        changed, or the cache cannot be read)."""
+        known = self._read(lambda: self.cache.index_entries([h for h in hashes if h is not None], code)) or {}
+        return [known.get(h) if h is not None else None for h in hashes]
+
+    def _read(self, query: Callable[[], _T]) -> _T | None:
+        """What the cache answers, or None where it cannot be read (a damaged file is only a cache)."""
         try:
-            known = self.cache.index_entries(list(hashes.values()), code)
+            return query()
         except sqlite3.DatabaseError:
-            known = {}
-        return [known.get(hashes.get(f.path, b"")) for f in files]
+            return None
 
     def _keep_index(self, new: list[tuple[str, int, int, bytes, bytes]], code: bytes) -> None:
         for path, size, mtime_ns, h, entry in new:
@@ -328,27 +350,60 @@ class FileStore:
             self.cache.remember_stat(self.root, path, _INDEX_KIND, size, mtime_ns, h)
 
 
-def _ranking(task: str, files: Sequence[Candidate], entries: list[bytes | None] | None, scanner: SecretScanner) -> bytes:
-    """The ranking as the memo keeps it, and the index entries made for it (pickled): from the
-    files' bytes when `entries` is None, else from the entries (those missing or torn are made
-    from the files)."""
-    from agent.pack.rank import WEIGHTS, entry_ok, index_entry, rank_features_indexed, rank_files, score
+def _ranking(
+    task: str, files: Sequence[Candidate], hashes: list[bytes | None], entries: list[bytes | None] | None,
+    corpus: tuple[bytes, dict[int, bytes | None]] | None, scanner: SecretScanner,
+) -> bytes:
+    """The ranking as the memo keeps it, the index entries made for it, and the joined index
+    made from the entries (b"": the one given was torn; None: neither), pickled. From `corpus`
+    when given (the tree's joined index, and the entries of the files changed since: those
+    missing or torn are made from the files), else from the entries (the same), else from the
+    bytes."""
+    from agent.pack.rank import WEIGHTS, index_corpus, rank_features, rank_features_corpus, score
 
     paths = [f.path for f in files]
     new: list[tuple[str, int, int, bytes, bytes]] = []
-    if entries is None:
+    made: bytes | None = None
+    features = None
+    if corpus is not None:
+        blob, known = corpus
+        at = sorted(known)
+        fresh, _, new = _complete([files[i] for i in at], [hashes[i] for i in at], [known[i] for i in at], scanner)
+        features = rank_features_corpus(task, paths, blob, dict(zip(at, fresh)))  # type: ignore[arg-type]
+        if features is None:
+            made, new = b"", []  # torn: dropped, and ranked from the bytes this once
+    elif entries is not None:
+        whole, kept, new = _complete(files, hashes, entries, scanner)
+        made = index_corpus(whole, kept)
+        features = rank_features_corpus(task, paths, made, {i: e for i, (e, h) in enumerate(zip(whole, kept)) if h is None})
+    if features is None:
         # Ranking reads the unredacted bytes: it only scores; what a pack shows is redacted.
-        ranked = rank_files(task, paths, [f.source.data for f in files])
-    else:
-        whole = list(entries)
-        for i, f in enumerate(files):
-            e = whole[i]
-            if e is None or not entry_ok(e):
-                whole[i] = e = index_entry(f.source.data)
-                new.extend(_persistable(f, e, scanner))
-        ranked = score(rank_features_indexed(task, paths, whole), WEIGHTS)  # type: ignore[arg-type]
+        features = rank_features(task, paths, [f.source.data for f in files])
+    ranked = score(features, WEIGHTS)
     ranking = json.dumps([[r.path, r.score, r.reasons] for r in ranked]).encode()
-    return pickle.dumps((ranking, new))
+    return pickle.dumps((ranking, new, made))
+
+
+def _complete(
+    files: Sequence[Candidate], hashes: Sequence[bytes | None], entries: Sequence[bytes | None], scanner: SecretScanner
+) -> tuple[list[bytes], list[bytes | None], list[tuple[str, int, int, bytes, bytes]]]:
+    """Every file's entry (those missing or torn made from the file), the content hash each
+    is kept by (None: a file that may hold a secret, not kept), and the cache rows of those
+    made."""
+    from agent.pack.rank import entry_ok, index_entry
+
+    whole: list[bytes] = []
+    kept: list[bytes | None] = []
+    new: list[tuple[str, int, int, bytes, bytes]] = []
+    for f, h, e in zip(files, hashes, entries):
+        if e is None or not entry_ok(e):
+            e = index_entry(f.source.data)
+            rows = _persistable(f, e, scanner)
+            new += rows
+            h = rows[0][3] if rows else None
+        whole.append(e)
+        kept.append(h)
+    return whole, kept, new
 
 
 def _persistable(f: Candidate, entry: bytes, scanner: SecretScanner) -> list[tuple[str, int, int, bytes, bytes]]:
@@ -358,6 +413,32 @@ def _persistable(f: Candidate, entry: bytes, scanner: SecretScanner) -> list[tup
     if scanner.may_contain(data, path=f.path) and scanner.scan(f.source.text, path=f.path, data=data):
         return []
     return [(f.path, f.size, f.mtime_ns, digest(data), entry)]
+
+
+def _entry_hashes(files: Sequence[Candidate], stats: dict[str, tuple[int, int, bytes]]) -> list[bytes | None]:
+    """Each file's content hash its index entry is kept by, where the file is unchanged since
+    it was indexed (None: not indexed, or changed)."""
+    out: list[bytes | None] = []
+    for f in files:
+        row = stats.get(f.path)
+        out.append(row[2] if row is not None and row[0] == f.size and row[1] == f.mtime_ns else None)
+    return out
+
+
+def _corpus_key(code: bytes, files: Sequence[Candidate]) -> bytes:
+    """The key of a tree's joined index: the ranking code and the tree's paths in order."""
+    return digest(b"corpus\0" + code + "\0".join(f.path for f in files).encode("utf-8", "surrogatepass"))
+
+
+def _stale(corpus: bytes | None, hashes: Sequence[bytes | None]) -> list[int] | None:
+    """The files whose entries in the tree's joined index are not theirs now (changed, or
+    never kept), where the index is for these files and at most _STALE_SHARE of them are;
+    else None (the index is to be made again)."""
+    stored = corpus_hashes(corpus) if corpus is not None else None
+    if stored is None or len(stored) != len(hashes):
+        return None
+    stale = [i for i, (h, s) in enumerate(zip(hashes, stored)) if h is None or h != s]
+    return stale if len(stale) <= len(hashes) * _STALE_SHARE else None
 
 
 def _rank_code() -> bytes:
