@@ -8,7 +8,10 @@ gc.autoDetach).
 
 from __future__ import annotations
 
+import functools
+import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,8 +20,11 @@ from test_pack import make_repo
 
 from agent.errors import ConfigError
 from agent.pack import build_pack, count_repo, index
-from agent.pack.cache import digest
-from agent.pack.store import _FORK_RANK_FROM
+from agent.pack.cache import CountCache, digest
+from agent.pack.counting import Ahead, ExactCounter
+from agent.pack.rank import rank_files
+from agent.pack.scan import rules_key, scan_repo
+from agent.pack.store import _FORK_RANK_FROM, Candidate, FileStore, rank_ahead
 from agent.secrets import SecretScanner
 from agent.tokens import get_tokenizer
 
@@ -175,3 +181,56 @@ def test_indexing_does_not_change_a_pack(tmp_path: Path) -> None:
             indexed = _pack(root, cache, task, budget=budget, index="off")
             cold = _pack(root, tmp_path / f"cold-{budget}-{digest(task).hex()}", task, budget=budget, index="off")
             assert (indexed.totals, indexed.document, indexed.relevant) == (cold.totals, cold.document, cold.relevant), (task, budget)
+
+
+def _pid() -> bytes:
+    return str(os.getpid()).encode()
+
+
+def _fail() -> bytes:
+    raise RuntimeError("fails in the child")
+
+
+def test_a_child_forked_ahead_runs_the_job_sent_or_none(tmp_path: Path) -> None:
+    marker = tmp_path / "warmed"
+    ahead = Ahead.start(functools.partial(marker.write_text, "yes"))
+    assert ahead is not None
+    big = b"x" * (3 * Ahead.PIPE_BYTES)  # more than the pipe holds: the send waits for the child
+    out = ahead.send(functools.partial(bytes.__add__, big, str(os.getpid()).encode()))()
+    assert out == big + str(os.getpid()).encode() and marker.read_text() == "yes"
+    ahead = Ahead.start(lambda: None)
+    assert ahead is not None and int(ahead.send(_pid)()) != os.getpid()  # not here
+    failing = Ahead.start(lambda: None)
+    assert failing is not None
+    with pytest.raises(RuntimeError, match="fails in the child"):  # failed there: run here, and so raised here
+        failing.send(_fail)()
+    idle = Ahead.start(functools.partial(time.sleep, 30))
+    assert idle is not None
+    t = time.monotonic()
+    idle.close()  # no job: stopped and reaped, not waited for
+    assert time.monotonic() - t < 10
+
+
+def test_a_new_task_on_a_large_indexed_tree_ranks_in_the_child_forked_ahead(tmp_path: Path) -> None:
+    files = {f"pkg/mod{i:04d}.py": f"def helper_{i}(x):\n    return x + {i}\n" for i in range(_FORK_RANK_FROM)}
+    files["pkg/billing.py"] = FILES["app/billing.py"]
+    root = make_repo(tmp_path / "repo", files)
+    cache = tmp_path / "cache"
+    _pack(root, cache, TASKS[0], index="here")
+    task = "refund_invoice in InvoiceRefund returns a negative total"
+    with CountCache(cache, "cl100k_base") as counts:
+        rules = counts.count_stats(str(root.resolve()), f"scan:{rules_key(1_000_000)}")
+        assert rules == len(files)
+        assert rank_ahead(counts, str(root.resolve()), TASKS[0], rules) is None  # ranked before: a repeat
+        assert rank_ahead(counts, str(root.resolve()), task, 10) is None  # a small tree ranks here
+        ahead = rank_ahead(counts, str(root.resolve()), task, rules)
+        assert ahead is not None
+        scan = scan_repo(root)
+        store = FileStore(counts, ExactCounter(get_tokenizer("cl100k_base"), counts), SecretScanner({}), str(root.resolve()), "xml")
+        ranked = store.rank(task, [Candidate(f, f.path, f.size, f.mtime_ns) for f in scan.files], ahead)
+    full = rank_files(task, [f.path for f in scan.files], [f.data for f in scan.files])
+    assert [(r.path, r.reasons) for r in ranked] == [(r.path, r.reasons) for r in full]
+    assert [r.score for r in ranked] == pytest.approx([r.score for r in full])
+    assert ranked[0].path == "pkg/billing.py" and store.ranked_from_bytes == 0
+    with CountCache(cache, "cl100k_base") as counts:
+        assert rank_ahead(counts, str(root.resolve()), task, len(files)) is None  # now ranked before

@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 from agent.errors import ConfigError
 from agent.pack.budget import default_budget
 from agent.pack.cache import CountCache, digest
-from agent.pack.counting import BULK_BYTES, BULK_FILES, ExactCounter, Laps, chunks, collector_paused, count_parts
+from agent.pack.counting import BULK_BYTES, BULK_FILES, Ahead, ExactCounter, Laps, chunks, collector_paused, count_parts
 from agent.pack.outline import Outliner
 from agent.pack.render import TREE_LEVELS, Format, file_block, footer, header, relevant_block, tree
 from agent.pack.scan import MAX_FILE_BYTES, ScanResult, SourceFile, rules_key, scan_repo
-from agent.pack.store import OUTLINE_FROM_BYTES, Candidate, FileStore
+from agent.pack.store import OUTLINE_FROM_BYTES, Candidate, FileStore, rank_ahead
 from agent.records import Pack, PackItem, PackTotals, SecretFinding, Skipped, Task
 from agent.secrets import SecretScanner
 
@@ -219,7 +219,15 @@ def _prepare(
     progress = opts.progress
     if progress is not None:
         progress("scan", 0, 1)
-    scan = _scan(repo, cache, opts.max_file_bytes)
+    # A new task on a large known tree: the ranker's child starts now and imports while we scan.
+    root = str(repo.expanduser().resolve())
+    ahead = rank_ahead(cache, root, task, cache.count_stats(root, f"scan:{rules_key(opts.max_file_bytes)}"))
+    try:
+        scan = _scan(repo, cache, opts.max_file_bytes)
+    except BaseException:
+        if ahead is not None:
+            ahead.close()
+        raise
     files = candidates(scan)
     lap("scan")
     if progress is not None:
@@ -235,7 +243,7 @@ def _prepare(
         if s.reason.startswith("secret:")
     ]
     store = FileStore(cache, counter, scanner, str(scan.root), opts.format)
-    files, order = rank(task, files, store)
+    files, order = rank(task, files, store, ahead)
     lap("rank")
     return _Run(scan, files, order, task, skipped, excluded, store, model, tokenizer, progress)
 
@@ -245,12 +253,14 @@ def candidates(scan: ScanResult) -> list[Candidate]:
     return [Candidate(sf, sf.path, sf.size, sf.mtime_ns) for sf in scan.files]
 
 
-def rank(task: str | None, files: list[Candidate], store: FileStore) -> tuple[list[Candidate], list[Candidate]]:
+def rank(
+    task: str | None, files: list[Candidate], store: FileStore, ahead: Ahead | None = None
+) -> tuple[list[Candidate], list[Candidate]]:
     """The files with their ranks for `task`, in path order and best first (without a task,
-    unranked and in path order both)."""
+    unranked and in path order both); `ahead` is a child forked to rank (`rank_ahead`)."""
     if task is None:
         return files, list(files)
-    scored = store.rank(task, files)
+    scored = store.rank(task, files, ahead)
     by_path = {f.path: f for f in files}
     ranked = {s.path: dataclasses.replace(by_path[s.path], rank=s) for s in scored}
     return [ranked[f.path] for f in files], [ranked[s.path] for s in scored]

@@ -22,6 +22,8 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from agent.pack.corpus import CORPUS, CORPUS_MAGIC, HASH, prefix_hashes
+
 __all__ = ["CountCache", "digest"]
 
 _SCHEMA = """
@@ -60,6 +62,7 @@ class CountCache:
             directory.mkdir(parents=True, exist_ok=True)
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in tokenizer)
             target = str(directory / f"counts-{safe}.sqlite3")
+        self.path = None if directory is None else target  # the database file (None: in memory)
         self._db = sqlite3.connect(target, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -124,6 +127,15 @@ class CountCache:
         rows = self._db.execute("SELECT path, size, mtime, h FROM stats WHERE root=? AND kind=?", (root, kind))
         return {p: (s, m, h) for p, s, m, h in rows}
 
+    def has_stat(self, root: str, path: str, kind: str) -> bool:
+        """Whether a fast-path row for (root, path, kind) exists."""
+        q = "SELECT 1 FROM stats WHERE root=? AND path=? AND kind=?"
+        return self._db.execute(q, (root, path, kind)).fetchone() is not None
+
+    def count_stats(self, root: str, kind: str) -> int:
+        """How many fast-path rows of `kind` one tree has."""
+        return int(self._db.execute("SELECT count(*) FROM stats WHERE root=? AND kind=?", (root, kind)).fetchone()[0])
+
     def remember_stat(self, root: str, path: str, kind: str, size: int, mtime: int, h: bytes) -> None:
         """Record that `path` at (size, mtime) rendered to the text hashed `h`."""
         self._pending_stats.append((root, path, kind, size, mtime, h))
@@ -187,6 +199,20 @@ class CountCache:
         made for `key` (the ranking code and every file's content hash)."""
         row = self._db.execute("SELECT v FROM corpus WHERE root=? AND k=?", (root, key)).fetchone()
         return row[0] if row else None
+
+    def corpus_hashes(self, root: str, key: bytes) -> list[bytes | None] | None:
+        """The content hashes the tree's joined index was made from (`agent.pack.corpus`),
+        read without the rest of it (sqlite3 blobopen: incremental blob I/O), if it is the one
+        made for `key`; None otherwise."""
+        row = self._db.execute("SELECT rowid FROM corpus WHERE root=? AND k=?", (root, key)).fetchone()
+        if row is None:
+            return None
+        with self._db.blobopen("corpus", "v", row[0], readonly=True) as blob:
+            head = blob.read(CORPUS.size)
+            if len(head) < CORPUS.size or head[:4] != CORPUS_MAGIC:
+                return None
+            n = CORPUS.unpack(head)[1]
+            return prefix_hashes(head + blob.read(HASH * n), n)
 
     def store_corpus(self, root: str, key: bytes, corpus: bytes) -> None:
         """Keep the tree's joined ranking index (one a tree: it replaces the last)."""

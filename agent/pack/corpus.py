@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import struct
 
-__all__ = ["CORPUS", "CORPUS_MAGIC", "HASH", "corpus_hashes", "corpus_head"]
+__all__ = ["CORPUS", "CORPUS_MAGIC", "HASH", "corpus_hashes", "corpus_head", "prefix_hashes"]
 
 CORPUS = struct.Struct("<4sQQQQ")
 CORPUS_MAGIC = b"rcx1"
@@ -34,8 +34,14 @@ def corpus_hashes(corpus: bytes) -> list[bytes | None] | None:
     without checking the digest (the ranker does, before it trusts the rest); None if it is
     not a corpus."""
     head = corpus_head(corpus)
-    if head is None:
-        return None
+    return None if head is None else prefix_hashes(corpus, head[0])
+
+
+def prefix_hashes(prefix: bytes, files: int) -> list[bytes | None] | None:
+    """The `files` content hashes from the start of a corpus (its header and hashes at least);
+    None if it is cut shorter."""
     at, zero = CORPUS.size, bytes(HASH)
-    out = [corpus[at + HASH * i : at + HASH * (i + 1)] for i in range(head[0])]
+    if len(prefix) < at + HASH * files:
+        return None
+    out = [prefix[at + HASH * i : at + HASH * (i + 1)] for i in range(files)]
     return [h if h != zero else None for h in out]

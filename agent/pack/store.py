@@ -35,8 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from agent.pack.cache import CountCache, digest
-from agent.pack.corpus import corpus_hashes
-from agent.pack.counting import ExactCounter, in_child
+from agent.pack.counting import Ahead, ExactCounter, in_child
 from agent.pack.render import Format, file_block
 from agent.pack.scan import SourceFile
 from agent.records import SecretFinding
@@ -45,7 +44,7 @@ from agent.secrets import SecretScanner
 if TYPE_CHECKING:
     from agent.pack.outline import Outliner
 
-__all__ = ["OUTLINE_FROM_BYTES", "Candidate", "FileStore", "Scored"]
+__all__ = ["OUTLINE_FROM_BYTES", "Candidate", "FileStore", "Scored", "rank_ahead"]
 
 _T = TypeVar("_T")
 _RANK_VERSION = b"rank-5"
@@ -53,6 +52,7 @@ _STALE_SHARE = 0.125  # a joined index with more files changed since is made aga
 _FORK_RANK_FROM = 1000  # files: below this, ranking here is quicker than forking for it
 _INDEX_KIND = "rank-index"  # fast-path rows: (size, mtime) -> the content hash its index entry is kept by
 OUTLINE_FROM_BYTES = 200  # smaller files are never outlined (their outline would save nothing)
+_TASK_KIND = "rank-task"  # fast-path rows: a task ranked fresh on the tree before (see `rank_ahead`)
 _SEEN = ""  # the path of the row that says a tree was ranked before (no file has it)
 
 
@@ -254,16 +254,22 @@ class FileStore:
             if close is not None:
                 close()  # cancels what was parsed ahead and is no longer needed
 
-    def rank(self, task: str, files: Sequence[Candidate]) -> list[Scored]:
-        """Every file's score for `task`, best first, from the cache when the tree is unchanged."""
+    def rank(self, task: str, files: Sequence[Candidate], ahead: Ahead | None = None) -> list[Scored]:
+        """Every file's score for `task`, best first, from the cache when the tree is unchanged
+        (`ahead`: a child forked for a fresh ranking, see `rank_ahead`)."""
         key = _rank_key(task, files)
-        stored = self.cache.memo_get(key)
-        if stored is None:
-            stored = self._rank(task, files)
-            self.cache.memo_put(key, stored)
+        try:
+            stored = self.cache.memo_get(key)
+            if stored is None:
+                stored = self._rank(task, files, ahead)
+                self.cache.memo_put(key, stored)
+                self.cache.remember_stat(self.root, _task_mark(task), _TASK_KIND, 0, 0, b"")
+        finally:
+            if ahead is not None:
+                ahead.close()
         return [Scored(p, s, r) for p, s, r in json.loads(stored)]
 
-    def _rank(self, task: str, files: Sequence[Candidate]) -> bytes:
+    def _rank(self, task: str, files: Sequence[Candidate], ahead: Ahead | None) -> bytes:
         """A fresh ranking: from the tree's joined index where few files changed since it was
         made (their entries replace theirs), else from the files' entries where most have one
         (the changed ones are read and indexed, and the joined index made again), else from
@@ -272,35 +278,46 @@ class FileStore:
         stats = self.cache.stats(self.root, _INDEX_KIND)
         hashes = _entry_hashes(files, stats)
         key = _corpus_key(code, files)
-        corpus = self._read(lambda: self.cache.corpus(self.root, key))
-        stale = _stale(corpus, hashes)
-        entries: list[bytes | None] | None = None
+        stale = _stale(self._read(lambda: self.cache.corpus_hashes(self.root, key)), hashes) if self.cache.path else None
         if stale is not None:
             known = self._index_entries([hashes[i] for i in stale], code)
-            job = functools.partial(_ranking, task, files, hashes, None, (corpus, dict(zip(stale, known))), self.scanner)
-        else:
-            entries = self._index_entries(hashes, code)
-        full = entries is not None and sum(e is None for e in entries) * 2 > len(files)
-        if entries is not None:
-            job = functools.partial(_ranking, task, files, hashes, None if full else entries, None, self.scanner)
-        # A fresh ranking means fresh counts: the tokenizer loads meanwhile (both hold the
-        # GIL, so the ranking runs in a forked child when it can).
-        result = in_child(job) if len(files) >= _FORK_RANK_FROM else None
-        try:
-            self.counter.tokenizer  # noqa: B018 - loads it
-        except BaseException:
-            if result is not None:
-                result(fallback=False)  # reap the child, then let the error through
-            raise
-        ranking, new, made = pickle.loads(result() if result is not None else job())
+            changed = {i: (e, files[i].source.data) for i, e in zip(stale, known)}
+            job = functools.partial(_ranking_from_corpus, self.cache.path, self.root, key, task, [f.path for f in files], changed)
+            out = pickle.loads(self._fresh(job, len(files), ahead))
+            if out is not None:
+                ranking, made = out
+                self._keep_index([row for i, e in made.items() for row in _persistable(files[i], e, self.scanner)], code)
+                return ranking
+            self.cache.drop_corpus(self.root)  # torn: made again from the entries below
+        entries = self._index_entries(hashes, code)
+        full = sum(e is None for e in entries) * 2 > len(files)
+        job = functools.partial(_ranking, task, files, hashes, None if full else entries, self.scanner)
+        ranking, new, corpus = pickle.loads(self._fresh(job, len(files), None))
         self._keep_index(new, code)
-        self._keep_corpus(key, made)
+        if corpus is not None:
+            self.cache.store_corpus(self.root, key, corpus)
         # Ranked from the bytes: the tree is to be indexed for the tasks to come, now or after
         # its next task (agent.pack.index: a first task is often the only one).
         self.ranked_from_bytes = 0 if not full else 2 if _SEEN in stats else 1
         if full and _SEEN not in stats:
             self.cache.remember_stat(self.root, _SEEN, _INDEX_KIND, 0, 0, b"")
         return ranking
+
+    def _fresh(self, job: Callable[[], bytes], files: int, ahead: Ahead | None) -> bytes:
+        """Run a ranking job while the tokenizer loads: a fresh ranking means fresh counts, and
+        both hold the GIL, so the job runs in a child (the one forked ahead, else one forked
+        now) when it can."""
+        if ahead is not None:
+            result: Callable[..., bytes] | None = ahead.send(job)
+        else:
+            result = in_child(job) if files >= _FORK_RANK_FROM else None
+        try:
+            self.counter.tokenizer  # noqa: B018 - loads it
+        except BaseException:
+            if result is not None and ahead is None:
+                result(fallback=False)  # reap the child, then let the error through
+            raise
+        return result() if result is not None else job()
 
     def index(self, files: Sequence[Candidate]) -> int:
         """Make and keep the ranking index entries that `files` lack (or have torn), and the
@@ -311,15 +328,8 @@ class FileStore:
         hashes = _entry_hashes(files, self.cache.stats(self.root, _INDEX_KIND))
         whole, kept, new = _complete(files, hashes, self._index_entries(hashes, code), self.scanner)
         self._keep_index(new, code)
-        self._keep_corpus(_corpus_key(code, files), index_corpus(whole, kept))
+        self.cache.store_corpus(self.root, _corpus_key(code, files), index_corpus(whole, kept))
         return len(new) + sum(h is None for h in kept)
-
-    def _keep_corpus(self, key: bytes, corpus: bytes | None) -> None:
-        """Keep the tree's joined index (one a tree); b"" drops it (it was found torn)."""
-        if corpus:
-            self.cache.store_corpus(self.root, key, corpus)
-        elif corpus is not None:
-            self.cache.drop_corpus(self.root)
 
     def outline_all(self, files: Sequence[Candidate], outliner: Outliner) -> int:
         """Make, count and keep the outline of every file a pack may outline (see
@@ -352,36 +362,53 @@ class FileStore:
 
 def _ranking(
     task: str, files: Sequence[Candidate], hashes: list[bytes | None], entries: list[bytes | None] | None,
-    corpus: tuple[bytes, dict[int, bytes | None]] | None, scanner: SecretScanner,
+    scanner: SecretScanner,
 ) -> bytes:
     """The ranking as the memo keeps it, the index entries made for it, and the joined index
-    made from the entries (b"": the one given was torn; None: neither), pickled. From `corpus`
-    when given (the tree's joined index, and the entries of the files changed since: those
-    missing or torn are made from the files), else from the entries (the same), else from the
-    bytes."""
-    from agent.pack.rank import WEIGHTS, index_corpus, rank_features, rank_features_corpus, score
+    made from the entries (None: ranked from the bytes), pickled: from the entries when given
+    (those missing or torn are made from the files), else from the files' bytes."""
+    from agent.pack.rank import index_corpus, rank_features, rank_features_corpus
 
     paths = [f.path for f in files]
     new: list[tuple[str, int, int, bytes, bytes]] = []
-    made: bytes | None = None
-    features = None
-    if corpus is not None:
-        blob, known = corpus
-        at = sorted(known)
-        fresh, _, new = _complete([files[i] for i in at], [hashes[i] for i in at], [known[i] for i in at], scanner)
-        features = rank_features_corpus(task, paths, blob, dict(zip(at, fresh)))  # type: ignore[arg-type]
-        if features is None:
-            made, new = b"", []  # torn: dropped, and ranked from the bytes this once
-    elif entries is not None:
-        whole, kept, new = _complete(files, hashes, entries, scanner)
-        made = index_corpus(whole, kept)
-        features = rank_features_corpus(task, paths, made, {i: e for i, (e, h) in enumerate(zip(whole, kept)) if h is None})
-    if features is None:
+    corpus: bytes | None = None
+    if entries is None:
         # Ranking reads the unredacted bytes: it only scores; what a pack shows is redacted.
         features = rank_features(task, paths, [f.source.data for f in files])
-    ranked = score(features, WEIGHTS)
-    ranking = json.dumps([[r.path, r.score, r.reasons] for r in ranked]).encode()
-    return pickle.dumps((ranking, new, made))
+    else:
+        whole, kept, new = _complete(files, hashes, entries, scanner)
+        corpus = index_corpus(whole, kept)
+        features = rank_features_corpus(task, paths, corpus, {i: e for i, (e, h) in enumerate(zip(whole, kept)) if h is None})
+        assert features is not None  # made here, whole
+    return pickle.dumps((_ranked(features), new, corpus))
+
+
+def _ranking_from_corpus(
+    db: str, root: str, key: bytes, task: str, paths: list[str], changed: dict[int, tuple[bytes | None, bytes]]
+) -> bytes:
+    """The ranking from the tree's joined index, read here from the cache file `db`, with the
+    entries of the files `changed` names (index -> (its kept entry or None, its bytes)) in
+    place of theirs, and the entries made (index -> entry), pickled; None when the joined index
+    is gone or torn."""
+    from agent.pack.rank import entry_ok, index_entry, rank_features_corpus
+
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
+        row = con.execute("SELECT v FROM corpus WHERE root=? AND k=?", (root, key)).fetchone()
+    fresh: dict[int, bytes] = {}
+    made: dict[int, bytes] = {}
+    for i, (entry, data) in changed.items():
+        if entry is None or not entry_ok(entry):
+            entry = made[i] = index_entry(data)
+        fresh[i] = entry
+    features = rank_features_corpus(task, paths, row[0], fresh) if row is not None else None
+    return pickle.dumps(None if features is None else (_ranked(features), made))
+
+
+def _ranked(features: object) -> bytes:
+    """The ranking of these features as the memo keeps it (JSON: path, score, reasons)."""
+    from agent.pack.rank import WEIGHTS, score
+
+    return json.dumps([[r.path, r.score, r.reasons] for r in score(features, WEIGHTS)]).encode()  # type: ignore[arg-type]
 
 
 def _complete(
@@ -415,6 +442,26 @@ def _persistable(f: Candidate, entry: bytes, scanner: SecretScanner) -> list[tup
     return [(f.path, f.size, f.mtime_ns, digest(data), entry)]
 
 
+def rank_ahead(cache: CountCache, root: str, task: str | None, files: int) -> Ahead | None:
+    """A child forked before the scan to rank `task`, importing the ranker while this process
+    scans (it is most of a ranking from the tree's joined index): where the tree is large
+    (`files`, as the last scan found it), its cache is a file, and the task is new on the tree
+    (a task ranked on it before is a repeat: the memo answers, or the tree changed)."""
+    if task is None or files < _FORK_RANK_FROM or cache.path is None:
+        return None
+    if cache.has_stat(root, _task_mark(task), _TASK_KIND):
+        return None
+    return Ahead.start(_import_ranker)
+
+
+def _import_ranker() -> None:
+    import agent.pack.rank  # noqa: F401 - numpy and the automata, ahead
+
+
+def _task_mark(task: str) -> str:
+    return digest(task).hex()
+
+
 def _entry_hashes(files: Sequence[Candidate], stats: dict[str, tuple[int, int, bytes]]) -> list[bytes | None]:
     """Each file's content hash its index entry is kept by, where the file is unchanged since
     it was indexed (None: not indexed, or changed)."""
@@ -430,11 +477,10 @@ def _corpus_key(code: bytes, files: Sequence[Candidate]) -> bytes:
     return digest(b"corpus\0" + code + "\0".join(f.path for f in files).encode("utf-8", "surrogatepass"))
 
 
-def _stale(corpus: bytes | None, hashes: Sequence[bytes | None]) -> list[int] | None:
-    """The files whose entries in the tree's joined index are not theirs now (changed, or
-    never kept), where the index is for these files and at most _STALE_SHARE of them are;
-    else None (the index is to be made again)."""
-    stored = corpus_hashes(corpus) if corpus is not None else None
+def _stale(stored: list[bytes | None] | None, hashes: Sequence[bytes | None]) -> list[int] | None:
+    """The files whose entries in the tree's joined index (made from the content hashes
+    `stored`) are not theirs now (changed, or never kept), where the index is for these files
+    and at most _STALE_SHARE of them are; else None (the index is to be made again)."""
     if stored is None or len(stored) != len(hashes):
         return None
     stale = [i for i, (h, s) in enumerate(zip(hashes, stored)) if h is None or h != s]
