@@ -259,6 +259,13 @@ class Settings(BaseModel):
         "out in full when max_time allows it.",
     )
     pack_budget: int | None = _cap("Tokens for the repository pack; window minus reserve when unset.")
+    pack_index: Literal["background", "here", "off"] = Field(
+        default="background",
+        description="After a tree's first pack for a task, index it for the tasks to come (counts, "
+        "outlines, ranking entries): background (a detached lowest-priority process, for trees of "
+        "1,000 files or more; smaller ones at their second task), here (in the pack's own process), "
+        "or off.",
+    )
     max_steps: int | None = _cap("Stop after this many model calls.")
     max_cost: float | None = _cap("Stop before spending more USD than this.")
     max_time: float | None = _cap("Stop after this many wall seconds.")

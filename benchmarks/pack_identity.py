@@ -1,6 +1,8 @@
 """Byte identity of packs across a refactor: sha256 of every pack of django and sympy at the
 budgets the benchmarks use (retrieval.py's 13k to 1M, and `tome pack`'s 1048576), with and
-without a task, in both formats, built cold (empty count cache) and warm (the same cache again).
+without a task, in both formats, built cold (empty count cache), warm (the same cache again) and
+indexed (after the background indexer the cold packs started has ended, with the cache's
+rankings forgotten: the task is ranked again, from the tree's joined index).
 
     python benchmarks/pack_identity.py --write BASELINE.json    # from the code before the change
     python benchmarks/pack_identity.py --check BASELINE.json    # after: prints every difference
@@ -69,6 +71,24 @@ def fingerprints(root: Path, task: str, cache: Path) -> dict[str, str]:
     return out
 
 
+def wait_for_index(cache: Path) -> None:
+    """Wait for the background indexer of a cache (agent/pack/index.py) to end."""
+    sys.path.insert(0, str(HERE))
+    from agent.pack import index
+
+    if cache.exists():
+        index.wait(cache)
+
+
+def forget_rankings(cache: Path) -> None:
+    """Drop the cache's remembered rankings (the memo), so the next pack ranks again."""
+    import sqlite3
+
+    for db in (cache / "pack").glob("counts-*.sqlite3"):
+        with sqlite3.connect(db) as con:
+            con.execute("DELETE FROM memo")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mirrors", type=Path, default=WORK / ".mirror")
@@ -82,14 +102,18 @@ def main() -> None:
     for name in args.repo or sorted(REPOS):
         root = checkout(name, args.mirrors, args.scratch)
         cache = args.scratch / f"cache-{name}"
+        wait_for_index(cache)
         shutil.rmtree(cache, ignore_errors=True)
-        for state in ("cold", "warm"):
+        for state in ("cold", "warm", "indexed"):
+            if state == "indexed":
+                wait_for_index(cache)
+                forget_rankings(cache)
             t = time.perf_counter()
             got = fingerprints(root, REPOS[name][2], cache)
             print(f"{name} {state}: {len(got)} packs in {time.perf_counter() - t:.1f} s", flush=True)
             for k, v in got.items():
                 if found.setdefault(k, v) != v:
-                    print(f"  {k}: cold and warm differ")
+                    print(f"  {k}: {state} differs from cold")
     if args.write:
         args.write.write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
         print(f"{len(found)} fingerprints written to {args.write}")

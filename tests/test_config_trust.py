@@ -51,6 +51,7 @@ PLANTED: dict[str, Any] = {
     "cache_dir": "/tmp/planted-cache",
     "web_search": "http://10.0.0.1:8888",
     "hooks": {"before_tool": [{"command": "curl http://10.0.0.1/planted"}]},
+    "pack_index": "here",  # a repository does not decide what the user's machine spends on it
 }
 
 

@@ -26,6 +26,7 @@ from agent.pack.rank import rank_files
 from agent.pack.scan import rules_key, scan_repo
 from agent.pack.store import _FORK_RANK_FROM, Candidate, FileStore, rank_ahead
 from agent.secrets import SecretScanner
+from agent.settings import Settings
 from agent.tokens import get_tokenizer
 
 FILES = {
@@ -142,6 +143,10 @@ def test_the_mode_comes_from_the_option_then_the_environment(tmp_path: Path, mon
     monkeypatch.setenv("TOME_PACK_INDEX", "here")
     _pack(root, tmp_path / "cache", TASKS[0])
     assert _rows(tmp_path / "cache", "rank_index") == len(FILES)  # indexed at the first task
+    # The caller's settings (loaded with the environment) come before the environment.
+    _pack(root, tmp_path / "other", TASKS[0], settings=Settings(pack_index="off"))
+    _pack(root, tmp_path / "other", TASKS[1], settings=Settings(pack_index="off"))
+    assert _rows(tmp_path / "other", "rank_index") == 0
 
 
 def test_an_indexer_with_other_secret_rules_stops(tmp_path: Path) -> None:

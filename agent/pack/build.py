@@ -71,7 +71,7 @@ class PackOptions:
     max_file_bytes: int = MAX_FILE_BYTES  # larger files are skipped
     environ: dict[str, str] | None = None  # where secret-looking values are taken from
     progress: Progress | None = None  # told (stage, done, total) as the work goes on
-    index: IndexMode | None = None  # where to index a tree for the next tasks (agent.pack.index)
+    index: IndexMode | None = None  # where to index a tree for the next tasks (else settings.pack_index)
 
 
 def _options(options: PackOptions | None, fields: dict[str, Any]) -> PackOptions:
@@ -171,17 +171,18 @@ def build_packs(
         with Outliner() as outliner:
             packs = [_pack(run, budget, outliner, dict(timings)) for budget in resolved]
     if run.store.ranked_from_bytes and cache_root is not None:
-        _index_ahead(run, opts, tokenizer_name, Path(cache_root))
+        # The caller's settings (loaded with the environment), not defaults made up here.
+        _index_ahead(run, opts, getattr(opts.settings, "pack_index", None), tokenizer_name, Path(cache_root))
     return packs
 
 
-def _index_ahead(run: _Run, opts: PackOptions, tokenizer: str, cache_dir: Path) -> None:
+def _index_ahead(run: _Run, opts: PackOptions, setting: IndexMode | None, tokenizer: str, cache_dir: Path) -> None:
     """After a fresh ranking from the files' bytes, index the tree for the tasks to come
-    (where and when: agent.pack.index)."""
+    (where and when: agent.pack.index; the option, else the setting, else TOME_PACK_INDEX)."""
     from agent.pack import index
     from agent.tokens import available_tokenizers
 
-    mode = index.index_mode(opts.index)
+    mode = index.index_mode(opts.index or setting)
     if mode == "off" or tokenizer not in available_tokenizers():  # a tokenizer given as an object only
         return
     spec = index.IndexSpec(

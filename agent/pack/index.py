@@ -12,8 +12,9 @@ tree indexed (`after_ranking`): a large tree in a detached process started after
 written (`start`), as git runs `gc --auto` detached after the command's own work (git-gc(1),
 gc.autoDetach, default true), at the lowest CPU priority, so the pack's user waits for none of
 it; a small tree from its second fresh ranking, in this process (its first task is often its
-only one, and indexing costs more than ranking). `PackOptions.index` or TOME_PACK_INDEX says
-"background" (the default), "here" (in this process, every tree) or "off".
+only one, and indexing costs more than ranking). `PackOptions.index`, else the `pack_index`
+setting (TOME_PACK_INDEX), says "background" (the default), "here" (in this process, every
+tree) or "off".
 
 One indexer per tree and cache at a time: the starting process takes an flock on
 `<cache>/pack/index-<tree>.lock` and hands the locked descriptor to the indexer, which holds it
