@@ -223,12 +223,14 @@ def test_a_new_task_on_a_large_indexed_tree_ranks_in_the_child_forked_ahead(tmp_
     cache = tmp_path / "cache"
     _pack(root, cache, TASKS[0], index="here")
     task = "refund_invoice in InvoiceRefund returns a negative total"
+    kind = f"scan:{rules_key(1_000_000)}"
     with CountCache(cache, "cl100k_base") as counts:
-        rules = counts.count_stats(str(root.resolve()), f"scan:{rules_key(1_000_000)}")
-        assert rules == len(files)
-        assert rank_ahead(counts, str(root.resolve()), TASKS[0], rules) is None  # ranked before: a repeat
-        assert rank_ahead(counts, str(root.resolve()), task, 10) is None  # a small tree ranks here
-        ahead = rank_ahead(counts, str(root.resolve()), task, rules)
+        assert counts.count_stats(str(root.resolve()), kind) == len(files)
+        assert rank_ahead(counts, str(root.resolve()), TASKS[0], kind) is None  # ranked before: a repeat
+        assert rank_ahead(counts, str(root.resolve()), task, "scan:other rules") is None  # not known this large
+        with CountCache(None, "cl100k_base") as memory:
+            assert rank_ahead(memory, str(root.resolve()), task, kind) is None  # nothing to read it from
+        ahead = rank_ahead(counts, str(root.resolve()), task, kind)
         assert ahead is not None
         scan = scan_repo(root)
         store = FileStore(counts, ExactCounter(get_tokenizer("cl100k_base"), counts), SecretScanner({}), str(root.resolve()), "xml")
@@ -238,4 +240,4 @@ def test_a_new_task_on_a_large_indexed_tree_ranks_in_the_child_forked_ahead(tmp_
     assert [r.score for r in ranked] == pytest.approx([r.score for r in full])
     assert ranked[0].path == "pkg/billing.py" and store.ranked_from_bytes == 0
     with CountCache(cache, "cl100k_base") as counts:
-        assert rank_ahead(counts, str(root.resolve()), task, len(files)) is None  # now ranked before
+        assert rank_ahead(counts, str(root.resolve()), task, kind) is None  # now ranked before

@@ -222,7 +222,7 @@ def _prepare(
         progress("scan", 0, 1)
     # A new task on a large known tree: the ranker's child starts now and imports while we scan.
     root = str(repo.expanduser().resolve())
-    ahead = rank_ahead(cache, root, task, cache.count_stats(root, f"scan:{rules_key(opts.max_file_bytes)}"))
+    ahead = rank_ahead(cache, root, task, f"scan:{rules_key(opts.max_file_bytes)}")
     try:
         scan = _scan(repo, cache, opts.max_file_bytes)
     except BaseException:

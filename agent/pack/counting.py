@@ -169,24 +169,40 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def in_child(work: Callable[..., bytes]) -> Callable[..., bytes] | None:
-    """Start `work` in a forked child; the returned function waits for its bytes (and, unless
-    told `fallback=False`, runs `work` here if the child failed). None where forking is unsafe:
-    not Linux, or other threads alive."""
-    if not sys.platform.startswith("linux") or threading.active_count() > 1 or (os.cpu_count() or 1) < 2:
-        return None
-    read_end, write_end = os.pipe()
+def _forkable() -> bool:
+    """Whether forking a child to work in is safe and worth it: Linux, no other threads alive,
+    two cores or more."""
+    return sys.platform.startswith("linux") and threading.active_count() == 1 and (os.cpu_count() or 1) >= 2
+
+
+def _fork(body: Callable[[], None]) -> int:
+    """Fork a child that runs `body` and exits (0 when it returned); its pid."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child leaves through os._exit
         code = 1
         try:
             gc.freeze()  # collections would walk (and copy) the whole inherited heap
-            os.close(read_end)
-            with os.fdopen(write_end, "wb") as out:
-                out.write(work())
+            body()
             code = 0
         finally:
             os._exit(code)
+    return pid
+
+
+def in_child(work: Callable[..., bytes]) -> Callable[..., bytes] | None:
+    """Start `work` in a forked child; the returned function waits for its bytes (and, unless
+    told `fallback=False`, runs `work` here if the child failed). None where forking is unsafe:
+    not Linux, or other threads alive."""
+    if not _forkable():
+        return None
+    read_end, write_end = os.pipe()
+
+    def child() -> None:
+        os.close(read_end)
+        with os.fdopen(write_end, "wb") as out:
+            out.write(work())
+
+    pid = _fork(child)
     os.close(write_end)
 
     def wait(*, fallback: bool = True) -> bytes:
@@ -217,7 +233,7 @@ class Ahead:
     @classmethod
     def start(cls, warm: Callable[[], object]) -> Ahead | None:
         """Fork the child and have it run `warm`."""
-        if not sys.platform.startswith("linux") or threading.active_count() > 1 or (os.cpu_count() or 1) < 2:
+        if not _forkable():
             return None
         import fcntl
 
@@ -225,25 +241,21 @@ class Ahead:
         result_read, result_write = os.pipe()
         with contextlib.suppress(OSError):
             fcntl.fcntl(job_write, fcntl.F_SETPIPE_SZ, cls.PIPE_BYTES)
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child leaves through os._exit
-            code = 1
-            try:
-                gc.freeze()  # collections would walk (and copy) the whole inherited heap
-                os.close(job_write)
-                os.close(result_read)
-                warm()
-                with os.fdopen(job_read, "rb") as inp:
-                    data = inp.read()
-                if data:
-                    import pickle
 
-                    out = pickle.loads(data)()
-                    with os.fdopen(result_write, "wb") as res:
-                        res.write(out)
-                code = 0
-            finally:
-                os._exit(code)
+        def child() -> None:
+            os.close(job_write)
+            os.close(result_read)
+            warm()
+            with os.fdopen(job_read, "rb") as inp:
+                data = inp.read()
+            if data:
+                import pickle
+
+                out = pickle.loads(data)()
+                with os.fdopen(result_write, "wb") as res:
+                    res.write(out)
+
+        pid = _fork(child)
         os.close(job_read)
         os.close(result_write)
         return cls(pid, job_write, result_read)

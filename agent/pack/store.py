@@ -392,8 +392,11 @@ def _ranking_from_corpus(
     is gone or torn."""
     from agent.pack.rank import entry_ok, index_entry, rank_features_corpus
 
-    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
-        row = con.execute("SELECT v FROM corpus WHERE root=? AND k=?", (root, key)).fetchone()
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
+            row = con.execute("SELECT v FROM corpus WHERE root=? AND k=?", (root, key)).fetchone()
+    except sqlite3.DatabaseError:
+        row = None  # gone or unreadable: ranked another way
     fresh: dict[int, bytes] = {}
     made: dict[int, bytes] = {}
     for i, (entry, data) in changed.items():
@@ -442,14 +445,14 @@ def _persistable(f: Candidate, entry: bytes, scanner: SecretScanner) -> list[tup
     return [(f.path, f.size, f.mtime_ns, digest(data), entry)]
 
 
-def rank_ahead(cache: CountCache, root: str, task: str | None, files: int) -> Ahead | None:
+def rank_ahead(cache: CountCache, root: str, task: str | None, scan_kind: str) -> Ahead | None:
     """A child forked before the scan to rank `task`, importing the ranker while this process
-    scans (it is most of a ranking from the tree's joined index): where the tree is large
-    (`files`, as the last scan found it), its cache is a file, and the task is new on the tree
-    (a task ranked on it before is a repeat: the memo answers, or the tree changed)."""
-    if task is None or files < _FORK_RANK_FROM or cache.path is None:
+    scans (it is most of a ranking from the tree's joined index): where the cache is a file,
+    the task is new on the tree (one ranked on it before is a repeat: the memo answers, or the
+    tree changed) and the tree is large (as the last scan found it: its `scan_kind` rows)."""
+    if task is None or cache.path is None or cache.has_stat(root, _task_mark(task), _TASK_KIND):
         return None
-    if cache.has_stat(root, _task_mark(task), _TASK_KIND):
+    if cache.count_stats(root, scan_kind) < _FORK_RANK_FROM:
         return None
     return Ahead.start(_import_ranker)
 
