@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -25,6 +26,8 @@ from pathlib import Path
 from tools.base import Toolbox, ToolContext
 from tools.patch import apply_patch, parse_patch
 from tools.workspace import Workspace
+
+CHECKOUT = Path(__file__).resolve().parents[1]
 
 # Mirrors to try for a repository, in order: its own, then forks that hold its history.
 MIRROR_ALIASES = {
@@ -204,9 +207,9 @@ def run_one(row: dict, git_dir: Path, work: Path, *, perturbed: bool = False) ->
 def main(argv: list[str] | None = None) -> int:
     """Run the comparison and print the table; exit 1 if any patch differs or fails."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--swe", type=Path, default=Path("/work/shared/swe"))
-    ap.add_argument("--mirrors", type=Path, default=Path("/work/.mirror"))
-    ap.add_argument("--scratch", type=Path, default=Path("/work/scratch/tools/applybench"))
+    ap.add_argument("--swe", type=Path, default=CHECKOUT.parent / "shared" / "swe")  # beside the checkout
+    ap.add_argument("--mirrors", type=Path, default=CHECKOUT.parent / ".mirror")
+    ap.add_argument("--scratch", type=Path, default=Path(tempfile.gettempdir()) / "tome-applybench")
     ap.add_argument("--json", type=Path, help="write per-instance outcomes here")
     ap.add_argument("--limit", type=int, help="only the first N instances")
     ap.add_argument(
