@@ -1,7 +1,7 @@
 """apply_patch vs `git apply` on the gold patches of the SWE-bench instances in ../shared/swe.
 
 For every instance: extract the files its gold patch touches at the base commit from a bare
-mirror (/work/.mirror/<owner>+<name>/repo, made by the `fetch` tool), apply the patch in one
+mirror (../.mirror/<owner>+<name>/repo, made by the `fetch` tool), apply the patch in one
 copy with `git apply` and in another with tome's apply_patch tool (through a Toolbox, as the
 model calls it), then compare the two trees byte for byte (contents and the executable bit).
 Prints a table per repository and lists every difference and failure.

@@ -5,7 +5,7 @@ instances ../shared/swe/RUNNABLE.md lists as runnable; tome eval's built-in know
 leaves out the PASS_TO_PASS tests broken on Python 3.11 (and report.json lists them). Gold must
 resolve 100%, empty 0%. Prints a table per repository and the wall time.
 
-    python benchmarks/swe_selfcheck.py --repos-dir /work/scratch/eval/repos --workers 2 \
+    python benchmarks/swe_selfcheck.py --repos-dir ../scratch/eval/repos --workers 2 \
         [--repos pallets/flask pytest-dev/pytest] [--instance-ids ...]
 
 The repositories are clones named <owner>__<name> (django/django from a fork that has every

@@ -5,7 +5,7 @@ Scores CodeR's Lite predictions (../shared/swe/thirdparty/coder_lite_preds.jsonl
 with the official one (coder_lite_official.json, `resolved_ids`) and prints the agreement table:
 per repository, instances, agree, disagree; then each disagreement with its reason from the logs.
 
-    python benchmarks/thirdparty.py --repos-dir /work/scratch/eval/repos --workers 2 \\
+    python benchmarks/thirdparty.py --repos-dir ../scratch/eval/repos --workers 2 \\
         [--repos pallets/flask pytest-dev/pytest] [--instance-ids ...]
 """
 
