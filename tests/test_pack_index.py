@@ -140,6 +140,10 @@ def test_the_mode_comes_from_the_option_then_the_environment(tmp_path: Path, mon
     with pytest.raises(ConfigError, match="TOME_PACK_INDEX='sometimes'"):
         index.index_mode(None, {"TOME_PACK_INDEX": "sometimes"})
     root = make_repo(tmp_path / "repo", FILES)
+    monkeypatch.setenv("TOME_PACK_INDEX", "later")
+    with pytest.raises(ConfigError, match="TOME_PACK_INDEX='later'"):  # before any work, not after it
+        _pack(root, tmp_path / "cache", TASKS[0])
+    assert not (tmp_path / "cache").exists()
     monkeypatch.setenv("TOME_PACK_INDEX", "here")
     _pack(root, tmp_path / "cache", TASKS[0])
     assert _rows(tmp_path / "cache", "rank_index") == len(FILES)  # indexed at the first task

@@ -27,6 +27,7 @@ from agent.errors import ConfigError
 from agent.pack.budget import default_budget
 from agent.pack.cache import CountCache, digest
 from agent.pack.counting import BULK_BYTES, BULK_FILES, Ahead, ExactCounter, Laps, chunks, collector_paused, count_parts
+from agent.pack.index import IndexMode, index_mode
 from agent.pack.outline import Outliner
 from agent.pack.render import TREE_LEVELS, Format, file_block, footer, header, relevant_block, tree
 from agent.pack.scan import MAX_FILE_BYTES, ScanResult, SourceFile, rules_key, scan_repo
@@ -35,7 +36,6 @@ from agent.records import Pack, PackItem, PackTotals, SecretFinding, Skipped, Ta
 from agent.secrets import SecretScanner
 
 if TYPE_CHECKING:
-    from agent.pack.index import IndexMode
     from agent.settings import Settings
     from agent.tokens import Tokenizer
 
@@ -164,6 +164,10 @@ def build_packs(
             raise ConfigError(f"pack budget must be positive, got {b}")
     tokenizer_name, loader, bulk = _tokenizer_loader(opts.tokenizer, tokenizer_name)
     cache_root = opts.cache_dir if opts.cache_dir is not None else getattr(settings, "cache_dir", None)
+    # Where to index after (agent.pack.index): the option, else the caller's settings (loaded
+    # with the environment; not defaults made up here), else TOME_PACK_INDEX. Read now: a bad
+    # value fails before the work, not after it.
+    mode = index_mode(opts.index or getattr(opts.settings, "pack_index", None))
     with CountCache(cache_root, tokenizer_name) as cache, collector_paused():
         counter = ExactCounter(loader, cache, bulk=bulk)
         lap("setup")
@@ -171,28 +175,32 @@ def build_packs(
         with Outliner() as outliner:
             packs = [_pack(run, budget, outliner, dict(timings)) for budget in resolved]
     if run.store.ranked_from_bytes and cache_root is not None:
-        # The caller's settings (loaded with the environment), not defaults made up here.
-        _index_ahead(run, opts, getattr(opts.settings, "pack_index", None), tokenizer_name, Path(cache_root))
+        _index_ahead(run, opts, mode, tokenizer_name, Path(cache_root))
     return packs
 
 
-def _index_ahead(run: _Run, opts: PackOptions, setting: IndexMode | None, tokenizer: str, cache_dir: Path) -> None:
+def _index_ahead(run: _Run, opts: PackOptions, mode: IndexMode, tokenizer: str, cache_dir: Path) -> None:
     """After a fresh ranking from the files' bytes, index the tree for the tasks to come
-    (where and when: agent.pack.index; the option, else the setting, else TOME_PACK_INDEX)."""
+    (where and when: agent.pack.index). The pack is made: an index that cannot be written
+    (a read-only or full cache) is left for another time, not raised."""
+    import sqlite3
+
     from agent.pack import index
     from agent.tokens import available_tokenizers
 
-    mode = index.index_mode(opts.index or setting)
     if mode == "off" or tokenizer not in available_tokenizers():  # a tokenizer given as an object only
         return
     spec = index.IndexSpec(
         root=run.store.root, tokenizer=tokenizer, cache_dir=str(cache_dir), format=run.store.format,
         max_file_bytes=opts.max_file_bytes, environ=opts.environ, scanner=run.store.scanner.fingerprint,
     )
-    if len(run.files) >= index.INDEX_AHEAD_FROM and mode == "background":
-        index.start(spec)
-    elif run.store.ranked_from_bytes > 1 or mode == "here":
-        index.index_tree(spec)
+    try:
+        if len(run.files) >= index.INDEX_AHEAD_FROM and mode == "background":
+            index.start(spec)
+        elif run.store.ranked_from_bytes > 1 or mode == "here":
+            index.index_tree(spec)
+    except (OSError, sqlite3.DatabaseError):
+        pass
 
 
 def build_pack(
