@@ -194,12 +194,6 @@ class CountCache:
         """Keep a file's ranking index entry (written on flush)."""
         self._pending_index[h] = (code, entry)
 
-    def corpus(self, root: str, key: bytes) -> bytes | None:
-        """The tree's joined ranking index (`agent.pack.rank.index_corpus`), if it is the one
-        made for `key` (the ranking code and every file's content hash)."""
-        row = self._db.execute("SELECT v FROM corpus WHERE root=? AND k=?", (root, key)).fetchone()
-        return row[0] if row else None
-
     def corpus_hashes(self, root: str, key: bytes) -> list[bytes | None] | None:
         """The content hashes the tree's joined index was made from (`agent.pack.corpus`),
         read without the rest of it (sqlite3 blobopen: incremental blob I/O), if it is the one

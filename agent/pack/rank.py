@@ -37,7 +37,7 @@ import numpy as np
 from agent.pack.corpus import CORPUS, CORPUS_MAGIC, HASH, corpus_head
 
 __all__ = ["STOPWORDS", "WEIGHTS", "Features", "Ranked", "Weights", "entry_ok", "index_corpus", "index_entry", "query_weights", "kinds", "order", "points",
-           "rank_features", "rank_features_corpus", "rank_features_indexed", "rank_files", "score", "task_terms", "word_query"]
+           "rank_features", "rank_features_corpus", "rank_features_indexed", "rank_features_joined", "rank_files", "score", "task_terms", "word_query"]
 
 STOPWORDS = frozenset(
     ["a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are", "aren", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "cannot", "could", "did", "do", "does", "doing", "don", "down", "during", "each", "few", "for", "from", "further", "get", "got", "had", "has", "have", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "isn", "it", "its", "itself", "just", "let", "me", "more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "ought", "our", "ours", "ourselves", "out", "over", "own", "same", "shall", "she", "should", "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "use", "used", "using", "very", "want", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "yourself", "yourselves", "self", "none", "true", "false", "def", "class", "return", "import", "from", "pass", "raise", "elif", "else", "try", "except", "finally", "lambda", "yield", "assert", "del", "global", "nonlocal", "print", "one", "two", "new", "like", "way", "make", "see", "seems", "seem", "work", "works", "thing", "things", "still", "even", "however", "though", "example", "following", "currently", "issue", "problem", "bug", "expected", "actual", "behavior", "behaviour", "case", "cases", "instead", "since", "already", "might", "must", "need", "needs", "think", "thanks", "hi", "hello"]
@@ -559,9 +559,21 @@ def index_corpus(entries: Sequence[bytes], hashes: Sequence[bytes | None]) -> by
     each was made from, for `rank_features_corpus`. A file without a hash (one not to be
     kept: it may hold a secret) is left out, an empty entry in its place: its entry is given
     fresh each time."""
-    return _Indexed.of([e if h is not None else _HOLE for e, h in zip(entries, hashes)]).dumps(
-        [h if h is not None else bytes(HASH) for h in hashes]
-    )
+    return _joined(entries, hashes).dumps([h if h is not None else bytes(HASH) for h in hashes])
+
+
+def rank_features_joined(
+    task: str, paths: Sequence[str], entries: Sequence[bytes], hashes: Sequence[bytes | None]
+) -> tuple[Features, bytes]:
+    """`rank_features_indexed` of the entries and their `index_corpus`, joined once for both."""
+    indexed = _joined(entries, hashes)
+    fresh = {i: e for i, (e, h) in enumerate(zip(entries, hashes)) if h is None}
+    corpus = indexed.dumps([h if h is not None else bytes(HASH) for h in hashes])
+    return _features(task, paths, indexed.replace(fresh), None), corpus
+
+
+def _joined(entries: Sequence[bytes], hashes: Sequence[bytes | None]) -> _Indexed:
+    return _Indexed.of([e if h is not None else _HOLE for e, h in zip(entries, hashes)])
 
 
 def rank_features_corpus(task: str, paths: Sequence[str], corpus: bytes, fresh: dict[int, bytes]) -> Features | None:

@@ -13,7 +13,9 @@ outline and the task's ranking; it answers from the persistent cache when it can
   fresh ranking runs in a forked child while the tokenizer loads (both hold the GIL);
 * a new task on a known tree ranks from each file's ranking index entry (`rank.index_entry`,
   kept by content hash with the ranker's code digest; a file unchanged since it was indexed is
-  not read, a changed or added one is read and indexed, a torn entry is made again): the same
+  not read, a changed or added one is read and indexed, a torn entry is made again), joined
+  once per tree (`rank.index_corpus`: one blob, the changed files' entries replacing theirs),
+  in a child forked before the scan for a task new on a large tree (`rank_ahead`): the same
   ranking as from the bytes. A tree mostly unknown ranks from its bytes, and is then indexed
   whole (`index`, `outline_all`; when and where: agent.pack.index). A file with a secret in it
   is not kept in the index.
@@ -367,7 +369,7 @@ def _ranking(
     """The ranking as the memo keeps it, the index entries made for it, and the joined index
     made from the entries (None: ranked from the bytes), pickled: from the entries when given
     (those missing or torn are made from the files), else from the files' bytes."""
-    from agent.pack.rank import index_corpus, rank_features, rank_features_corpus
+    from agent.pack.rank import rank_features, rank_features_joined
 
     paths = [f.path for f in files]
     new: list[tuple[str, int, int, bytes, bytes]] = []
@@ -377,9 +379,7 @@ def _ranking(
         features = rank_features(task, paths, [f.source.data for f in files])
     else:
         whole, kept, new = _complete(files, hashes, entries, scanner)
-        corpus = index_corpus(whole, kept)
-        features = rank_features_corpus(task, paths, corpus, {i: e for i, (e, h) in enumerate(zip(whole, kept)) if h is None})
-        assert features is not None  # made here, whole
+        features, corpus = rank_features_joined(task, paths, whole, kept)
     return pickle.dumps((_ranked(features), new, corpus))
 
 
@@ -393,6 +393,10 @@ def _ranking_from_corpus(
     from agent.pack.rank import entry_ok, index_entry, rank_features_corpus
 
     try:
+        # A read-only connection of its own (https://www.sqlite.org/uri.html, mode=ro): a
+        # connection must not cross a fork (https://www.sqlite.org/howtocorrupt.html, 2.6), and a
+        # WAL reader needs the -shm file, which the parent's open connection keeps
+        # (https://www.sqlite.org/wal.html, "Read-Only Databases").
         with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)) as con:
             row = con.execute("SELECT v FROM corpus WHERE root=? AND k=?", (root, key)).fetchone()
     except sqlite3.DatabaseError:
